@@ -1,0 +1,128 @@
+"""JSON and MessagePack codecs for protocol v1, negotiated by WebSocket subprotocol.
+
+A :class:`Codec` owns one reused encoder and one decoder per direction. Decoding
+never raises anything but :class:`DecodeError`, whose ``code`` (from
+:mod:`protocol.errors`) says what was wrong, so the edge can answer with a clear
+error and carry on (H6).
+"""
+
+from __future__ import annotations
+
+from typing import Final, Generic, Literal, TypeVar
+
+import msgspec
+
+from protocol.errors import Code
+from protocol.messages import (
+    SUBPROTOCOL_JSON,
+    SUBPROTOCOL_MSGPACK,
+    ClientMessage,
+    ServerMessage,
+)
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "SUBPROTOCOLS",
+    "Codec",
+    "DecodeError",
+    "Format",
+    "codec_for",
+    "negotiate",
+]
+
+DEFAULT_MAX_MESSAGE_BYTES: Final = 64 * 1024
+Format = Literal["json", "msgpack"]
+SUBPROTOCOLS: Final[dict[str, Format]] = {
+    SUBPROTOCOL_JSON: "json",
+    SUBPROTOCOL_MSGPACK: "msgpack",
+}
+
+T = TypeVar("T")
+
+
+class DecodeError(Exception):
+    """A frame could not be decoded; ``code`` is a bad-request code (100-199)."""
+
+    def __init__(self, code: Code, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _classify(exc: msgspec.DecodeError) -> DecodeError:
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        # msgspec names the offending path; an unknown tag is reported at `$.type`.
+        if "`$.type`" in text and "Invalid value" in text:
+            return DecodeError(Code.UNKNOWN_TYPE, text)
+        return DecodeError(Code.WRONG_FIELD_TYPE, text)
+    if "UTF-8" in text or "utf-8" in text:
+        return DecodeError(Code.INVALID_UTF8, text)
+    return DecodeError(Code.MALFORMED, text)
+
+
+class _Side(Generic[T]):
+    """One reused decoder for one union, with the edge checks around it."""
+
+    __slots__ = ("_decode", "_max")
+
+    def __init__(self, fmt: Format, union: type[T], max_bytes: int) -> None:
+        decoder: msgspec.json.Decoder[T] | msgspec.msgpack.Decoder[T]
+        if fmt == "json":
+            decoder = msgspec.json.Decoder(union)
+        else:
+            decoder = msgspec.msgpack.Decoder(union)
+        self._decode = decoder.decode
+        self._max = max_bytes
+
+    def __call__(self, data: bytes | str) -> T:
+        if len(data) > self._max:
+            raise DecodeError(Code.TOO_LARGE, f"frame of {len(data)} bytes exceeds {self._max}")
+        try:
+            return self._decode(data)
+        except msgspec.DecodeError as exc:
+            raise _classify(exc) from None
+        except RecursionError:
+            # msgspec on 3.11 recurses on nesting; very deep input ends here.
+            raise DecodeError(Code.TOO_DEEP, "frame is nested too deeply") from None
+        except UnicodeError as exc:  # msgspec lets invalid UTF-8 in bytes escape as this
+            raise DecodeError(Code.INVALID_UTF8, str(exc)) from None
+
+
+class Codec:
+    """Encode and decode messages in one format.
+
+    ``binary`` says which WebSocket frame type the format travels in: JSON in
+    text frames, MessagePack in binary frames.
+    """
+
+    __slots__ = ("binary", "decode_client", "decode_server", "encode", "format", "subprotocol")
+
+    def __init__(self, fmt: Format, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.format: Format = fmt
+        self.binary = fmt == "msgpack"
+        self.subprotocol = SUBPROTOCOL_JSON if fmt == "json" else SUBPROTOCOL_MSGPACK
+        encoder = msgspec.json.Encoder() if fmt == "json" else msgspec.msgpack.Encoder()
+        self.encode = encoder.encode
+        """Encode any message (or event) to bytes."""
+        self.decode_client: _Side[ClientMessage] = _Side(
+            fmt, ClientMessage, max_message_bytes  # type: ignore[arg-type]
+        )
+        """Decode a client frame; raises only :class:`DecodeError`."""
+        self.decode_server: _Side[ServerMessage] = _Side(
+            fmt, ServerMessage, max_message_bytes  # type: ignore[arg-type]
+        )
+        """Decode a server frame (for clients); raises only :class:`DecodeError`."""
+
+
+def codec_for(subprotocol: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Codec:
+    """The codec a negotiated subprotocol names; KeyError if it is not one of ours."""
+    return Codec(SUBPROTOCOLS[subprotocol], max_message_bytes)
+
+
+def negotiate(offered: list[str]) -> str | None:
+    """Pick the first subprotocol the client offered that we speak, or None."""
+    for name in offered:
+        if name in SUBPROTOCOLS:
+            return name
+    return None

@@ -1,0 +1,217 @@
+"""What happens in a room: the bodies of :class:`protocol.messages.Event`.
+
+Events are facts, self-contained: an expiry is stored as an absolute time, a
+pin names the product, so folding the log (``evolve``) needs no clock and no
+outside lookup. Past tense names; tags read the same as the class names.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from msgspec import Struct
+
+from protocol.model import (
+    BagItem,
+    Billboard,
+    Campaign,
+    CommentSettings,
+    Count,
+    FlashSale,
+    Giveaway,
+    Id,
+    LiveEvent,
+    LiveSummary,
+    Millis,
+    ProductSet,
+    Text,
+    Title,
+    Viewer,
+    Violation,
+)
+
+
+class EventBase(Struct, tag_field="type", frozen=True, kw_only=True):
+    """Base of every event body."""
+
+
+class LiveStarted(EventBase, tag="live_started"):
+    live_id: Id
+    title: Title = ""
+
+
+class LiveEnded(EventBase, tag="live_ended"):
+    live_id: Id
+    summary: LiveSummary
+
+
+class ProductAdded(EventBase, tag="product_added"):
+    item: BagItem
+    position: Count
+
+
+class ProductDeleted(EventBase, tag="product_deleted"):
+    product_id: Id
+
+
+class ProductPinned(EventBase, tag="product_pinned"):
+    product_id: Id
+
+
+class ProductUnpinned(EventBase, tag="product_unpinned"):
+    product_id: Id
+
+
+class ProductMoved(EventBase, tag="product_moved"):
+    product_id: Id
+    position: Count
+
+
+class GiveawayReady(EventBase, tag="giveaway_ready"):
+    giveaway: Giveaway
+
+
+class GiveawayDeployed(EventBase, tag="giveaway_deployed"):
+    giveaway_id: Id
+    ends_at: Millis
+
+
+class FlashSaleReady(EventBase, tag="flash_sale_ready"):
+    sale: FlashSale
+
+
+class FlashSaleDeployed(EventBase, tag="flash_sale_deployed"):
+    sale_id: Id
+    starts_at: Millis
+    ends_at: Millis
+
+
+class FlashSaleEnded(EventBase, tag="flash_sale_ended"):
+    sale_id: Id
+    reason: Literal["ended", "sold_out", "expired", "live_ended"] = "ended"
+
+
+class BillboardDeployed(EventBase, tag="billboard_deployed"):
+    billboard: Billboard
+
+
+class BillboardTakenDown(EventBase, tag="billboard_taken_down"):
+    billboard_id: Id
+
+
+class CommentSettingsChanged(EventBase, tag="comment_settings_changed"):
+    settings: CommentSettings
+
+
+class UserMuted(EventBase, tag="user_muted"):
+    user_id: Id
+    until: Millis
+
+
+class UserUnmuted(EventBase, tag="user_unmuted"):
+    user_id: Id
+
+
+class UserBlocked(EventBase, tag="user_blocked"):
+    user_id: Id
+    until: Millis
+
+
+class UserUnblocked(EventBase, tag="user_unblocked"):
+    user_id: Id
+
+
+class LiveEventScheduled(EventBase, tag="live_event_scheduled"):
+    event: LiveEvent
+
+
+class LiveEventEdited(EventBase, tag="live_event_edited"):
+    event: LiveEvent
+
+
+class LiveEventCancelled(EventBase, tag="live_event_cancelled"):
+    event_id: Id
+
+
+class ProductSetSaved(EventBase, tag="product_set_saved"):
+    product_set: ProductSet
+
+
+class ProductSetDeleted(EventBase, tag="product_set_deleted"):
+    set_id: Id
+
+
+class CampaignSaved(EventBase, tag="campaign_saved"):
+    campaign: Campaign
+
+
+class ShowcaseUpdated(EventBase, tag="showcase_updated"):
+    product_ids: list[Id]
+
+
+HiddenReason = Literal["muted", "blocked", "spam", "comments_off"]
+
+
+class CommentPosted(EventBase, tag="comment_posted"):
+    """A comment; ``hidden`` says why the audience does not see it, if so."""
+
+    comment_id: Id
+    user: Viewer
+    content: Text
+    hidden: HiddenReason | None = None
+
+
+class OrderPlaced(EventBase, tag="order_placed"):
+    order_id: Id
+    user: Viewer
+    product_id: Id
+    quantity: Count
+    amount_cents: Count
+    sale_id: Id | None = None
+
+
+class Subscribed(EventBase, tag="subscribed"):
+    user: Viewer
+    month: Count = 1
+
+
+class Followed(EventBase, tag="followed"):
+    user: Viewer
+
+
+class GiftSent(EventBase, tag="gift_sent"):
+    user: Viewer
+    gift_id: Count
+    gift_name: Title = ""
+    repeat_count: Count = 1
+    repeat_end: bool = True
+
+
+class ViewersChanged(EventBase, tag="viewers_changed"):
+    total: Count
+
+
+class ViolationReported(EventBase, tag="violation_reported"):
+    violation: Violation
+
+
+NotificationKind = Literal["staff_entered", "agency_created", "agency_changed"]
+
+
+class CreatorNotified(EventBase, tag="creator_notified"):
+    """A notification to the creator (R14, R15); ``by`` of the event names the staff."""
+
+    notification_id: Id
+    kind: NotificationKind
+    text: Text
+
+
+EventBody = (
+    LiveStarted | LiveEnded | ProductAdded | ProductDeleted | ProductPinned | ProductUnpinned
+    | ProductMoved | GiveawayReady | GiveawayDeployed | FlashSaleReady
+    | FlashSaleDeployed | FlashSaleEnded | BillboardDeployed | BillboardTakenDown
+    | CommentSettingsChanged | UserMuted | UserUnmuted | UserBlocked | UserUnblocked
+    | LiveEventScheduled | LiveEventEdited | LiveEventCancelled | ProductSetSaved
+    | ProductSetDeleted | CampaignSaved | ShowcaseUpdated | CommentPosted | OrderPlaced
+    | Subscribed | Followed | GiftSent | ViewersChanged | ViolationReported | CreatorNotified
+)

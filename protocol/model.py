@@ -1,0 +1,240 @@
+"""Value types shared by messages, the domain and the consoles.
+
+Everything here is plain, immutable data: it is what the wire carries and what
+the room decider folds. Ids are opaque strings chosen by whoever creates the
+thing (the client for set-ups, the platform for feed items), so a resend of the
+same command names the same thing. Money is in integer cents; time is integer
+milliseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+__all__ = [
+    "FAMILIES",
+    "GRANTABLE",
+    "Actor",
+    "BagItem",
+    "Billboard",
+    "Campaign",
+    "CommentSettings",
+    "Family",
+    "FlashSale",
+    "Giveaway",
+    "Id",
+    "LiveEvent",
+    "LiveSummary",
+    "Millis",
+    "MinuteBucket",
+    "ProductSet",
+    "Role",
+    "RoomState",
+    "LiveStatus",
+    "Viewer",
+    "Violation",
+]
+
+Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\-]+$")]
+"""An identifier: 1-128 characters of ``[A-Za-z0-9_.:@-]``."""
+Text = Annotated[str, Meta(max_length=2000)]
+Title = Annotated[str, Meta(max_length=200)]
+Millis = Annotated[int, Meta(ge=0)]
+"""Milliseconds since the Unix epoch (or a duration in milliseconds)."""
+Cents = Annotated[int, Meta(ge=0, le=10**12)]
+Count = Annotated[int, Meta(ge=0, le=10**9)]
+Seconds = Annotated[int, Meta(ge=1, le=366 * 24 * 3600)]
+
+Role = Literal["creator", "staff"]
+
+Family = Literal["live", "bag", "promotion", "billboard", "moderation", "planning", "feed"]
+"""The command families of R10-R13; a grant's scopes are a subset of GRANTABLE."""
+FAMILIES: tuple[Family, ...] = (
+    "live", "bag", "promotion", "billboard", "moderation", "planning", "feed",
+)
+GRANTABLE: frozenset[Family] = frozenset(
+    {"bag", "promotion", "billboard", "moderation", "planning"}
+)
+"""Families an agency may be granted: start/end (live) and feed stay the creator's."""
+
+
+class Actor(Struct, frozen=True, kw_only=True):
+    """Who really did something (R16): the creator, or a staff member of an agency."""
+
+    role: Role
+    id: Id
+    agency: Id | None = None
+
+
+class Viewer(Struct, frozen=True, kw_only=True):
+    """An audience member, as the platform's webcast events name them."""
+
+    unique_id: Id
+    nickname: Title = ""
+    is_moderator: bool = False
+    member_level: Count = 0
+
+
+class BagItem(Struct, frozen=True, kw_only=True):
+    """A product in the LIVE shopping bag."""
+
+    product_id: Id
+    title: Title = ""
+    category: Title = ""
+    price_cents: Cents = 0
+    stock: Count = 0
+
+
+class Giveaway(Struct, frozen=True, kw_only=True):
+    """A giveaway set up before or during a LIVE, deployed during one."""
+
+    giveaway_id: Id
+    product_id: Id
+    winners: Annotated[int, Meta(ge=1, le=1000)] = 1
+    duration_s: Seconds = 300
+    deployed_at: Millis | None = None
+    ends_at: Millis | None = None
+
+
+class FlashSale(Struct, frozen=True, kw_only=True):
+    """A flash sale: a price for a limited stock and time. Never oversold (R13)."""
+
+    sale_id: Id
+    product_id: Id
+    price_cents: Cents
+    stock: Annotated[int, Meta(ge=1, le=10**9)]
+    duration_s: Seconds = 300
+    sold: Count = 0
+    starts_at: Millis | None = None
+    ends_at: Millis | None = None
+    ended: bool = False
+
+
+class Billboard(Struct, frozen=True, kw_only=True):
+    """A promotional banner shown on the stream."""
+
+    billboard_id: Id
+    text: Text = ""
+    image_url: Text = ""
+
+
+class CommentSettings(Struct, frozen=True, kw_only=True):
+    """LIVE comment settings (R13)."""
+
+    allow_comments: bool = True
+    show_top_comment: bool = False
+    filter_spam: bool = True
+    default_mute_s: Seconds = 300
+    default_block_s: Seconds = 24 * 3600
+
+
+class LiveEvent(Struct, frozen=True, kw_only=True):
+    """A scheduled LIVE event (pre-LIVE, R12)."""
+
+    event_id: Id
+    title: Title
+    starts_at: Millis
+    duration_s: Seconds = 3600
+    cancelled: bool = False
+
+
+class ProductSet(Struct, frozen=True, kw_only=True):
+    """A named set of products prepared before a LIVE (R12)."""
+
+    set_id: Id
+    name: Title
+    product_ids: Annotated[list[Id], Meta(max_length=500)] = []
+
+
+class Campaign(Struct, frozen=True, kw_only=True):
+    """A livestream campaign the creator takes part in (R12)."""
+
+    campaign_id: Id
+    name: Title
+    product_ids: Annotated[list[Id], Meta(max_length=500)] = []
+    discount_pct: Annotated[int, Meta(ge=0, le=100)] = 0
+
+
+class Violation(Struct, frozen=True, kw_only=True):
+    """An account-health violation reported by the platform (R13 in-console)."""
+
+    violation_id: Id
+    policy: Title
+    description: Text = ""
+    severity: Literal["low", "medium", "high"] = "low"
+    at: Millis = 0
+
+
+class MinuteBucket(Struct, frozen=True, kw_only=True):
+    """Per-minute figures of one LIVE, minute 0 being the start."""
+
+    minute: Count
+    viewers: Count = 0
+    orders: Count = 0
+    gmv_cents: Cents = 0
+    comments: Count = 0
+
+
+class LiveSummary(Struct, frozen=True, kw_only=True):
+    """Post-LIVE figures, derived from the room's events."""
+
+    live_id: Id
+    started_at: Millis
+    ended_at: Millis | None = None
+    duration_ms: Millis = 0
+    viewers: Count = 0
+    peak_viewers: Count = 0
+    orders: Count = 0
+    units: Count = 0
+    gmv_cents: Cents = 0
+    comments: Count = 0
+    gifts: Count = 0
+    follows: Count = 0
+    subscriptions: Count = 0
+    violations: Count = 0
+    per_minute: list[MinuteBucket] = []
+
+    @property
+    def conversion(self) -> float:
+        """Orders per peak viewer: the dashboard's conversion figure."""
+        return self.orders / self.peak_viewers if self.peak_viewers else 0.0
+
+
+LiveStatus = Literal["offline", "live"]
+
+
+class RoomState(Struct, frozen=True, kw_only=True):
+    """A room as of ``seq``: what a snapshot carries and what ``evolve`` folds.
+
+    Treat it as immutable: ``evolve`` returns a new state and copies only the
+    collections an event touches.
+    """
+
+    room: Id
+    creator: Id
+    seq: Count = 0
+    status: LiveStatus = "offline"
+    live_id: Id | None = None
+    title: Title = ""
+    bag: list[BagItem] = []
+    pinned: Id | None = None
+    giveaways: dict[str, Giveaway] = {}
+    flash_sales: dict[str, FlashSale] = {}
+    billboard: Billboard | None = None
+    comment_settings: CommentSettings = CommentSettings()
+    muted: dict[str, int] = {}
+    blocked: dict[str, int] = {}
+    live_events: dict[str, LiveEvent] = {}
+    product_sets: dict[str, ProductSet] = {}
+    campaigns: dict[str, Campaign] = {}
+    showcase: list[str] = []
+    versions: dict[str, int] = {}
+    """``seq`` of the last change per command family (H5 ``expected_version``)."""
+    current: LiveSummary | None = None
+    """Running figures of the LIVE in progress (the LIVE dashboard)."""
+    lives: list[LiveSummary] = []
+    """Post-LIVE figures of every ended LIVE, oldest first."""
+    violations: list[Violation] = []
+    """Account health: every violation reported, oldest first."""
