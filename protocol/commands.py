@@ -10,23 +10,20 @@ Schema evolution: new fields always get defaults; unknown fields are ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 
 from msgspec import Meta, Struct
 
 from protocol.model import (
-    Actor,
     BagItem,
     Billboard,
     Campaign,
-    CommentSettings,
     Count,
     Family,
     FlashSale,
     Giveaway,
     Id,
     LiveEvent,
-    LiveSummary,
     Millis,
     ProductSet,
     Seconds,
@@ -46,39 +43,39 @@ class Message(Struct, tag_field="type", frozen=True, kw_only=True):
 # --- session control (client -> server) -----------------------------------
 
 
-class Hello(Message, tag="hello"):
+class Hello(Message, tag="hello", frozen=True):
     """First frame of a session: authenticate with a token."""
 
     token: Token
     client: Title = ""
 
 
-class Refresh(Message, tag="refresh"):
+class Refresh(Message, tag="refresh", frozen=True):
     """Replace the session's token in-band before it expires."""
 
     token: Token
 
 
-class Join(Message, tag="join"):
+class Join(Message, tag="join", frozen=True):
     """Join a room; the server answers with a :class:`Snapshot`."""
 
     room: Id
 
 
-class Resume(Message, tag="resume"):
+class Resume(Message, tag="resume", frozen=True):
     """Rejoin a room and receive every event after ``last_seq`` (H3)."""
 
     room: Id
     last_seq: Count
 
 
-class Leave(Message, tag="leave"):
+class Leave(Message, tag="leave", frozen=True):
     """Leave a room."""
 
     room: Id
 
 
-class Ping(Message, tag="ping"):
+class Ping(Message, tag="ping", frozen=True):
     """Application-level heartbeat; answered by :class:`Pong`."""
 
     nonce: Count = 0
@@ -87,7 +84,7 @@ class Ping(Message, tag="ping"):
 # --- room commands (client -> server) --------------------------------------
 
 
-class Command(Message, kw_only=True):
+class Command(Message, frozen=True, kw_only=True):
     """A room command. ``family`` says which grant scope it needs."""
 
     family: ClassVar[Family]
@@ -96,20 +93,20 @@ class Command(Message, kw_only=True):
     expected_version: Count | None = None
 
 
-class StartLive(Command, tag="start_live"):
+class StartLive(Command, tag="start_live", frozen=True):
     """Go live. Creator only (R10)."""
 
     family = "live"
     title: Title = ""
 
 
-class EndLive(Command, tag="end_live"):
+class EndLive(Command, tag="end_live", frozen=True):
     """End the LIVE. Creator only (R10)."""
 
     family = "live"
 
 
-class BagAdd(Command, tag="bag_add"):
+class BagAdd(Command, tag="bag_add", frozen=True):
     """Add a product to the shopping bag, at the end or at ``position``."""
 
     family = "bag"
@@ -117,27 +114,27 @@ class BagAdd(Command, tag="bag_add"):
     position: Count | None = None
 
 
-class BagDelete(Command, tag="bag_delete"):
+class BagDelete(Command, tag="bag_delete", frozen=True):
     """Delete a product from the bag (unpins it if pinned)."""
 
     family = "bag"
     product_id: Id
 
 
-class BagPin(Command, tag="bag_pin"):
+class BagPin(Command, tag="bag_pin", frozen=True):
     """Pin a product; the previously pinned one is unpinned (one pin at a time)."""
 
     family = "bag"
     product_id: Id
 
 
-class BagUnpin(Command, tag="bag_unpin"):
+class BagUnpin(Command, tag="bag_unpin", frozen=True):
     """Unpin the pinned product."""
 
     family = "bag"
 
 
-class BagMove(Command, tag="bag_move"):
+class BagMove(Command, tag="bag_move", frozen=True):
     """Move a product to a 0-based position; the others shift."""
 
     family = "bag"
@@ -145,7 +142,7 @@ class BagMove(Command, tag="bag_move"):
     position: Count
 
 
-class BagList(Command, tag="bag_list"):
+class BagList(Command, tag="bag_list", frozen=True):
     """Query: the bag filtered by category and stock; answered by :class:`BagListing`."""
 
     family = "bag"
@@ -153,55 +150,55 @@ class BagList(Command, tag="bag_list"):
     in_stock: bool | None = None
 
 
-class GiveawaySetUp(Command, tag="giveaway_set_up"):
+class GiveawaySetUp(Command, tag="giveaway_set_up", frozen=True):
     """Set up a giveaway (pre- or during LIVE, R12)."""
 
     family = "promotion"
     giveaway: Giveaway
 
 
-class GiveawayDeploy(Command, tag="giveaway_deploy"):
+class GiveawayDeploy(Command, tag="giveaway_deploy", frozen=True):
     """Deploy a set-up giveaway on the LIVE (R13)."""
 
     family = "promotion"
     giveaway_id: Id
 
 
-class FlashSaleSetUp(Command, tag="flash_sale_set_up"):
+class FlashSaleSetUp(Command, tag="flash_sale_set_up", frozen=True):
     """Set up a flash sale: product, price, stock, duration (R12)."""
 
     family = "promotion"
     sale: FlashSale
 
 
-class FlashSaleDeploy(Command, tag="flash_sale_deploy"):
+class FlashSaleDeploy(Command, tag="flash_sale_deploy", frozen=True):
     """Start a set-up flash sale now (R13)."""
 
     family = "promotion"
     sale_id: Id
 
 
-class FlashSaleEnd(Command, tag="flash_sale_end"):
+class FlashSaleEnd(Command, tag="flash_sale_end", frozen=True):
     """End a running flash sale early."""
 
     family = "promotion"
     sale_id: Id
 
 
-class BillboardDeploy(Command, tag="billboard_deploy"):
+class BillboardDeploy(Command, tag="billboard_deploy", frozen=True):
     """Show a billboard on the stream (replaces the current one)."""
 
     family = "billboard"
     billboard: Billboard
 
 
-class BillboardTakeDown(Command, tag="billboard_take_down"):
+class BillboardTakeDown(Command, tag="billboard_take_down", frozen=True):
     """Take the current billboard down."""
 
     family = "billboard"
 
 
-class CommentSettingsUpdate(Command, tag="comment_settings"):
+class CommentSettingsUpdate(Command, tag="comment_settings", frozen=True):
     """Change comment settings; omitted fields stay as they are."""
 
     family = "moderation"
@@ -212,7 +209,7 @@ class CommentSettingsUpdate(Command, tag="comment_settings"):
     default_block_s: Seconds | None = None
 
 
-class Mute(Command, tag="mute"):
+class Mute(Command, tag="mute", frozen=True):
     """Mute an audience account; ``duration_s`` defaults to the room's setting."""
 
     family = "moderation"
@@ -220,14 +217,14 @@ class Mute(Command, tag="mute"):
     duration_s: Seconds | None = None
 
 
-class Unmute(Command, tag="unmute"):
+class Unmute(Command, tag="unmute", frozen=True):
     """Lift a mute."""
 
     family = "moderation"
     user_id: Id
 
 
-class Block(Command, tag="block"):
+class Block(Command, tag="block", frozen=True):
     """Block an audience account; ``duration_s`` defaults to the room's setting."""
 
     family = "moderation"
@@ -235,21 +232,21 @@ class Block(Command, tag="block"):
     duration_s: Seconds | None = None
 
 
-class Unblock(Command, tag="unblock"):
+class Unblock(Command, tag="unblock", frozen=True):
     """Lift a block."""
 
     family = "moderation"
     user_id: Id
 
 
-class LiveEventSchedule(Command, tag="live_event_schedule"):
+class LiveEventSchedule(Command, tag="live_event_schedule", frozen=True):
     """Schedule a LIVE event (pre-LIVE, R12; notified to the creator, R14)."""
 
     family = "planning"
     event: LiveEvent
 
 
-class LiveEventEdit(Command, tag="live_event_edit"):
+class LiveEventEdit(Command, tag="live_event_edit", frozen=True):
     """Edit a scheduled LIVE event; omitted fields stay."""
 
     family = "planning"
@@ -259,35 +256,35 @@ class LiveEventEdit(Command, tag="live_event_edit"):
     duration_s: Seconds | None = None
 
 
-class LiveEventCancel(Command, tag="live_event_cancel"):
+class LiveEventCancel(Command, tag="live_event_cancel", frozen=True):
     """Cancel a scheduled LIVE event."""
 
     family = "planning"
     event_id: Id
 
 
-class ProductSetSave(Command, tag="product_set_save"):
+class ProductSetSave(Command, tag="product_set_save", frozen=True):
     """Create or replace a LIVE product set."""
 
     family = "planning"
     product_set: ProductSet
 
 
-class ProductSetDelete(Command, tag="product_set_delete"):
+class ProductSetDelete(Command, tag="product_set_delete", frozen=True):
     """Delete a LIVE product set."""
 
     family = "planning"
     set_id: Id
 
 
-class CampaignSave(Command, tag="campaign_save"):
+class CampaignSave(Command, tag="campaign_save", frozen=True):
     """Create or replace a livestream campaign."""
 
     family = "planning"
     campaign: Campaign
 
 
-class ShowcaseUpdate(Command, tag="showcase_update"):
+class ShowcaseUpdate(Command, tag="showcase_update", frozen=True):
     """Replace the showcase's product list."""
 
     family = "planning"
@@ -297,7 +294,7 @@ class ShowcaseUpdate(Command, tag="showcase_update"):
 # --- creator client feed (platform activity, creator only) -----------------
 
 
-class FeedComment(Command, tag="feed_comment"):
+class FeedComment(Command, tag="feed_comment", frozen=True):
     """A viewer's comment, as the platform delivered it."""
 
     family = "feed"
@@ -306,7 +303,7 @@ class FeedComment(Command, tag="feed_comment"):
     content: Text
 
 
-class FeedOrder(Command, tag="feed_order"):
+class FeedOrder(Command, tag="feed_order", frozen=True):
     """A purchase; with ``sale_id`` it draws on that flash sale's stock."""
 
     family = "feed"
@@ -318,7 +315,7 @@ class FeedOrder(Command, tag="feed_order"):
     sale_id: Id | None = None
 
 
-class FeedSubscription(Command, tag="feed_subscription"):
+class FeedSubscription(Command, tag="feed_subscription", frozen=True):
     """A viewer subscribed (``month`` = subscription month)."""
 
     family = "feed"
@@ -326,14 +323,14 @@ class FeedSubscription(Command, tag="feed_subscription"):
     month: Count = 1
 
 
-class FeedFollow(Command, tag="feed_follow"):
+class FeedFollow(Command, tag="feed_follow", frozen=True):
     """A viewer followed the creator."""
 
     family = "feed"
     user: Viewer
 
 
-class FeedGift(Command, tag="feed_gift"):
+class FeedGift(Command, tag="feed_gift", frozen=True):
     """A gift; streakable gifts repeat until ``repeat_end``."""
 
     family = "feed"
@@ -344,14 +341,14 @@ class FeedGift(Command, tag="feed_gift"):
     repeat_end: bool = True
 
 
-class FeedViewers(Command, tag="feed_viewers"):
+class FeedViewers(Command, tag="feed_viewers", frozen=True):
     """The viewer count ("room user seq")."""
 
     family = "feed"
     total: Count
 
 
-class FeedViolation(Command, tag="feed_violation"):
+class FeedViolation(Command, tag="feed_violation", frozen=True):
     """A platform violation on this LIVE (account health)."""
 
     family = "feed"

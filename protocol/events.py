@@ -35,124 +35,124 @@ class EventBase(Struct, tag_field="type", frozen=True, kw_only=True):
     """Base of every event body."""
 
 
-class LiveStarted(EventBase, tag="live_started"):
+class LiveStarted(EventBase, tag="live_started", frozen=True):
     live_id: Id
     title: Title = ""
 
 
-class LiveEnded(EventBase, tag="live_ended"):
+class LiveEnded(EventBase, tag="live_ended", frozen=True):
     live_id: Id
     summary: LiveSummary
 
 
-class ProductAdded(EventBase, tag="product_added"):
+class ProductAdded(EventBase, tag="product_added", frozen=True):
     item: BagItem
     position: Count
 
 
-class ProductDeleted(EventBase, tag="product_deleted"):
+class ProductDeleted(EventBase, tag="product_deleted", frozen=True):
     product_id: Id
 
 
-class ProductPinned(EventBase, tag="product_pinned"):
+class ProductPinned(EventBase, tag="product_pinned", frozen=True):
     product_id: Id
 
 
-class ProductUnpinned(EventBase, tag="product_unpinned"):
+class ProductUnpinned(EventBase, tag="product_unpinned", frozen=True):
     product_id: Id
 
 
-class ProductMoved(EventBase, tag="product_moved"):
+class ProductMoved(EventBase, tag="product_moved", frozen=True):
     product_id: Id
     position: Count
 
 
-class GiveawayReady(EventBase, tag="giveaway_ready"):
+class GiveawayReady(EventBase, tag="giveaway_ready", frozen=True):
     giveaway: Giveaway
 
 
-class GiveawayDeployed(EventBase, tag="giveaway_deployed"):
+class GiveawayDeployed(EventBase, tag="giveaway_deployed", frozen=True):
     giveaway_id: Id
     ends_at: Millis
 
 
-class FlashSaleReady(EventBase, tag="flash_sale_ready"):
+class FlashSaleReady(EventBase, tag="flash_sale_ready", frozen=True):
     sale: FlashSale
 
 
-class FlashSaleDeployed(EventBase, tag="flash_sale_deployed"):
+class FlashSaleDeployed(EventBase, tag="flash_sale_deployed", frozen=True):
     sale_id: Id
     starts_at: Millis
     ends_at: Millis
 
 
-class FlashSaleEnded(EventBase, tag="flash_sale_ended"):
+class FlashSaleEnded(EventBase, tag="flash_sale_ended", frozen=True):
     sale_id: Id
     reason: Literal["ended", "sold_out", "expired", "live_ended"] = "ended"
 
 
-class BillboardDeployed(EventBase, tag="billboard_deployed"):
+class BillboardDeployed(EventBase, tag="billboard_deployed", frozen=True):
     billboard: Billboard
 
 
-class BillboardTakenDown(EventBase, tag="billboard_taken_down"):
+class BillboardTakenDown(EventBase, tag="billboard_taken_down", frozen=True):
     billboard_id: Id
 
 
-class CommentSettingsChanged(EventBase, tag="comment_settings_changed"):
+class CommentSettingsChanged(EventBase, tag="comment_settings_changed", frozen=True):
     settings: CommentSettings
 
 
-class UserMuted(EventBase, tag="user_muted"):
+class UserMuted(EventBase, tag="user_muted", frozen=True):
     user_id: Id
     until: Millis
 
 
-class UserUnmuted(EventBase, tag="user_unmuted"):
+class UserUnmuted(EventBase, tag="user_unmuted", frozen=True):
     user_id: Id
 
 
-class UserBlocked(EventBase, tag="user_blocked"):
+class UserBlocked(EventBase, tag="user_blocked", frozen=True):
     user_id: Id
     until: Millis
 
 
-class UserUnblocked(EventBase, tag="user_unblocked"):
+class UserUnblocked(EventBase, tag="user_unblocked", frozen=True):
     user_id: Id
 
 
-class LiveEventScheduled(EventBase, tag="live_event_scheduled"):
+class LiveEventScheduled(EventBase, tag="live_event_scheduled", frozen=True):
     event: LiveEvent
 
 
-class LiveEventEdited(EventBase, tag="live_event_edited"):
+class LiveEventEdited(EventBase, tag="live_event_edited", frozen=True):
     event: LiveEvent
 
 
-class LiveEventCancelled(EventBase, tag="live_event_cancelled"):
+class LiveEventCancelled(EventBase, tag="live_event_cancelled", frozen=True):
     event_id: Id
 
 
-class ProductSetSaved(EventBase, tag="product_set_saved"):
+class ProductSetSaved(EventBase, tag="product_set_saved", frozen=True):
     product_set: ProductSet
 
 
-class ProductSetDeleted(EventBase, tag="product_set_deleted"):
+class ProductSetDeleted(EventBase, tag="product_set_deleted", frozen=True):
     set_id: Id
 
 
-class CampaignSaved(EventBase, tag="campaign_saved"):
+class CampaignSaved(EventBase, tag="campaign_saved", frozen=True):
     campaign: Campaign
 
 
-class ShowcaseUpdated(EventBase, tag="showcase_updated"):
+class ShowcaseUpdated(EventBase, tag="showcase_updated", frozen=True):
     product_ids: list[Id]
 
 
 HiddenReason = Literal["muted", "blocked", "spam", "comments_off"]
 
 
-class CommentPosted(EventBase, tag="comment_posted"):
+class CommentPosted(EventBase, tag="comment_posted", frozen=True):
     """A comment; ``hidden`` says why the audience does not see it, if so."""
 
     comment_id: Id
@@ -161,7 +161,7 @@ class CommentPosted(EventBase, tag="comment_posted"):
     hidden: HiddenReason | None = None
 
 
-class OrderPlaced(EventBase, tag="order_placed"):
+class OrderPlaced(EventBase, tag="order_placed", frozen=True):
     order_id: Id
     user: Viewer
     product_id: Id
@@ -170,16 +170,16 @@ class OrderPlaced(EventBase, tag="order_placed"):
     sale_id: Id | None = None
 
 
-class Subscribed(EventBase, tag="subscribed"):
+class Subscribed(EventBase, tag="subscribed", frozen=True):
     user: Viewer
     month: Count = 1
 
 
-class Followed(EventBase, tag="followed"):
+class Followed(EventBase, tag="followed", frozen=True):
     user: Viewer
 
 
-class GiftSent(EventBase, tag="gift_sent"):
+class GiftSent(EventBase, tag="gift_sent", frozen=True):
     user: Viewer
     gift_id: Count
     gift_name: Title = ""
@@ -187,18 +187,18 @@ class GiftSent(EventBase, tag="gift_sent"):
     repeat_end: bool = True
 
 
-class ViewersChanged(EventBase, tag="viewers_changed"):
+class ViewersChanged(EventBase, tag="viewers_changed", frozen=True):
     total: Count
 
 
-class ViolationReported(EventBase, tag="violation_reported"):
+class ViolationReported(EventBase, tag="violation_reported", frozen=True):
     violation: Violation
 
 
 NotificationKind = Literal["staff_entered", "agency_created", "agency_changed"]
 
 
-class CreatorNotified(EventBase, tag="creator_notified"):
+class CreatorNotified(EventBase, tag="creator_notified", frozen=True):
     """A notification to the creator (R14, R15); ``by`` of the event names the staff."""
 
     notification_id: Id

@@ -29,7 +29,7 @@ SUBPROTOCOL_JSON = "livepilot.v1.json"
 SUBPROTOCOL_MSGPACK = "livepilot.v1.msgpack"
 
 
-class Limits(Message, tag="limits"):
+class Limits(Message, tag="limits", frozen=True):
     """Limits the server enforces on this session."""
 
     max_message_bytes: Count
@@ -38,7 +38,7 @@ class Limits(Message, tag="limits"):
     heartbeat_s: float
 
 
-class Welcome(Message, tag="welcome"):
+class Welcome(Message, tag="welcome", frozen=True):
     """Answer to hello: the session is authenticated."""
 
     session_id: Id
@@ -47,7 +47,7 @@ class Welcome(Message, tag="welcome"):
     protocol_version: int = PROTOCOL_VERSION
 
 
-class Snapshot(Message, tag="snapshot"):
+class Snapshot(Message, tag="snapshot", frozen=True):
     """The room as of ``seq``: answer to join, or to a resume history cannot serve."""
 
     room: Id
@@ -56,7 +56,7 @@ class Snapshot(Message, tag="snapshot"):
     reason: Literal["join", "history_truncated"] = "join"
 
 
-class Event(Message, tag="event"):
+class Event(Message, tag="event", frozen=True):
     """One room event. ``actor`` is what the audience sees (always the creator, R16);
     ``by`` is who really acted."""
 
@@ -69,21 +69,21 @@ class Event(Message, tag="event"):
     command_id: Id | None = None
 
 
-class Resumed(Message, tag="resumed"):
+class Resumed(Message, tag="resumed", frozen=True):
     """Every missed event up to ``seq`` was sent; live events follow."""
 
     room: Id
     seq: Count
 
 
-class Ack(Message, tag="ack"):
+class Ack(Message, tag="ack", frozen=True):
     """The command was applied (durably, H4); ``seq`` is its last event's seq."""
 
     command_id: Id
     seq: Count
 
 
-class Refused(Message, tag="refused"):
+class Refused(Message, tag="refused", frozen=True):
     """The command was not applied; nothing changed. ``code`` from protocol.errors."""
 
     command_id: Id
@@ -91,7 +91,7 @@ class Refused(Message, tag="refused"):
     message: Text = ""
 
 
-class Error(Message, tag="error"):
+class Error(Message, tag="error", frozen=True):
     """A session-level error; ``retryable`` follows the code's range."""
 
     code: int
@@ -99,7 +99,7 @@ class Error(Message, tag="error"):
     retryable: bool = False
 
 
-class Notification(Message, tag="notification"):
+class Notification(Message, tag="notification", frozen=True):
     """A creator inbox entry (R14, R15), live to a connected creator client."""
 
     notification_id: Id
@@ -111,14 +111,14 @@ class Notification(Message, tag="notification"):
     read: bool = False
 
 
-class Presence(Message, tag="presence"):
+class Presence(Message, tag="presence", frozen=True):
     """Who is in the room now (staff and creator); sent on every change."""
 
     room: Id
     members: list[Actor]
 
 
-class AccessChanged(Message, tag="access_changed"):
+class AccessChanged(Message, tag="access_changed", frozen=True):
     """The agency's access to the creator changed; ``terminal`` ends the session."""
 
     creator: Id
@@ -127,13 +127,13 @@ class AccessChanged(Message, tag="access_changed"):
     terminal: bool = True
 
 
-class Pong(Message, tag="pong"):
+class Pong(Message, tag="pong", frozen=True):
     """Answer to ping."""
 
     nonce: Count = 0
 
 
-class BagListing(Message, tag="bag_listing"):
+class BagListing(Message, tag="bag_listing", frozen=True):
     """Answer to bag_list: the matching items in bag order."""
 
     command_id: Id

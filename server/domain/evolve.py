@@ -1,0 +1,234 @@
+"""Fold room events into room state: ``evolve(state, event) -> state``.
+
+Pure and total: every event the decider can produce is applied here and
+nowhere else, so replaying a room's log (from a snapshot or from the start)
+rebuilds exactly the state the live room had. Only the collections an event
+touches are copied; everything else is shared with the previous state.
+"""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from protocol.events import (
+    BillboardDeployed,
+    BillboardTakenDown,
+    CampaignSaved,
+    CommentPosted,
+    CommentSettingsChanged,
+    CreatorNotified,
+    EventBody,
+    FlashSaleDeployed,
+    FlashSaleEnded,
+    FlashSaleReady,
+    Followed,
+    GiftSent,
+    GiveawayDeployed,
+    GiveawayReady,
+    LiveEnded,
+    LiveEventCancelled,
+    LiveEventEdited,
+    LiveEventScheduled,
+    LiveStarted,
+    OrderPlaced,
+    ProductAdded,
+    ProductDeleted,
+    ProductMoved,
+    ProductPinned,
+    ProductSetDeleted,
+    ProductSetSaved,
+    ProductUnpinned,
+    ShowcaseUpdated,
+    Subscribed,
+    UserBlocked,
+    UserMuted,
+    UserUnblocked,
+    UserUnmuted,
+    ViewersChanged,
+    ViolationReported,
+)
+from protocol.messages import Event
+from protocol.model import Family, LiveSummary, MinuteBucket, RoomState
+
+__all__ = ["evolve", "family_of", "new_room"]
+
+_FAMILY: dict[type[EventBody], Family] = {
+    LiveStarted: "live", LiveEnded: "live",
+    ProductAdded: "bag", ProductDeleted: "bag", ProductPinned: "bag",
+    ProductUnpinned: "bag", ProductMoved: "bag",
+    GiveawayReady: "promotion", GiveawayDeployed: "promotion", FlashSaleReady: "promotion",
+    FlashSaleDeployed: "promotion", FlashSaleEnded: "promotion",
+    BillboardDeployed: "billboard", BillboardTakenDown: "billboard",
+    CommentSettingsChanged: "moderation", UserMuted: "moderation", UserUnmuted: "moderation",
+    UserBlocked: "moderation", UserUnblocked: "moderation",
+    LiveEventScheduled: "planning", LiveEventEdited: "planning", LiveEventCancelled: "planning",
+    ProductSetSaved: "planning", ProductSetDeleted: "planning", CampaignSaved: "planning",
+    ShowcaseUpdated: "planning",
+}  # fmt: skip
+"""Which family's version an event bumps (H5). Feed events and notifications bump
+none: a stream of comments must not make a staff member's bag move stale."""
+
+
+def family_of(body: EventBody) -> Family | None:
+    """The command family whose version this event advances, if any."""
+    return _FAMILY.get(type(body))
+
+
+def new_room(room: str, creator: str) -> RoomState:
+    """An empty, offline room owned by ``creator``."""
+    return RoomState(room=room, creator=creator)
+
+
+def evolve(state: RoomState, event: Event) -> RoomState:
+    """Apply one logged event to the state it was decided against."""
+    body = event.body
+    changes = _apply(state, body, event.at)
+    family = _FAMILY.get(type(body))
+    if family is not None:
+        changes["versions"] = {**state.versions, family: event.seq}
+    if state.current is not None and "current" not in changes:
+        current = _measure(state.current, body, event.at)
+        if current is not state.current:
+            changes["current"] = current
+    return replace(state, seq=event.seq, **changes)
+
+
+def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
+    """The fields of ``state`` that ``body`` replaces (metrics aside)."""
+    match body:
+        case LiveStarted(live_id=live_id, title=title):
+            summary = LiveSummary(live_id=live_id, started_at=at)
+            return {"status": "live", "live_id": live_id, "title": title, "current": summary}
+        case LiveEnded(summary=summary):
+            return {
+                "status": "offline", "live_id": None, "current": None, "pinned": None,
+                "billboard": None, "lives": [*state.lives, summary],
+            }  # fmt: skip
+        case ProductAdded(item=item, position=position):
+            bag = list(state.bag)
+            bag.insert(position, item)
+            return {"bag": bag}
+        case ProductDeleted(product_id=pid):
+            return {"bag": [i for i in state.bag if i.product_id != pid]}
+        case ProductPinned(product_id=pid):
+            return {"pinned": pid}
+        case ProductUnpinned():
+            return {"pinned": None}
+        case ProductMoved(product_id=pid, position=position):
+            bag = [i for i in state.bag if i.product_id != pid]
+            bag.insert(position, next(i for i in state.bag if i.product_id == pid))
+            return {"bag": bag}
+        case GiveawayReady(giveaway=g):
+            return {"giveaways": {**state.giveaways, g.giveaway_id: g}}
+        case GiveawayDeployed(giveaway_id=gid, ends_at=ends_at):
+            g = replace(state.giveaways[gid], deployed_at=at, ends_at=ends_at)
+            return {"giveaways": {**state.giveaways, gid: g}}
+        case FlashSaleReady(sale=sale):
+            return {"flash_sales": {**state.flash_sales, sale.sale_id: sale}}
+        case FlashSaleDeployed(sale_id=sid, starts_at=starts_at, ends_at=ends_at):
+            sale = replace(state.flash_sales[sid], starts_at=starts_at, ends_at=ends_at)
+            return {"flash_sales": {**state.flash_sales, sid: sale}}
+        case FlashSaleEnded(sale_id=sid):
+            sale = replace(state.flash_sales[sid], ended=True)
+            return {"flash_sales": {**state.flash_sales, sid: sale}}
+        case BillboardDeployed(billboard=billboard):
+            return {"billboard": billboard}
+        case BillboardTakenDown():
+            return {"billboard": None}
+        case CommentSettingsChanged(settings=settings):
+            return {"comment_settings": settings}
+        case UserMuted(user_id=uid, until=until):
+            return {"muted": {**state.muted, uid: until}}
+        case UserUnmuted(user_id=uid):
+            return {"muted": {k: v for k, v in state.muted.items() if k != uid}}
+        case UserBlocked(user_id=uid, until=until):
+            return {"blocked": {**state.blocked, uid: until}}
+        case UserUnblocked(user_id=uid):
+            return {"blocked": {k: v for k, v in state.blocked.items() if k != uid}}
+        case LiveEventScheduled(event=ev) | LiveEventEdited(event=ev):
+            return {"live_events": {**state.live_events, ev.event_id: ev}}
+        case LiveEventCancelled(event_id=eid):
+            ev = replace(state.live_events[eid], cancelled=True)
+            return {"live_events": {**state.live_events, eid: ev}}
+        case ProductSetSaved(product_set=ps):
+            return {"product_sets": {**state.product_sets, ps.set_id: ps}}
+        case ProductSetDeleted(set_id=sid):
+            return {"product_sets": {k: v for k, v in state.product_sets.items() if k != sid}}
+        case CampaignSaved(campaign=c):
+            return {"campaigns": {**state.campaigns, c.campaign_id: c}}
+        case ShowcaseUpdated(product_ids=ids):
+            return {"showcase": list(ids)}
+        case OrderPlaced():
+            return _order(state, body)
+        case ViolationReported(violation=v):
+            return {"violations": [*state.violations, v]}
+        case CommentPosted() | Subscribed() | Followed() | GiftSent() | ViewersChanged():
+            return {}
+        case CreatorNotified():
+            return {}
+    raise AssertionError(f"unhandled event {body!r}")  # pragma: no cover - the union is closed
+
+
+def _order(state: RoomState, order: OrderPlaced) -> dict[str, object]:
+    """An order draws down the bag item's stock and, with a sale id, the sale's."""
+    changes: dict[str, object] = {
+        "bag": [
+            replace(i, stock=max(0, i.stock - order.quantity))
+            if i.product_id == order.product_id else i
+            for i in state.bag
+        ]
+    }  # fmt: skip
+    if order.sale_id is not None:
+        sale = state.flash_sales[order.sale_id]
+        sale = replace(sale, sold=sale.sold + order.quantity)
+        changes["flash_sales"] = {**state.flash_sales, order.sale_id: sale}
+    return changes
+
+
+def _measure(s: LiveSummary, body: EventBody, at: int) -> LiveSummary:
+    """Running LIVE figures (the dashboard), per LIVE and per minute."""
+    match body:
+        case ViewersChanged(total=total):
+            s = replace(s, viewers=total, peak_viewers=max(s.peak_viewers, total))
+            return _bucket(s, at, viewers=total)
+        case OrderPlaced(quantity=q, amount_cents=amount):
+            s = replace(s, orders=s.orders + 1, units=s.units + q, gmv_cents=s.gmv_cents + amount)
+            return _bucket(s, at, orders=1, gmv_cents=amount)
+        case CommentPosted():
+            return _bucket(replace(s, comments=s.comments + 1), at, comments=1)
+        case GiftSent(repeat_count=n, repeat_end=True):
+            return replace(s, gifts=s.gifts + n)
+        case Followed():
+            return replace(s, follows=s.follows + 1)
+        case Subscribed():
+            return replace(s, subscriptions=s.subscriptions + 1)
+        case ViolationReported():
+            return replace(s, violations=s.violations + 1)
+    return s
+
+
+def _bucket(
+    s: LiveSummary, at: int, *, viewers: int | None = None, orders: int = 0,
+    gmv_cents: int = 0, comments: int = 0,
+) -> LiveSummary:  # fmt: skip
+    """Add to the per-minute bucket ``at`` falls in (viewers: last value wins)."""
+    minute = max(0, at - s.started_at) // 60_000
+    series = s.per_minute
+    if series and series[-1].minute >= minute:
+        last = series[-1]
+        bucket = replace(
+            last,
+            viewers=last.viewers if viewers is None else viewers,
+            orders=last.orders + orders,
+            gmv_cents=last.gmv_cents + gmv_cents,
+            comments=last.comments + comments,
+        )
+        return replace(s, per_minute=[*series[:-1], bucket])
+    bucket = MinuteBucket(
+        minute=minute,
+        viewers=s.viewers if viewers is None else viewers,
+        orders=orders,
+        gmv_cents=gmv_cents,
+        comments=comments,
+    )
+    return replace(s, per_minute=[*series, bucket])

@@ -1,0 +1,442 @@
+"""The room decider: ``decide(state, caller, command, now) -> events | Refusal``.
+
+Pure: no I/O, no clock (``now`` is a parameter, milliseconds). A decision is
+either the list of events to append (possibly empty: nothing to change) or a
+:class:`Refusal` with a code from :mod:`protocol.errors`; a refusal changes
+nothing. Authorization is checked on every command (R10, R11, grant scopes),
+then freshness (H5), then the rules of the command itself (R12, R13).
+``evolve`` (re-exported from :mod:`server.domain.evolve`) folds the events.
+"""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from protocol import commands as c
+from protocol.errors import Code
+from protocol.events import (
+    BillboardDeployed,
+    BillboardTakenDown,
+    CampaignSaved,
+    CommentPosted,
+    CommentSettingsChanged,
+    CreatorNotified,
+    EventBody,
+    FlashSaleDeployed,
+    FlashSaleEnded,
+    FlashSaleReady,
+    Followed,
+    GiftSent,
+    GiveawayDeployed,
+    GiveawayReady,
+    HiddenReason,
+    LiveEnded,
+    LiveEventCancelled,
+    LiveEventEdited,
+    LiveEventScheduled,
+    LiveStarted,
+    NotificationKind,
+    OrderPlaced,
+    ProductAdded,
+    ProductDeleted,
+    ProductMoved,
+    ProductPinned,
+    ProductSetDeleted,
+    ProductSetSaved,
+    ProductUnpinned,
+    ShowcaseUpdated,
+    Subscribed,
+    UserBlocked,
+    UserMuted,
+    UserUnblocked,
+    UserUnmuted,
+    ViewersChanged,
+    ViolationReported,
+)  # fmt: skip
+from protocol.messages import RoomCommand
+from protocol.model import BagItem, Family, FlashSale, RoomState
+from server.domain.evolve import evolve, new_room
+from server.domain.grants import Caller
+from server.domain.refusal import Refusal
+
+__all__ = [
+    "MAX_BAG_ITEMS", "Decision", "decide", "decide_enter", "evolve", "is_spam",
+    "list_bag", "needs_live", "new_room",
+]  # fmt: skip
+
+Decision = list[EventBody] | Refusal
+MAX_BAG_ITEMS = 500
+MAX_PLANNED = 200
+"""Per-room cap on LIVE events, product sets and campaigns."""
+
+_PRE_LIVE: frozenset[type[RoomCommand]] = frozenset({
+    c.GiveawaySetUp, c.FlashSaleSetUp, c.LiveEventSchedule, c.LiveEventEdit,
+    c.LiveEventCancel, c.ProductSetSave, c.ProductSetDelete, c.CampaignSave, c.ShowcaseUpdate,
+    c.StartLive,
+})  # fmt: skip
+"""Commands that need no live stream (R12); every other command does (R13)."""
+
+
+def needs_live(command: RoomCommand) -> bool:
+    """Whether a command is a during-LIVE feature (R13) rather than pre-LIVE (R12)."""
+    return type(command) not in _PRE_LIVE
+
+
+def _authorize(state: RoomState, caller: Caller, family: Family, now: int) -> Refusal | None:
+    actor = caller.actor
+    if actor.role == "creator":
+        if actor.id == state.creator:
+            return None
+        return Refusal(Code.FORBIDDEN, "this room belongs to another creator")
+    # Staff from here on.
+    if family == "live":
+        return Refusal(Code.CREATOR_ONLY, "only the creator starts or ends a LIVE")  # R10
+    if family == "feed":
+        return Refusal(Code.FEED_CREATOR_ONLY, "only the creator client feeds activity")
+    grant = caller.grant
+    if grant is None or grant.creator != state.creator or grant.agency != actor.agency:
+        return Refusal(Code.NO_ACCESS, "no LIVE Manager access to this creator")
+    if not grant.active(now):
+        return Refusal(Code.LINK_ENDED, "the link, and with it access, has ended")  # R5
+    if not grant.covers(family):
+        return Refusal(Code.OUT_OF_SCOPE, f"the grant does not cover {family} commands")
+    return None
+
+
+def decide(state: RoomState, caller: Caller, command: RoomCommand, now: int) -> Decision:
+    """Decide what a command does to the room, or why it is refused."""
+    family = command.family
+    refusal = _authorize(state, caller, family, now)
+    if refusal is not None:
+        return refusal
+    if needs_live(command) and state.status != "live":
+        return Refusal(Code.NOT_LIVE, "this needs a live stream")  # R13
+    expected = command.expected_version
+    if expected is not None and expected < state.versions.get(family, 0):
+        return Refusal(Code.STALE_VERSION, f"{family} changed at seq {state.versions[family]}")
+    events = _decide(state, command, now)
+    if isinstance(events, Refusal) or caller.actor.role == "creator":
+        return events
+    return _notify_creator(command, events)
+
+
+def decide_enter(state: RoomState, caller: Caller, now: int) -> Decision:
+    """A member joins the room: staff only while live and with access (R11);
+    the creator is notified when staff enter (R15)."""
+    actor = caller.actor
+    if actor.role == "creator":
+        return [] if actor.id == state.creator else Refusal(Code.FORBIDDEN, "not your room")
+    # Entering needs access of any scope: the scope limits commands, not presence.
+    grant = caller.grant
+    if grant is None or grant.creator != state.creator or grant.agency != actor.agency:
+        return Refusal(Code.NO_ACCESS, "no LIVE Manager access to this creator")
+    if not grant.active(now):
+        return Refusal(Code.LINK_ENDED, "the link, and with it access, has ended")
+    if state.status != "live":
+        return Refusal(Code.NOT_LIVE, "staff join only a live room")
+    text = f"{actor.id} of agency {actor.agency} entered your LIVE room"
+    nid = f"enter-{state.seq}-{actor.agency}-{actor.id}"[:128]
+    return [CreatorNotified(notification_id=nid, kind="staff_entered", text=text)]
+
+
+def list_bag(state: RoomState, category: str | None, in_stock: bool | None) -> list[BagItem]:
+    """The bag in order, filtered by category and by stock (R13)."""
+    return [
+        item for item in state.bag
+        if (category is None or item.category == category)
+        and (in_stock is None or (item.stock > 0) == in_stock)
+    ]  # fmt: skip
+
+
+_SPAM_MARKERS = ("http://", "https://", "www.", "t.me/", "bit.ly")
+
+
+def is_spam(content: str) -> bool:
+    """A deliberately simple spam heuristic: links, or one character flooded."""
+    lowered = content.lower()
+    if any(marker in lowered for marker in _SPAM_MARKERS):
+        return True
+    return len(content) >= 20 and len(set(content)) <= 2
+
+
+# Creations and changes an agency makes are notified to the creator (R14); bag and
+# moderation actions during the LIVE are not: the creator watches those happen.
+_NOTIFY: dict[type[RoomCommand], tuple[NotificationKind, str]] = {
+    c.LiveEventSchedule: ("agency_created", "scheduled a LIVE event"),
+    c.LiveEventEdit: ("agency_changed", "edited a LIVE event"),
+    c.LiveEventCancel: ("agency_changed", "cancelled a LIVE event"),
+    c.ProductSetSave: ("agency_created", "saved a LIVE product set"),
+    c.ProductSetDelete: ("agency_changed", "deleted a LIVE product set"),
+    c.CampaignSave: ("agency_created", "saved a livestream campaign"),
+    c.ShowcaseUpdate: ("agency_changed", "updated the showcase"),
+    c.GiveawaySetUp: ("agency_created", "set up a giveaway"),
+    c.GiveawayDeploy: ("agency_created", "deployed a giveaway"),
+    c.FlashSaleSetUp: ("agency_created", "set up a flash sale"),
+    c.FlashSaleDeploy: ("agency_created", "deployed a flash sale"),
+    c.BillboardDeploy: ("agency_created", "deployed a billboard"),
+}
+
+
+def _notify_creator(command: RoomCommand, events: list[EventBody]) -> list[EventBody]:
+    entry = _NOTIFY.get(type(command))
+    if entry is None or not events:
+        return events
+    kind, what = entry
+    nid = f"n-{command.command_id}"[:128]
+    return [*events, CreatorNotified(notification_id=nid, kind=kind, text=f"Your agency {what}")]
+
+
+def _find(bag: list[BagItem], product_id: str) -> int | None:
+    for index, item in enumerate(bag):
+        if item.product_id == product_id:
+            return index
+    return None
+
+
+def _running(sale: FlashSale, now: int) -> bool:
+    return sale.starts_at is not None and not sale.ended and now < (sale.ends_at or 0)
+
+
+_NOT_FOUND = Refusal(Code.NOT_FOUND, "no such item")
+
+
+def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
+    match cmd:
+        case c.StartLive(title=title):
+            if s.status == "live":
+                return Refusal(Code.ALREADY_LIVE, "the room is already live")
+            return [LiveStarted(live_id=f"live-{s.seq + 1}", title=title)]
+        case c.EndLive():
+            return _end_live(s, now)
+        case c.BagAdd(item=item, position=position):
+            if _find(s.bag, item.product_id) is not None:
+                return Refusal(Code.ALREADY_EXISTS, "the product is already in the bag")
+            if len(s.bag) >= MAX_BAG_ITEMS:
+                return Refusal(Code.LIMIT_REACHED, f"the bag holds {MAX_BAG_ITEMS} items")
+            at = len(s.bag) if position is None else position
+            if at > len(s.bag):
+                return Refusal(Code.POSITION_OUT_OF_RANGE, f"position {at} > {len(s.bag)}")
+            return [ProductAdded(item=item, position=at)]
+        case c.BagDelete(product_id=pid):
+            if _find(s.bag, pid) is None:
+                return _NOT_FOUND
+            unpin: list[EventBody] = [ProductUnpinned(product_id=pid)] if s.pinned == pid else []
+            return [*unpin, ProductDeleted(product_id=pid)]
+        case c.BagPin(product_id=pid):
+            if _find(s.bag, pid) is None:
+                return _NOT_FOUND
+            if s.pinned == pid:
+                return Refusal(Code.ALREADY_ACTIVE, "the product is already pinned")
+            # One pin at a time: pinning replaces the pinned product (R13).
+            if s.pinned is None:
+                return [ProductPinned(product_id=pid)]
+            return [ProductUnpinned(product_id=s.pinned), ProductPinned(product_id=pid)]
+        case c.BagUnpin():
+            if s.pinned is None:
+                return Refusal(Code.NOT_FOUND, "nothing is pinned")
+            return [ProductUnpinned(product_id=s.pinned)]
+        case c.BagMove(product_id=pid, position=position):
+            index = _find(s.bag, pid)
+            if index is None:
+                return _NOT_FOUND
+            if position >= len(s.bag):
+                return Refusal(Code.POSITION_OUT_OF_RANGE, f"position {position} >= {len(s.bag)}")
+            return [] if index == position else [ProductMoved(product_id=pid, position=position)]
+        case c.BagList():
+            return []  # a query: the hub answers it with list_bag()
+        case c.GiveawaySetUp(giveaway=g):
+            current = s.giveaways.get(g.giveaway_id)
+            if current is not None and current.ends_at is not None and now < current.ends_at:
+                return Refusal(Code.ALREADY_ACTIVE, "the giveaway is running")
+            return [GiveawayReady(giveaway=replace(g, deployed_at=None, ends_at=None))]
+        case c.GiveawayDeploy(giveaway_id=gid):
+            ready = s.giveaways.get(gid)
+            if ready is None:
+                return _NOT_FOUND
+            if ready.ends_at is not None and now < ready.ends_at:
+                return Refusal(Code.ALREADY_ACTIVE, "the giveaway is running")
+            return [GiveawayDeployed(giveaway_id=gid, ends_at=now + ready.duration_s * 1000)]
+        case c.FlashSaleSetUp(sale=sale):
+            current_sale = s.flash_sales.get(sale.sale_id)
+            if current_sale is not None and _running(current_sale, now):
+                return Refusal(Code.ALREADY_ACTIVE, "the flash sale is running")
+            fresh = replace(sale, sold=0, starts_at=None, ends_at=None, ended=False)
+            return [FlashSaleReady(sale=fresh)]
+        case c.FlashSaleDeploy(sale_id=sid):
+            sale_ = s.flash_sales.get(sid)
+            if sale_ is None:
+                return _NOT_FOUND
+            if _running(sale_, now):
+                return Refusal(Code.ALREADY_ACTIVE, "the flash sale is running")
+            if sale_.starts_at is not None:
+                return Refusal(Code.SALE_NOT_ACTIVE, "the flash sale is over; set it up again")
+            ends = now + sale_.duration_s * 1000
+            return [FlashSaleDeployed(sale_id=sid, starts_at=now, ends_at=ends)]
+        case c.FlashSaleEnd(sale_id=sid):
+            sale_ = s.flash_sales.get(sid)
+            if sale_ is None:
+                return _NOT_FOUND
+            if not _running(sale_, now):
+                return Refusal(Code.SALE_NOT_ACTIVE, "the flash sale is not running")
+            return [FlashSaleEnded(sale_id=sid, reason="ended")]
+        case c.BillboardDeploy(billboard=b):
+            return [BillboardDeployed(billboard=b)]
+        case c.BillboardTakeDown():
+            if s.billboard is None:
+                return Refusal(Code.NOT_FOUND, "no billboard is deployed")
+            return [BillboardTakenDown(billboard_id=s.billboard.billboard_id)]
+        case c.CommentSettingsUpdate():
+            return _comment_settings(s, cmd)
+        case c.Mute(user_id=uid, duration_s=d):
+            seconds = s.comment_settings.default_mute_s if d is None else d
+            return [UserMuted(user_id=uid, until=now + seconds * 1000)]
+        case c.Unmute(user_id=uid):
+            if s.muted.get(uid, 0) <= now:
+                return Refusal(Code.NOT_FOUND, "the account is not muted")
+            return [UserUnmuted(user_id=uid)]
+        case c.Block(user_id=uid, duration_s=d):
+            seconds = s.comment_settings.default_block_s if d is None else d
+            return [UserBlocked(user_id=uid, until=now + seconds * 1000)]
+        case c.Unblock(user_id=uid):
+            if s.blocked.get(uid, 0) <= now:
+                return Refusal(Code.NOT_FOUND, "the account is not blocked")
+            return [UserUnblocked(user_id=uid)]
+        case _:
+            return _decide_planning(s, cmd, now)
+
+
+def _end_live(s: RoomState, now: int) -> Decision:
+    if s.current is None or s.live_id is None:  # decide() checked the room is live
+        raise AssertionError("a live room always has a live id and running figures")
+    # Close every sale still open, so no sale outlives its LIVE.
+    closing: list[EventBody] = [
+        FlashSaleEnded(sale_id=sid, reason="live_ended" if now < (sale.ends_at or 0) else "expired")
+        for sid, sale in s.flash_sales.items()
+        if sale.starts_at is not None and not sale.ended
+    ]
+    summary = replace(s.current, ended_at=now, duration_ms=max(0, now - s.current.started_at))
+    return [*closing, LiveEnded(live_id=s.live_id, summary=summary)]
+
+
+def _comment_settings(s: RoomState, cmd: c.CommentSettingsUpdate) -> Decision:
+    old = s.comment_settings
+    new = replace(
+        old,
+        allow_comments=old.allow_comments if cmd.allow_comments is None else cmd.allow_comments,
+        show_top_comment=(
+            old.show_top_comment if cmd.show_top_comment is None else cmd.show_top_comment
+        ),
+        filter_spam=old.filter_spam if cmd.filter_spam is None else cmd.filter_spam,
+        default_mute_s=old.default_mute_s if cmd.default_mute_s is None else cmd.default_mute_s,
+        default_block_s=(
+            old.default_block_s if cmd.default_block_s is None else cmd.default_block_s
+        ),
+    )
+    return [] if new == old else [CommentSettingsChanged(settings=new)]
+
+
+def _decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
+    match cmd:
+        case c.LiveEventSchedule(event=ev):
+            if ev.event_id in s.live_events:
+                return Refusal(Code.ALREADY_EXISTS, "a LIVE event with this id exists")
+            if len(s.live_events) >= MAX_PLANNED:
+                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} LIVE events")
+            if ev.starts_at < now:
+                return Refusal(Code.INVALID_ARGUMENT, "a LIVE event cannot start in the past")
+            return [LiveEventScheduled(event=replace(ev, cancelled=False))]
+        case c.LiveEventEdit(event_id=eid):
+            current = s.live_events.get(eid)
+            if current is None or current.cancelled:
+                return _NOT_FOUND
+            edited = replace(
+                current,
+                title=current.title if cmd.title is None else cmd.title,
+                starts_at=current.starts_at if cmd.starts_at is None else cmd.starts_at,
+                duration_s=current.duration_s if cmd.duration_s is None else cmd.duration_s,
+            )
+            if edited.starts_at != current.starts_at and edited.starts_at < now:
+                return Refusal(Code.INVALID_ARGUMENT, "a LIVE event cannot start in the past")
+            return [] if edited == current else [LiveEventEdited(event=edited)]
+        case c.LiveEventCancel(event_id=eid):
+            current = s.live_events.get(eid)
+            if current is None or current.cancelled:
+                return _NOT_FOUND
+            return [LiveEventCancelled(event_id=eid)]
+        case c.ProductSetSave(product_set=ps):
+            if ps.set_id not in s.product_sets and len(s.product_sets) >= MAX_PLANNED:
+                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} product sets")
+            return [ProductSetSaved(product_set=ps)]
+        case c.ProductSetDelete(set_id=sid):
+            if sid not in s.product_sets:
+                return _NOT_FOUND
+            return [ProductSetDeleted(set_id=sid)]
+        case c.CampaignSave(campaign=camp):
+            if camp.campaign_id not in s.campaigns and len(s.campaigns) >= MAX_PLANNED:
+                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} campaigns")
+            return [CampaignSaved(campaign=camp)]
+        case c.ShowcaseUpdate(product_ids=ids):
+            return [ShowcaseUpdated(product_ids=list(dict.fromkeys(ids)))]
+        case _:
+            return _decide_feed(s, cmd, now)
+
+
+def _decide_feed(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
+    match cmd:
+        case c.FeedComment(comment_id=cid, user=user, content=content):
+            return [CommentPosted(
+                comment_id=cid, user=user, content=content,
+                hidden=_hidden(s, user.unique_id, content, now),
+            )]  # fmt: skip
+        case c.FeedOrder(sale_id=None):
+            return [_order(cmd)]
+        case c.FeedOrder(sale_id=str(sid)):
+            sale = s.flash_sales.get(sid)
+            if sale is None:
+                return _NOT_FOUND
+            if not _running(sale, now):
+                return Refusal(Code.SALE_NOT_ACTIVE, "the flash sale is not running")
+            if sale.product_id != cmd.product_id:
+                return Refusal(Code.INVALID_ARGUMENT, "the order is for another product")
+            left = sale.stock - sale.sold
+            if cmd.quantity > left:  # never oversell (R13)
+                return Refusal(Code.SOLD_OUT, f"only {left} left")
+            sold_out: list[EventBody] = (
+                [FlashSaleEnded(sale_id=sid, reason="sold_out")] if cmd.quantity == left else []
+            )
+            return [_order(cmd), *sold_out]
+        case c.FeedSubscription(user=user, month=month):
+            return [Subscribed(user=user, month=month)]
+        case c.FeedFollow(user=user):
+            return [Followed(user=user)]
+        case c.FeedGift():
+            return [GiftSent(
+                user=cmd.user, gift_id=cmd.gift_id, gift_name=cmd.gift_name,
+                repeat_count=cmd.repeat_count, repeat_end=cmd.repeat_end,
+            )]  # fmt: skip
+        case c.FeedViewers(total=total):
+            return [ViewersChanged(total=total)]
+        case c.FeedViolation(violation=v):
+            return [ViolationReported(violation=replace(v, at=v.at or now))]
+    raise AssertionError(f"unhandled command {cmd!r}")  # pragma: no cover - the union is closed
+
+
+def _order(cmd: c.FeedOrder) -> OrderPlaced:
+    return OrderPlaced(
+        order_id=cmd.order_id, user=cmd.user, product_id=cmd.product_id,
+        quantity=cmd.quantity, amount_cents=cmd.amount_cents, sale_id=cmd.sale_id,
+    )  # fmt: skip
+
+
+def _hidden(s: RoomState, user_id: str, content: str, now: int) -> HiddenReason | None:
+    """Why the audience would not see a comment, if it would not (R13 moderation)."""
+    if s.blocked.get(user_id, 0) > now:
+        return "blocked"
+    if s.muted.get(user_id, 0) > now:
+        return "muted"
+    settings = s.comment_settings
+    if not settings.allow_comments:
+        return "comments_off"
+    if settings.filter_spam and is_spam(content):
+        return "spam"
+    return None

@@ -1,0 +1,87 @@
+"""Folding events: post-LIVE figures, account health and replay."""
+
+from __future__ import annotations
+
+from protocol import commands as c
+from protocol.events import CreatorNotified, LiveEnded, ProductPinned, ViewersChanged
+from protocol.model import Violation
+from server.domain.evolve import evolve, family_of, new_room
+from tests.domain.builders import CREATOR, CREATOR_ID, ROOM, STAFF, VIEWER, Room
+
+
+def feed_a_live(room: Room) -> Room:
+    """Two minutes of a LIVE: viewers, comments, orders, gifts, follows, a violation."""
+    room.live().stock("p1")
+    room.ok(CREATOR, c.FeedViewers(command_id="v1", room=ROOM, total=40))
+    room.ok(CREATOR, c.FeedComment(command_id="c1", room=ROOM, comment_id="c1", user=VIEWER,
+                                   content="hello"))
+    room.ok(CREATOR, c.FeedOrder(command_id="o1", room=ROOM, order_id="o1", user=VIEWER,
+                                 product_id="p1", quantity=2, amount_cents=3000))
+    room.now += 61_000
+    room.ok(CREATOR, c.FeedViewers(command_id="v2", room=ROOM, total=120))
+    room.ok(CREATOR, c.FeedViewers(command_id="v3", room=ROOM, total=90))
+    room.ok(CREATOR, c.FeedOrder(command_id="o2", room=ROOM, order_id="o2", user=VIEWER,
+                                 product_id="p1", quantity=1, amount_cents=1500))
+    room.ok(CREATOR, c.FeedGift(command_id="g1", room=ROOM, user=VIEWER, gift_id=1,
+                                repeat_count=3, repeat_end=False))
+    room.ok(CREATOR, c.FeedGift(command_id="g2", room=ROOM, user=VIEWER, gift_id=1,
+                                repeat_count=5, repeat_end=True))
+    room.ok(CREATOR, c.FeedFollow(command_id="f1", room=ROOM, user=VIEWER))
+    room.ok(CREATOR, c.FeedSubscription(command_id="s1", room=ROOM, user=VIEWER, month=2))
+    room.ok(CREATOR, c.FeedViolation(command_id="x1", room=ROOM, violation=Violation(
+        violation_id="x1", policy="prohibited product", severity="high")))
+    room.now += 30_000
+    room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
+    return room
+
+
+def test_post_live_figures_are_derived_from_events() -> None:
+    """Ending a LIVE records its duration, peak viewers, orders, GMV and per-minute series."""
+    # R12 (performance data after the LIVE)
+    room = feed_a_live(Room())
+    [summary] = room.state.lives
+    assert summary.duration_ms == 91_000
+    assert (summary.viewers, summary.peak_viewers) == (90, 120)
+    assert (summary.orders, summary.units, summary.gmv_cents) == (2, 3, 4500)
+    assert (summary.comments, summary.gifts, summary.follows) == (1, 5, 1)
+    assert (summary.subscriptions, summary.violations) == (1, 1)
+    assert [(b.minute, b.viewers, b.orders, b.gmv_cents, b.comments)
+            for b in summary.per_minute] == [(0, 40, 1, 3000, 1), (1, 90, 1, 1500, 0)]
+    assert summary.conversion == 2 / 120
+    assert isinstance(room.log[-1].body, LiveEnded)
+
+
+def test_account_health_keeps_every_violation_and_stock_is_drawn_down() -> None:
+    """Violations accumulate across LIVEs; orders draw down the bag item's stock."""
+    # R12 (account health)
+    room = feed_a_live(Room())
+    assert [v.violation_id for v in room.state.violations] == ["x1"]
+    assert room.state.violations[0].at == room.log[-2].at
+    assert room.state.bag[0].stock == 7
+    assert room.state.current is None
+    assert room.state.pinned is None
+
+
+def test_replaying_the_log_rebuilds_the_state() -> None:
+    """Folding the logged events from an empty room gives the same state."""
+    # H2
+    room = feed_a_live(Room())
+    replayed = new_room(ROOM, CREATOR_ID)
+    for event in room.log:
+        replayed = evolve(replayed, event)
+    assert replayed == room.state
+    assert [e.seq for e in room.log] == list(range(1, len(room.log) + 1))
+
+
+def test_versions_track_families_but_not_feed() -> None:
+    """Bag events advance the bag version; feed events and notifications advance none."""
+    # H5
+    assert family_of(ProductPinned(product_id="p")) == "bag"
+    assert family_of(ViewersChanged(total=1)) is None
+    assert family_of(CreatorNotified(notification_id="n", kind="staff_entered", text="")) is None
+    room = Room().live().stock("p1")
+    bag_version = room.state.versions["bag"]
+    room.ok(CREATOR, c.FeedViewers(command_id="v", room=ROOM, total=3))
+    assert room.state.versions["bag"] == bag_version
+    room.ok(STAFF, c.BagPin(command_id="p", room=ROOM, product_id="p1"))
+    assert room.state.versions["bag"] == room.state.seq
