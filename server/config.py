@@ -1,0 +1,473 @@
+"""One settings object, from environment variables with command-line flags on top.
+
+Every setting has one name used three ways: the :class:`Settings` attribute
+(``send_queue_size``), the environment variable (``LIVEPILOT_SEND_QUEUE_SIZE``)
+and the flag (``--send-queue-size``). :data:`OPTIONS` lists them all, with their
+meaning; :func:`settings_table` renders that list for the README and the CLI
+may build its argument parser from it.
+
+:func:`load_settings` is the validated way in: it reads a mapping (pass
+``os.environ``), applies overrides (parsed flags; ``None`` means "not given"),
+and raises :class:`ConfigError` naming every offending variable or flag.
+Building :class:`Settings` directly skips validation; its defaults are valid.
+
+Origins: ``allowed_origins`` empty means a request that carries an ``Origin``
+header (that is, one made by a browser page) is refused, while a request
+without one (the creator client, native consoles, the load tester, the CLI) is
+accepted. ``Origin`` only protects browser users against other sites opening a
+socket in their name; any non-browser client can send whatever it likes, and
+authentication is by the token in ``hello``, never by cookies. So the safe
+default is to trust no web page until one is listed, without locking out the
+clients that send no ``Origin`` at all. ``*`` allows every origin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+__all__ = [
+    "DEV_JWT_SECRET",
+    "ENV_PREFIX",
+    "LOG_LEVELS",
+    "MIN_JWT_SECRET_BYTES",
+    "OPTIONS",
+    "ConfigError",
+    "LogLevel",
+    "Option",
+    "Settings",
+    "load_settings",
+    "option",
+    "settings_table",
+    "unknown_variables",
+]
+
+ENV_PREFIX = "LIVEPILOT_"
+
+DEV_JWT_SECRET = "livepilot-dev-secret-change-me-please"
+"""The development HS256 secret. Public by definition: never use it in production.
+
+It is 37 bytes long because RFC 7518 (and PyJWT, which warns otherwise) wants an
+HS256 key of at least 32 bytes."""
+
+MIN_JWT_SECRET_BYTES = 32
+"""Shortest HS256 secret accepted (RFC 7518 section 3.2: the key size of SHA-256)."""
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting of a livepilot server node. Immutable; see :data:`OPTIONS`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_path: str = "./livepilot.db"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_public_key_path: str | None = None
+    token_leeway_s: int = 30
+    allowed_origins: tuple[str, ...] = ()
+    max_message_bytes: int = 65536
+    permessage_deflate: bool = False
+    rate_per_s: float = 50.0
+    rate_burst: int = 100
+    abuse_refusals: int = 20
+    abuse_window_s: float = 10.0
+    send_queue_size: int = 1024
+    heartbeat_s: float = 20.0
+    idle_timeout_s: float = 60.0
+    history_retention: int = 10_000
+    snapshot_interval: int = 1000
+    log_level: LogLevel = "INFO"
+    redis_url: str | None = None
+
+    @property
+    def is_dev_secret(self) -> bool:
+        """Whether tokens are checked with the public development secret.
+
+        False when RS256 is configured: the secret is then unused."""
+        return self.jwt_public_key_path is None and self.jwt_secret == DEV_JWT_SECRET
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """Whether a handshake with this ``Origin`` header (None: absent) is accepted."""
+        if origin is None:
+            return True
+        if "*" in self.allowed_origins:
+            return True
+        return _normalize_origin(origin) in self.allowed_origins
+
+    def __repr__(self) -> str:
+        """Like the default, with the secret and any Redis password masked."""
+        parts = []
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if name == "jwt_secret":
+                value = "<dev secret>" if value == DEV_JWT_SECRET else "<secret>"
+            elif name == "redis_url" and value is not None:
+                value = _mask_url(value)
+            parts.append(f"{name}={value!r}")
+        return f"Settings({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+class ConfigError(ValueError):
+    """Invalid settings; ``problems`` pairs each variable or flag with what is wrong."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in problems))
+
+
+# --- parsers: raw value (a string from the environment or a flag's value) -> typed value,
+# raising ValueError with a message that does not repeat secrets.
+
+Parser = Callable[[object], object]
+
+
+def _int(lo: int, hi: int) -> Parser:
+    def parse(raw: object) -> int:
+        if isinstance(raw, bool):
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        if isinstance(raw, str):
+            try:
+                value = int(raw.strip().replace("_", ""))
+            except ValueError:
+                raise ValueError(
+                    f"expected an integer from {lo} to {hi}, got {raw!r}"
+                ) from None
+        elif isinstance(raw, int):
+            value = raw
+        else:
+            raise ValueError(f"expected an integer from {lo} to {hi}")
+        if not lo <= value <= hi:
+            raise ValueError(f"expected an integer from {lo} to {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Parser:
+    bound = f"above {lo:g} and at most {hi:g}"
+
+    def parse(raw: object) -> float:
+        if isinstance(raw, bool):
+            raise ValueError(f"expected a number {bound}")
+        if isinstance(raw, str):
+            try:
+                value = float(raw.strip())
+            except ValueError:
+                raise ValueError(f"expected a number {bound}, got {raw!r}") from None
+        elif isinstance(raw, int | float):
+            value = float(raw)
+        else:
+            raise ValueError(f"expected a number {bound}")
+        if not (math.isfinite(value) and lo < value <= hi):
+            raise ValueError(f"expected a number {bound}, got {value:g}")
+        return value
+
+    return parse
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ValueError(f"expected true/false (1/0, yes/no, on/off), got {raw!r}")
+    raise ValueError("expected true or false")
+
+
+def _text(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _secret(raw: object) -> str:
+    # Not stripped: a secret is used byte for byte; never echoed in messages.
+    if not isinstance(raw, str) or not raw:
+        raise ValueError("must not be empty")
+    if len(raw.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ValueError(f"must be at least {MIN_JWT_SECRET_BYTES} bytes long (RFC 7518)")
+    return raw
+
+
+def _optional_text(raw: object) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise ValueError("expected a string")
+    return raw.strip() or None
+
+
+def _log_level(raw: object) -> LogLevel:
+    if isinstance(raw, str):
+        word = raw.strip().upper()
+        for level in LOG_LEVELS:
+            if word == level:
+                return level
+    raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+
+
+def _redis_url(raw: object) -> str | None:
+    url = _optional_text(raw)
+    if url is None:
+        return None
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in {"redis", "rediss", "unix"}:
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return url
+
+
+def _normalize_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+def _origins(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items = [item for item in raw.split(",") if item.strip()]
+    elif isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+        items = [str(item) for item in raw]
+    else:
+        raise ValueError("expected a comma-separated list of origins")
+    result: list[str] = []
+    for item in items:
+        origin = _normalize_origin(item)
+        if origin != "*":
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in {"http", "https"}
+                or not parts.hostname
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise ValueError(
+                    f"expected origins like https://console.example.com or *, got {item!r}"
+                )
+        if origin not in result:
+            result.append(origin)
+    return tuple(result)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its attribute, environment variable, flag, parser and meaning."""
+
+    name: str
+    meaning: str
+    parse: Parser
+    has_flag: bool = True
+
+    @property
+    def env(self) -> str:
+        """The environment variable, e.g. ``LIVEPILOT_PORT``."""
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str | None:
+        """The command-line flag, e.g. ``--port``; None for env-only settings."""
+        return "--" + self.name.replace("_", "-") if self.has_flag else None
+
+    @property
+    def default(self) -> object:
+        """The value when neither the environment nor a flag sets it."""
+        return getattr(_DEFAULTS, self.name)
+
+
+_DEFAULTS = Settings()
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "Interface to listen on.", _text),
+    Option("port", "TCP port to listen on (0: any free port).", _int(0, 65535)),
+    Option(
+        "data_path",
+        "SQLite file of the embedded store (`:memory:` for a throw-away one).",
+        _text,
+    ),
+    Option(
+        "jwt_secret",
+        f"HS256 secret tokens are signed with, at least {MIN_JWT_SECRET_BYTES} bytes. "
+        "The default is public, for development only. Environment only: a flag would "
+        "show in the process list.",
+        _secret,
+        has_flag=False,
+    ),
+    Option(
+        "jwt_public_key_path",
+        "PEM file of an RSA public key: when set, tokens must be RS256 signed by the "
+        "matching private key and the HS256 secret is not used.",
+        _optional_text,
+    ),
+    Option(
+        "token_leeway_s",
+        "Clock skew tolerated on a token's `exp`, `iat` and `nbf`, in seconds.",
+        _int(0, 600),
+    ),
+    Option(
+        "allowed_origins",
+        "Comma-separated browser origins allowed to open a WebSocket (`*`: any). "
+        "Empty: no browser page, but clients that send no `Origin` are accepted.",
+        _origins,
+    ),
+    Option(
+        "max_message_bytes",
+        "Largest frame accepted; bigger ones are refused with TOO_LARGE.",
+        _int(1024, 16 * 1024 * 1024),
+    ),
+    Option(
+        "permessage_deflate",
+        "Offer WebSocket compression (costs CPU and memory per connection).",
+        _bool,
+    ),
+    Option(
+        "rate_per_s",
+        "Messages per second a connection may send (token bucket refill rate).",
+        _float(0.0, 1_000_000.0),
+    ),
+    Option("rate_burst", "Token bucket size: messages a connection may send at once.",
+           _int(1, 1_000_000)),
+    Option(
+        "abuse_refusals",
+        "Rate-limit refusals within `abuse_window_s` after which the connection is "
+        "closed for abuse (terminal).",
+        _int(1, 1_000_000),
+    ),
+    Option("abuse_window_s", "Window of `abuse_refusals`, in seconds.",
+           _float(0.0, 3600.0)),
+    Option(
+        "send_queue_size",
+        "Messages queued for one slow connection before it is closed as a slow consumer.",
+        _int(1, 1_000_000),
+    ),
+    Option("heartbeat_s", "Seconds between server pings.", _float(0.0, 3600.0)),
+    Option(
+        "idle_timeout_s",
+        "Seconds without any traffic from a client before it is closed; more than "
+        "`heartbeat_s`.",
+        _float(0.0, 86400.0),
+    ),
+    Option(
+        "history_retention",
+        "Events kept per room beyond the latest snapshot, for resume; older resumes "
+        "get a snapshot instead.",
+        _int(0, 100_000_000),
+    ),
+    Option("snapshot_interval", "Events between two snapshots of a room.",
+           _int(1, 100_000_000)),
+    Option("log_level", f"One of {', '.join(LOG_LEVELS)}.", _log_level),
+    Option(
+        "redis_url",
+        "Redis URL for multi-node mode (`redis://`, `rediss://`, `unix://`); unset: the "
+        "embedded SQLite store, single node. Put a password in the environment, not a flag.",
+        _redis_url,
+    ),
+)
+
+_BY_NAME = {opt.name: opt for opt in OPTIONS}
+
+
+def option(name: str) -> Option:
+    """The option of a :class:`Settings` attribute (KeyError if there is none)."""
+    return _BY_NAME[name]
+
+
+def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
+    """Settings from ``env`` (variables ``LIVEPILOT_*``), then ``overrides`` on top.
+
+    Overrides are keyed by attribute name (``port=9000``) and may be typed values
+    or strings (parsed as the environment's are); ``None`` means "not given", so
+    parsed command-line flags can be passed as they come. Raises
+    :class:`ConfigError` naming every bad variable or flag.
+    """
+    values: dict[str, object] = {}
+    problems: list[tuple[str, str]] = []
+    for opt in OPTIONS:
+        if opt.env in env:
+            try:
+                values[opt.name] = opt.parse(env[opt.env])
+            except ValueError as e:
+                problems.append((opt.env, str(e)))
+    for name, raw in overrides.items():
+        given = _BY_NAME.get(name)
+        if given is None:
+            problems.append((name, "no such setting"))
+            continue
+        if raw is None:
+            continue
+        try:
+            values[name] = given.parse(raw)
+        except ValueError as e:
+            problems.append((given.flag or name, str(e)))
+    if problems:
+        raise ConfigError(problems)
+    settings = msgspec.convert(values, Settings)
+
+    def source(name: str) -> str:
+        opt = _BY_NAME[name]
+        if overrides.get(name) is not None:
+            return opt.flag or name
+        return opt.env
+
+    if settings.idle_timeout_s <= settings.heartbeat_s:
+        idle_set = "idle_timeout_s" in values or "heartbeat_s" not in values
+        raise ConfigError([(
+            source("idle_timeout_s" if idle_set else "heartbeat_s"),
+            f"idle_timeout_s ({settings.idle_timeout_s:g} s) must be more than "
+            f"heartbeat_s ({settings.heartbeat_s:g} s)",
+        )])
+    return settings
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """``LIVEPILOT_*`` variables in ``env`` that name no setting (likely typos)."""
+    known = {opt.env for opt in OPTIONS}
+    return sorted(key for key in env if key.startswith(ENV_PREFIX) and key not in known)
+
+
+def _show_default(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, tuple):
+        return "`" + ",".join(value) + "`" if value else "empty"
+    if isinstance(value, float) and value.is_integer():
+        return f"`{int(value)}`"
+    return f"`{value}`"
+
+
+def settings_table() -> str:
+    """The configuration reference as a markdown table, for the README."""
+    rows = [
+        "| Environment variable | Flag | Default | Meaning |",
+        "|---|---|---|---|",
+    ]
+    for opt in OPTIONS:
+        flag = f"`{opt.flag}`" if opt.flag else "—"
+        meaning = opt.meaning.replace("|", "\\|")
+        rows.append(f"| `{opt.env}` | {flag} | {_show_default(opt.default)} | {meaning} |")
+    return "\n".join(rows) + "\n"
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
