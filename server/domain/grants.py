@@ -6,11 +6,16 @@ so the room decider depends on a small value, not on the whole workflow.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from msgspec import Struct
 
 from protocol.model import GRANTABLE, Actor, Family
 
-__all__ = ["Caller", "Grant"]
+__all__ = ["AccessEnd", "Caller", "Grant"]
+
+AccessEnd = Literal["revoked", "unlinked", "expired"]
+"""Why an agency's access to a creator ended (R6, R9)."""
 
 
 class Grant(Struct, frozen=True, kw_only=True):

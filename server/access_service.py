@@ -1,0 +1,170 @@
+"""The access workflow as a service: the pure :mod:`server.domain.access` decider,
+an event store, and the side effects of access changing.
+
+The :class:`~server.domain.access.AccessBook` lives in memory (it is small: links
+and requests) and is rebuilt at start from the stored access events. Every
+decision is appended durably before it is applied. When access ends (unlink,
+revoke) the hub is told at once and cuts the agency's staff off (R6); every
+event that concerns the creator becomes an inbox notification (R14), and every
+attempt lands in the audit trail with its real actor (R16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import anyio
+
+from protocol import access as a
+from protocol.access import AccessEvent
+from protocol.messages import Notification
+from protocol.model import Actor
+from server.domain.access import (
+    AccessBook,
+    decide_access,
+    decide_platform,
+    evolve_access,
+    grant_for,
+)
+from server.domain.grants import AccessEnd, Grant
+from server.domain.refusal import Refusal
+from server.journal import AuditEntry, Journal
+
+__all__ = ["AccessEventStore", "AccessService", "MemoryAccessEventStore"]
+
+
+class AccessEventStore(Protocol):
+    """Where access events are kept, in order."""
+
+    async def load_access_events(self) -> list[AccessEvent]:
+        """Every stored access event, oldest first."""
+        ...
+
+    async def append_access_events(self, events: Sequence[AccessEvent]) -> None:
+        """Store events durably (returns after they are durable)."""
+        ...
+
+
+class MemoryAccessEventStore:
+    """An :class:`AccessEventStore` in memory."""
+
+    def __init__(self) -> None:
+        self.events: list[AccessEvent] = []
+
+    async def load_access_events(self) -> list[AccessEvent]:
+        return list(self.events)
+
+    async def append_access_events(self, events: Sequence[AccessEvent]) -> None:
+        self.events.extend(events)
+
+
+AccessEnded = Callable[[str, str, AccessEnd], object]
+"""``(agency, creator, status)``: called when an agency's access to a creator ends."""
+
+_NOTICES: dict[type[AccessEvent], str] = {
+    a.RequestSent: "sent you a request",
+    a.LinkRemoved: "is no longer linked to you",
+    a.AccessGranted: "now has LIVE Manager access",
+    a.AccessRevoked: "no longer has LIVE Manager access",
+    a.LinkExtended: "link was extended",
+}
+
+
+class AccessService:
+    """Decides access commands, stores their events, and applies their effects."""
+
+    def __init__(
+        self,
+        store: AccessEventStore,
+        journal: Journal,
+        *,
+        clock: Callable[[], int],
+        on_access_ended: AccessEnded | None = None,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.clock = clock
+        self.on_access_ended = on_access_ended
+        self.book = AccessBook()
+        self._lock = anyio.Lock()
+
+    async def start(self) -> None:
+        """Rebuild the book from the stored events."""
+        book = AccessBook()
+        for event in await self.store.load_access_events():
+            book = evolve_access(book, event)
+        self.book = book
+
+    def grant_for(self, agency: str, creator: str, now: int) -> Grant | None:
+        """The access in force now (the hub calls this for every staff command)."""
+        return grant_for(self.book, agency, creator, now)
+
+    async def submit(self, who: Actor, command: a.AccessCommand) -> list[AccessEvent] | Refusal:
+        """Decide a party's command and apply it; a refusal changes nothing."""
+        async with self._lock:
+            now = self.clock()
+            decision = decide_access(self.book, who, command, now)
+            creator = _creator_of(self.book, command, who)
+            if isinstance(decision, Refusal):
+                await self._audit(who, command, creator, now, decision.code)
+                return decision
+            await self._apply(decision)
+            await self._audit(who, command, creator, now, None)
+        await self._effects(decision, who)
+        return decision
+
+    async def record_platform_fact(self, command: a.PlatformCommand) -> list[AccessEvent]:
+        """Record what only the platform knows (cross-border status, sharing; R8)."""
+        async with self._lock:
+            events = decide_platform(self.book, command, self.clock())
+            await self._apply(events)
+        return events
+
+    async def _apply(self, events: list[AccessEvent]) -> None:
+        if not events:
+            return
+        await self.store.append_access_events(events)
+        book = self.book
+        for event in events:
+            book = evolve_access(book, event)
+        self.book = book
+
+    async def _audit(self, who: Actor, command: a.AccessCommand, creator: str | None,
+                     now: int, code: int | None) -> None:
+        if creator is None:
+            return
+        tag = str(type(command).__struct_config__.tag)
+        await self.journal.audit([AuditEntry(at=now, creator=creator, actor=who,
+                                             family="access", action=tag, code=code)])
+
+    async def _effects(self, events: list[AccessEvent], who: Actor) -> None:
+        notes: list[Notification] = []
+        for event in events:
+            if isinstance(event, a.LinkRemoved | a.AccessRevoked) and self.on_access_ended:
+                status: AccessEnd = "unlinked" if isinstance(event, a.LinkRemoved) else "revoked"
+                self.on_access_ended(event.agency, event.creator, status)
+            text = _NOTICES.get(type(event))
+            creator = getattr(event, "creator", None)
+            agency = getattr(event, "agency", None)
+            if isinstance(event, a.RequestSent):
+                creator, agency = event.request.creator, event.request.agency
+            if text is None or creator is None or who.role == "creator":
+                continue
+            nid = f"access-{event.at}-{type(event).__name__}-{agency}"[:128]
+            notes.append(Notification(notification_id=nid, creator=creator,
+                                      kind="agency_changed", text=f"Agency {agency} {text}",
+                                      at=event.at, by=who))
+        if notes:
+            await self.journal.notify(notes)
+
+
+def _creator_of(book: AccessBook, command: a.AccessCommand, who: Actor) -> str | None:
+    """The creator an access command concerns (for the audit trail)."""
+    creator = getattr(command, "creator", None)
+    if isinstance(creator, str):
+        return creator
+    request_id = getattr(command, "request_id", None)
+    if isinstance(request_id, str) and request_id in book.requests:
+        return book.requests[request_id].creator
+    return who.id if who.role == "creator" else None

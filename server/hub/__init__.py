@@ -1,0 +1,1 @@
+"""The hub: sessions, rooms in memory, ordered fan-out with backpressure."""

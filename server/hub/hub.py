@@ -1,0 +1,362 @@
+"""The hub: rooms cached in memory, commands decided, appended, then fanned out.
+
+Flow of one command (ARCHITECTURE.md): authorize against the grant looked up
+*now* (every command, R6) -> ``decide`` against the room's cached state ->
+append to the room log (atomic, idempotent on the command id, durable) ->
+``evolve`` the cache -> fan the events out to every member, each event encoded
+once per wire format -> ack the sender (after the append is durable, H4).
+
+One lock per room serializes deciding and appending, so every member sees one
+total order with gap-free seqs (H2). Fan-out never waits: each member has a
+bounded outbox and is closed as a slow consumer when it overflows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Final
+
+import anyio
+import msgspec
+
+from protocol.commands import BagList, Command
+from protocol.errors import CloseCode, Code, describe
+from protocol.events import CreatorNotified
+from protocol.messages import (
+    AccessChanged,
+    Ack,
+    BagListing,
+    Error,
+    Event,
+    Notification,
+    Presence,
+    Refused,
+    Resumed,
+    RoomCommand,
+    Snapshot,
+)
+from protocol.model import Actor, RoomState
+from server.domain.grants import AccessEnd, Caller, Grant
+from server.domain.refusal import Refusal
+from server.domain.room import decide, decide_enter, evolve, list_bag, new_room
+from server.hub.session import Frame, Session
+from server.journal import AuditEntry, Journal
+from server.log.base import Appended, Conflict, Duplicate, PendingEvent, RoomLog
+from server.metrics import Metrics
+
+__all__ = ["GrantLookup", "Hub", "LiveRoom"]
+
+GrantLookup = Callable[[str, str, int], Grant | None]
+"""``(agency, creator, now) -> Grant | None``: the access in force right now."""
+
+MAX_RESUME_EVENTS: Final = 10_000
+"""A resume needing more events than this gets a snapshot instead (H3)."""
+MAX_CONFLICT_RETRIES: Final = 3
+
+
+class LiveRoom:
+    """A room loaded in memory: its state, its members, its lock."""
+
+    __slots__ = ("lock", "members", "room", "since_snapshot", "state")
+
+    def __init__(self, state: RoomState) -> None:
+        self.room = state.room
+        self.state = state
+        self.members: dict[str, Session] = {}
+        self.lock = anyio.Lock()
+        self.since_snapshot = 0
+
+
+class Hub:
+    """Every room and session of one server node."""
+
+    def __init__(
+        self,
+        log: RoomLog,
+        journal: Journal,
+        grants: GrantLookup,
+        *,
+        clock: Callable[[], int],
+        metrics: Metrics,
+        snapshot_interval: int = 1000,
+        history_retention: int = 10_000,
+    ) -> None:
+        self.log = log
+        self.journal = journal
+        self.grants = grants
+        self.clock = clock
+        self.metrics = metrics
+        self.snapshot_interval = snapshot_interval
+        self.history_retention = history_retention
+        self.rooms: dict[str, LiveRoom] = {}
+        self.sessions: dict[str, Session] = {}
+        self._loading = anyio.Lock()
+        self._json = msgspec.json.Encoder()
+        self._msgpack = msgspec.msgpack.Encoder()
+
+    # --- sessions -------------------------------------------------------------
+
+    def connect(self, session: Session) -> None:
+        """Register an authenticated session."""
+        self.sessions[session.id] = session
+        self.metrics.connections.inc()
+
+    def disconnect(self, session: Session) -> None:
+        """Forget a session and leave its rooms (presence is updated)."""
+        if self.sessions.pop(session.id, None) is None:
+            return
+        self.metrics.connections.dec()
+        for room_id in list(session.rooms):
+            self.leave(session, room_id)
+
+    def caller(self, session: Session, creator: str) -> Caller:
+        """The caller a session is for a creator's room, with the grant in force now."""
+        actor = session.actor
+        if actor.role == "creator" or actor.agency is None:
+            return Caller(actor=actor)
+        return Caller(actor=actor, grant=self.grants(actor.agency, creator, self.clock()))
+
+    def access_ended(self, agency: str, creator: str, status: AccessEnd) -> int:
+        """Cut off every session of ``agency`` in ``creator``'s room at once (R6).
+
+        Returns how many sessions were closed. Later commands are refused anyway,
+        because every command looks the grant up again.
+        """
+        closed = 0
+        live = self.rooms.get(creator)
+        sessions = list(live.members.values()) if live is not None else []
+        # Staff may also hold a session that only sends pre-LIVE commands.
+        sessions += [s for s in self.sessions.values() if s.actor.agency == agency]
+        seen: set[str] = set()
+        for session in sessions:
+            if session.actor.agency != agency or session.id in seen:
+                continue
+            seen.add(session.id)
+            session.send(AccessChanged(creator=creator, agency=agency, status=status))
+            session.close(CloseCode.ACCESS_REVOKED, "LIVE Manager access ended")
+            closed += 1
+        self.metrics.revocations.inc(closed)
+        return closed
+
+    # --- rooms ----------------------------------------------------------------
+
+    async def room(self, room_id: str) -> LiveRoom:
+        """The room, loaded from its snapshot and log if it is not in memory."""
+        live = self.rooms.get(room_id)
+        if live is not None:
+            return live
+        async with self._loading:
+            live = self.rooms.get(room_id)
+            if live is None:
+                live = LiveRoom(await self._load(room_id))
+                self.rooms[room_id] = live
+                self.metrics.rooms.set(len(self.rooms))
+        return live
+
+    async def _load(self, room_id: str, state: RoomState | None = None) -> RoomState:
+        if state is None:
+            state = await self.log.load_snapshot(room_id) or new_room(room_id, room_id)
+        while True:
+            events = await self.log.read_since(room_id, state.seq, MAX_RESUME_EVENTS)
+            if not events:
+                return state
+            for event in events:
+                state = evolve(state, event)
+
+    def _precheck(self, caller: Caller, creator: str) -> Refusal | None:
+        """Refuse callers with no business in a room before loading it."""
+        actor = caller.actor
+        if actor.role == "creator":
+            return None if actor.id == creator else Refusal(Code.FORBIDDEN, "not your room")
+        if caller.grant is None:
+            return Refusal(Code.NO_ACCESS, "no LIVE Manager access to this creator")
+        return None
+
+    async def join(self, session: Session, room_id: str, last_seq: int | None = None) -> None:
+        """Join (snapshot) or resume (missed events) a room; refusals answer with Error."""
+        caller = self.caller(session, room_id)
+        refusal = self._precheck(caller, room_id)
+        if refusal is not None:
+            session.send(_error(refusal.code, refusal.message))
+            return
+        live = await self.room(room_id)
+        async with live.lock:
+            now = self.clock()
+            decision = decide_enter(live.state, caller, now)
+            if isinstance(decision, Refusal):
+                session.send(_error(decision.code, decision.message))
+                return
+            # A resume is the same member coming back: no second "entered" notice.
+            if decision and last_seq is None:
+                pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
+                           for b in decision]
+                await self._append(live, None, pending)
+            if last_seq is None or not await self._replay(session, live, last_seq):
+                state = live.state
+                session.send(Snapshot(room=live.room, seq=state.seq, state=state,
+                                      reason="join" if last_seq is None else "history_truncated"))
+            live.members[session.id] = session
+            session.rooms.add(live.room)
+            self._presence(live)
+
+    async def _replay(self, session: Session, live: LiveRoom, last_seq: int) -> bool:
+        """Send the events after ``last_seq`` then Resumed; False if history can't (H3)."""
+        if last_seq > live.state.seq:
+            return False
+        events: list[Event] = []
+        while last_seq + len(events) < live.state.seq:
+            batch = await self.log.read_since(live.room, last_seq + len(events), 1000)
+            if not batch or len(events) + len(batch) > MAX_RESUME_EVENTS:
+                return False
+            events.extend(batch)
+        for event in events:
+            session.send(event)
+        session.send(Resumed(room=live.room, seq=live.state.seq))
+        return True
+
+    def leave(self, session: Session, room_id: str) -> None:
+        """Leave a room (no-op if not a member)."""
+        session.rooms.discard(room_id)
+        live = self.rooms.get(room_id)
+        if live is not None and live.members.pop(session.id, None) is not None:
+            self._presence(live)
+
+    def _presence(self, live: LiveRoom) -> None:
+        members = list({s.actor: None for s in live.members.values()})
+        self._broadcast(live, Presence(room=live.room, members=members))
+
+    # --- commands -------------------------------------------------------------
+
+    async def command(self, session: Session, command: RoomCommand) -> None:
+        """Decide, append, fan out and answer one room command."""
+        name = str(type(command).__struct_config__.tag)
+        caller = self.caller(session, command.room)
+        refusal = self._precheck(caller, command.room)
+        if refusal is not None:
+            self._refuse(session, command, refusal, name)
+            await self._audit(caller.actor, command, name, refusal.code, None)
+            return
+        live = await self.room(command.room)
+        for _ in range(MAX_CONFLICT_RETRIES):
+            async with live.lock:
+                now = self.clock()
+                decision = decide(live.state, caller, command, now)
+                if isinstance(decision, Refusal):
+                    done = await self.log.lookup_command(live.room, command.command_id)
+                    if done is not None:  # a resend of an applied command (H1)
+                        session.send(Ack(command_id=command.command_id, seq=done.last_seq))
+                        return
+                    self._refuse(session, command, decision, name)
+                    await self._audit(caller.actor, command, name, decision.code, None)
+                    return
+                if isinstance(command, BagList):
+                    items = list_bag(live.state, command.category, command.in_stock)
+                    session.send(BagListing(command_id=command.command_id, room=live.room,
+                                            items=items))
+                    self.metrics.commands.labels(name, "ok").inc()
+                    return
+                pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
+                           for b in decision]
+                seq = await self._append(live, command.command_id, pending)
+            if seq is None:  # another node wrote first: the cache was reloaded; decide again
+                continue
+            session.send(Ack(command_id=command.command_id, seq=seq))
+            self.metrics.commands.labels(name, "ok").inc()
+            await self._audit(caller.actor, command, name, None, seq)
+            return
+        self._refuse(session, command, Refusal(Code.UNAVAILABLE, "room too contended"), name)
+
+    def _refuse(self, session: Session, command: Command, refusal: Refusal, name: str) -> None:
+        session.send(Refused(command_id=command.command_id, code=refusal.code,
+                             message=refusal.message or describe(refusal.code)))
+        self.metrics.commands.labels(name, refusal.code.name).inc()
+
+    async def _audit(self, actor: Actor, command: Command, name: str, code: int | None,
+                     seq: int | None) -> None:
+        # Platform activity is not an action of anyone: only commands are audited (R16).
+        if command.family == "feed":
+            return
+        entry = AuditEntry(at=self.clock(), creator=command.room, actor=actor,
+                           family=command.family, action=name, command_id=command.command_id,
+                           code=code, seq=seq)
+        await self.journal.audit([entry])
+
+    async def _append(self, live: LiveRoom, command_id: str | None,
+                      pending: list[PendingEvent]) -> int | None:
+        """Append under the room lock, fold and fan out; the seq to ack, or None on a
+        conflict (the cache is reloaded)."""
+        result = await self.log.append(live.room, command_id, pending, live.state.seq)
+        match result:
+            case Appended(events=events, last_seq=last_seq):
+                started = self.clock()
+                notes: list[Notification] = []
+                for event in events:
+                    live.state = evolve(live.state, event)
+                    self._broadcast(live, event)
+                    if isinstance(event.body, CreatorNotified):
+                        notes.append(_notification(event, event.body))
+                self.metrics.fanout_seconds.observe((self.clock() - started) / 1000)
+                if notes:
+                    await self._notify(notes)
+                live.since_snapshot += len(events)
+                if live.since_snapshot >= self.snapshot_interval:
+                    await self._snapshot(live)
+                return last_seq
+            case Duplicate(last_seq=last_seq):
+                return last_seq
+            case Conflict():
+                live.state = await self._load(live.room, live.state)
+                return None
+        raise AssertionError(result)  # pragma: no cover - the union is closed
+
+    async def _snapshot(self, live: LiveRoom) -> None:
+        await self.log.save_snapshot(live.room, live.state)
+        live.since_snapshot = 0
+        if self.history_retention >= 0:
+            await self.log.trim(live.room, live.state.seq + 1 - self.history_retention)
+
+    async def _notify(self, notes: list[Notification]) -> None:
+        """Persist notifications (R14, R15) and push them to the creator's sessions."""
+        await self.journal.notify(notes)
+        for note in notes:
+            for session in self.sessions.values():
+                actor = session.actor
+                if actor.role == "creator" and actor.id == note.creator:
+                    session.send(note)
+
+    # --- fan-out --------------------------------------------------------------
+
+    def _broadcast(self, live: LiveRoom, message: Event | Presence) -> None:
+        """Deliver one message to every member, encoded once per wire format."""
+        json_frame: Frame | None = None
+        msgpack_frame: Frame | None = None
+        for session in live.members.values():
+            if session.codec.binary:
+                if msgpack_frame is None:
+                    msgpack_frame = self._msgpack.encode(message)
+                session.deliver(msgpack_frame)
+            else:
+                if json_frame is None:
+                    json_frame = self._json.encode(message).decode()
+                session.deliver(json_frame)
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Ask every session to close (shutdown)."""
+        for session in list(self.sessions.values()):
+            session.close(code, reason)
+
+    def members(self) -> Iterable[Session]:
+        """Every session in any room."""
+        for live in self.rooms.values():
+            yield from live.members.values()
+
+
+def _error(code: Code, message: str) -> Error:
+    return Error(code=code, message=message or describe(code), retryable=500 <= code < 600)
+
+
+def _notification(event: Event, body: CreatorNotified) -> Notification:
+    return Notification(notification_id=body.notification_id, creator=event.actor,
+                        kind=body.kind, text=body.text, at=event.at, by=event.by)
+
+

@@ -1,0 +1,40 @@
+"""Prometheus metrics of one server, on the app's own registry (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """Every metric the server exports on ``/metrics``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("livepilot_connections", "Open WebSocket sessions.", registry=r)
+        self.rooms = Gauge("livepilot_rooms", "Rooms loaded in memory.", registry=r)
+        self.commands = Counter(
+            "livepilot_commands", "Room commands by type and result (ok or refusal code).",
+            ["type", "result"], registry=r,
+        )
+        self.fanout_seconds = Histogram(
+            "livepilot_fanout_seconds", "Time to fold and fan out one command's events.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=r,
+        )
+        self.slow_consumers = Counter(
+            "livepilot_slow_consumer_disconnects", "Sessions closed for a full send queue.",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "livepilot_rate_limit_refusals", "Messages refused by the rate limit.", registry=r
+        )
+        self.revocations = Counter(
+            "livepilot_revocations", "Sessions cut off because access ended.", registry=r
+        )
+        self.decode_errors = Counter(
+            "livepilot_decode_errors", "Frames refused by the decoder, by code.", ["code"],
+            registry=r,
+        )

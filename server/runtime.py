@@ -1,0 +1,81 @@
+"""Everything one server node runs on, built from :class:`~server.config.Settings`.
+
+:func:`open_runtime` opens the storage (the embedded SQLite file, or memory for
+``:memory:``), rebuilds access, and wires the hub; closing it closes every
+session with "going away" and flushes the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from protocol.errors import CloseCode
+from server.access_service import AccessEventStore, AccessService, MemoryAccessEventStore
+from server.auth import AuthKeys
+from server.config import Settings
+from server.hub.hub import Hub
+from server.journal import Journal, MemoryJournal
+from server.log.base import RoomLog
+from server.log.memory import MemoryRoomLog
+from server.log.sqlite import SqliteRoomLog, SqliteStore
+from server.metrics import Metrics
+
+__all__ = ["Runtime", "open_runtime", "wall_clock"]
+
+
+def wall_clock() -> int:
+    """Milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The parts of a running node, shared by the WebSocket endpoint and the HTTP API."""
+
+    settings: Settings
+    keys: AuthKeys
+    clock: Callable[[], int]
+    metrics: Metrics
+    log: RoomLog
+    journal: Journal
+    access: AccessService
+    hub: Hub
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, clock: Callable[[], int] = wall_clock
+) -> AsyncIterator[Runtime]:
+    """Open storage, rebuild access, wire the hub; close everything on exit."""
+    keys = AuthKeys.from_settings(settings)
+    metrics = Metrics()
+    store: SqliteStore | None = None
+    log: RoomLog
+    journal: Journal
+    events: AccessEventStore
+    if settings.data_path == ":memory:":
+        log, journal, events = MemoryRoomLog(), MemoryJournal(), MemoryAccessEventStore()
+    else:
+        from server.store import SqliteAccessEventStore, SqliteJournal
+
+        store = SqliteStore(settings.data_path)
+        await store.start()
+        log = SqliteRoomLog(store)
+        journal, events = SqliteJournal(store), SqliteAccessEventStore(store)
+    access = AccessService(events, journal, clock=clock)
+    hub = Hub(log, journal, access.grant_for, clock=clock, metrics=metrics,
+              snapshot_interval=settings.snapshot_interval,
+              history_retention=settings.history_retention)
+    access.on_access_ended = hub.access_ended
+    try:
+        await access.start()
+        yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
+                      journal=journal, access=access, hub=hub)
+    finally:
+        hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        await log.close()
+        if store is not None:
+            await store.close()
