@@ -1,0 +1,149 @@
+"""A real server on a free loopback port (uvicorn in this event loop) and raw clients."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from protocol.codec import Codec
+from protocol.messages import Hello, Message, ServerMessage, Welcome
+from server.app import create_app
+from server.auth import mint
+from server.config import Settings, load_settings
+from server.runtime import Runtime
+
+TIMEOUT = 10.0
+
+
+class Clock:
+    """A wall clock tests can push forward."""
+
+    def __init__(self) -> None:
+        from server.runtime import wall_clock
+
+        self._base = wall_clock
+        self.offset = 0
+
+    def __call__(self) -> int:
+        return self._base() + self.offset
+
+
+@dataclass
+class Server:
+    """A running server: its URL, settings, clock and runtime."""
+
+    url: str
+    settings: Settings
+    clock: Clock
+    app: Any
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.app.state.runtime
+        return runtime
+
+    def token(self, *, creator: str | None = None, agency: str | None = None,
+              staff: str | None = None, ttl_s: int = 3600) -> str:
+        return mint(self.settings, creator=creator, agency=agency, staff=staff, ttl_s=ttl_s,
+                    now=self.clock())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def start_server(settings: Settings, clock: Clock) -> tuple[uvicorn.Server, Any]:
+    app = create_app(settings, clock=clock)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                            ws_max_size=settings.max_message_bytes * 4,
+                            ws_per_message_deflate=False, lifespan="on")
+    server = uvicorn.Server(config)
+    return server, app
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: object) -> Settings:
+        base: dict[str, object] = {"port": free_port(), "data_path": str(tmp_path / "db.sqlite")}
+        base.update(overrides)
+        return load_settings({}, **base)
+
+    return make
+
+
+@pytest.fixture
+async def server(make_settings: Callable[..., Settings]) -> AsyncIterator[Server]:
+    """A server with default settings on a free port; stops by itself."""
+    async with run_server(make_settings()) as srv:
+        yield srv
+
+
+from contextlib import asynccontextmanager  # noqa: E402
+
+
+@asynccontextmanager
+async def run_server(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Server]:
+    clock = clock or Clock()
+    uv, app = await start_server(settings, clock)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(uv.serve)
+        with anyio.fail_after(TIMEOUT):
+            while not uv.started:
+                await anyio.sleep(0.01)
+        try:
+            yield Server(url=f"ws://127.0.0.1:{settings.port}/ws", settings=settings,
+                         clock=clock, app=app)
+        finally:
+            uv.should_exit = True
+
+
+class Raw:
+    """A raw websockets client speaking protocol v1 by hand."""
+
+    def __init__(self, ws: ClientConnection, codec: Codec) -> None:
+        self.ws = ws
+        self.codec = codec
+
+    async def send(self, message: Message) -> None:
+        data = self.codec.encode(message)
+        await self.ws.send(data if self.codec.binary else data.decode())
+
+    async def recv(self) -> ServerMessage:
+        with anyio.fail_after(TIMEOUT):
+            frame = await self.ws.recv()
+        return self.codec.decode_server(frame)
+
+    async def expect(self, kind: type[Message]) -> Any:
+        """Receive until a message of ``kind`` arrives (others are skipped)."""
+        while True:
+            message = await self.recv()
+            if isinstance(message, kind):
+                return message
+
+
+@asynccontextmanager
+async def raw_client(srv: Server, token: str | None, fmt: str = "json") -> AsyncIterator[Raw]:
+    codec = Codec("json" if fmt == "json" else "msgpack")
+    async with connect(srv.url, subprotocols=[codec.subprotocol], open_timeout=TIMEOUT,  # type: ignore[list-item]
+                       max_size=None) as ws:
+        raw = Raw(ws, codec)
+        if token is not None:
+            await raw.send(Hello(token=token))
+            welcome = await raw.recv()
+            assert isinstance(welcome, Welcome), welcome
+        yield raw
+
+
+_ = msgspec
