@@ -12,6 +12,7 @@ timeout). Whatever ends the session closes the socket with a code from
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import TYPE_CHECKING, Final
@@ -60,10 +61,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     if subprotocol is None:
         await websocket.close(code=CloseCode.UNSUPPORTED_PROTOCOL)
         return
-    header_token = next(
-        (p[len(AUTH_SUBPROTOCOL_PREFIX):] for p in offered if p.startswith(AUTH_SUBPROTOCOL_PREFIX)),
-        None,
-    )
+    prefix = AUTH_SUBPROTOCOL_PREFIX
+    header_token = next((p[len(prefix):] for p in offered if p.startswith(prefix)), None)
     if header_token is not None and isinstance(verify(header_token, rt.keys, now=rt.clock()),
                                                AuthError):
         await websocket.close(code=CloseCode.BAD_TOKEN)
@@ -130,10 +129,8 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
     async with anyio.create_task_group() as tg:
 
         async def reader() -> None:
-            try:
+            with contextlib.suppress(WebSocketDisconnect):
                 await _read_loop(websocket, rt, session, last_seen)
-            except WebSocketDisconnect:
-                pass
             session.close(1000, "client went away")
 
         async def writer() -> None:
@@ -247,10 +244,9 @@ async def _close(websocket: WebSocket, session: Session) -> None:
 
 
 async def _safe_close(websocket: WebSocket, code: int, reason: str) -> None:
-    try:
+    # The peer (or the server shutting down) may have closed it already.
+    with contextlib.suppress(Exception):
         await websocket.close(code=code, reason=reason[:120])
-    except Exception:  # noqa: S110 - already closed by the peer or the server
-        pass
 
 
 def _error(code: Code) -> Error:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 import anyio
@@ -13,9 +15,10 @@ import msgspec
 import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from protocol.codec import Codec
-from protocol.messages import Hello, Message, ServerMessage, Welcome
+from protocol.messages import Event, Hello, Message, ServerMessage, Welcome
 from server.app import create_app
 from server.auth import mint
 from server.config import Settings, load_settings
@@ -76,7 +79,7 @@ async def start_server(settings: Settings, clock: Clock) -> tuple[uvicorn.Server
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
-        base: dict[str, object] = {"port": free_port(), "data_path": str(tmp_path / "db.sqlite")}
+        base: dict[str, object] = {"port": free_port(), "data_path": ":memory:"}
         base.update(overrides)
         return load_settings({}, **base)
 
@@ -97,16 +100,21 @@ from contextlib import asynccontextmanager  # noqa: E402
 async def run_server(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Server]:
     clock = clock or Clock()
     uv, app = await start_server(settings, clock)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(uv.serve)
+    # A plain task, not a task group: pytest-asyncio may finalize the fixture in
+    # another task than the one that set it up.
+    task = asyncio.ensure_future(uv.serve())
+    try:
         with anyio.fail_after(TIMEOUT):
-            while not uv.started:
+            while not uv.started:  # uvicorn offers no event to await
+                if task.done():
+                    task.result()
                 await anyio.sleep(0.01)
-        try:
-            yield Server(url=f"ws://127.0.0.1:{settings.port}/ws", settings=settings,
-                         clock=clock, app=app)
-        finally:
-            uv.should_exit = True
+        yield Server(url=f"ws://127.0.0.1:{settings.port}/ws", settings=settings,
+                     clock=clock, app=app)
+    finally:
+        uv.should_exit = True
+        with anyio.fail_after(TIMEOUT):
+            await task
 
 
 class Raw:
@@ -115,6 +123,8 @@ class Raw:
     def __init__(self, ws: ClientConnection, codec: Codec) -> None:
         self.ws = ws
         self.codec = codec
+        self.events: list[Event] = []
+        """Every room event received so far, in arrival order."""
 
     async def send(self, message: Message) -> None:
         data = self.codec.encode(message)
@@ -123,9 +133,27 @@ class Raw:
     async def recv(self) -> ServerMessage:
         with anyio.fail_after(TIMEOUT):
             frame = await self.ws.recv()
-        return self.codec.decode_server(frame)
+        message = self.codec.decode_server(frame)
+        if isinstance(message, Event):
+            self.events.append(message)
+        return message
 
-    async def expect(self, kind: type[Message]) -> Any:
+    async def events_until(self, seq: int) -> list[Event]:
+        """Every room event received up to ``seq`` (waiting for the rest)."""
+        while not self.events or self.events[-1].seq < seq:
+            await self.recv()
+        return [e for e in self.events if e.seq <= seq]
+
+    async def until_closed(self) -> tuple[list[ServerMessage], int | None]:
+        """Every message until the server closes; and the close code it sent."""
+        messages: list[ServerMessage] = []
+        try:
+            while True:
+                messages.append(await self.recv())
+        except ConnectionClosed as closed:
+            return messages, closed.rcvd.code if closed.rcvd is not None else None
+
+    async def expect(self, kind: type[Message] | UnionType) -> Any:
         """Receive until a message of ``kind`` arrives (others are skipped)."""
         while True:
             message = await self.recv()
