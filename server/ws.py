@@ -13,6 +13,7 @@ timeout). Whatever ends the session closes the socket with a code from
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Final
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["AUTH_SUBPROTOCOL_PREFIX", "websocket_endpoint"]
 
 AUTH_SUBPROTOCOL_PREFIX: Final = "livepilot.auth."
+logger = logging.getLogger("livepilot.ws")
 FLUSH_ON_CLOSE_S: Final = 1.0
 """How long a closing session may take to flush what is queued (e.g. access_changed)."""
 
@@ -240,6 +242,10 @@ async def _close(websocket: WebSocket, session: Session) -> None:
     if session.close_code == CloseCode.SLOW_CONSUMER:
         rt: Runtime = websocket.app.state.runtime
         rt.metrics.slow_consumers.inc()
+    logger.log(logging.DEBUG if session.close_code == 1000 else logging.INFO, "session closed",
+               extra={"session": session.id, "role": session.actor.role,
+                      "agency": session.actor.agency, "code": session.close_code,
+                      "reason": session.close_reason})
     await _safe_close(websocket, session.close_code, session.close_reason)
 
 

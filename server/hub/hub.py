@@ -91,6 +91,7 @@ class Hub:
         self.rooms: dict[str, LiveRoom] = {}
         self.sessions: dict[str, Session] = {}
         self._loading = anyio.Lock()
+        self._drained = anyio.Event()
         self._json = msgspec.json.Encoder()
         self._msgpack = msgspec.msgpack.Encoder()
 
@@ -108,6 +109,8 @@ class Hub:
         self.metrics.connections.dec()
         for room_id in list(session.rooms):
             self.leave(session, room_id)
+        if not self.sessions:
+            self._drained.set()
 
     def caller(self, session: Session, creator: str) -> Caller:
         """The caller a session is for a creator's room, with the grant in force now."""
@@ -344,6 +347,12 @@ class Hub:
         """Ask every session to close (shutdown)."""
         for session in list(self.sessions.values()):
             session.close(code, reason)
+
+    async def drained(self) -> None:
+        """Return once no session is connected."""
+        while self.sessions:
+            self._drained = anyio.Event()
+            await self._drained.wait()
 
     def members(self) -> Iterable[Session]:
         """Every session in any room."""

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from protocol.codec import Codec
 from protocol.messages import Event, Hello, Message, ServerMessage, Welcome
-from server.app import create_app
+from server.serve import build_server
 from server.auth import mint
 from server.config import Settings, load_settings
 from server.runtime import Runtime
@@ -68,12 +68,8 @@ def free_port() -> int:
 
 
 async def start_server(settings: Settings, clock: Clock) -> tuple[uvicorn.Server, Any]:
-    app = create_app(settings, clock=clock)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                            ws_max_size=settings.max_message_bytes * 4,
-                            ws_per_message_deflate=False, lifespan="on")
-    server = uvicorn.Server(config)
-    return server, app
+    server = build_server(settings, clock=clock)
+    return server, server.app
 
 
 @pytest.fixture
@@ -81,7 +77,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
         base: dict[str, object] = {"port": free_port(), "data_path": ":memory:"}
         base.update(overrides)
-        return load_settings({}, **base)
+        return load_settings({}, log_level="WARNING", **base)
 
     return make
 

@@ -1,0 +1,75 @@
+"""Serve the app with uvicorn, with livepilot's graceful shutdown.
+
+On SIGTERM (or SIGINT) the server stops accepting, closes every session with
+the retryable "going away" code (so clients reconnect elsewhere or later and
+resume), waits for them to finish (bounded), then lets uvicorn finish and the
+app's lifespan flush the store. The process then exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+
+from protocol.errors import CloseCode
+from server.app import create_app
+from server.config import Settings
+from server.runtime import Runtime, wall_clock
+
+__all__ = ["DRAIN_TIMEOUT_S", "LivepilotServer", "build_server", "uvicorn_config"]
+
+DRAIN_TIMEOUT_S = 5.0
+logger = logging.getLogger("livepilot")
+
+
+def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration the settings call for."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        ws="websockets-sansio",
+        # The app answers frames up to max_message_bytes with TOO_LARGE itself;
+        # only far bigger ones are cut by the transport (close 1009).
+        ws_max_size=settings.max_message_bytes * 4,
+        ws_per_message_deflate=settings.permessage_deflate,
+        ws_ping_interval=settings.heartbeat_s or None,
+        ws_ping_timeout=settings.heartbeat_s or None,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(DRAIN_TIMEOUT_S) + 1,
+    )
+
+
+class LivepilotServer(uvicorn.Server):
+    """uvicorn's server, closing sessions with "going away" before it shuts down."""
+
+    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # stop accepting first
+        runtime: Runtime | None = getattr(self.app.state, "runtime", None)
+        if runtime is not None:
+            hub = runtime.hub
+            hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+            with anyio.move_on_after(DRAIN_TIMEOUT_S):
+                await hub.drained()
+            logger.info("sessions drained", extra={"left": len(hub.sessions)})
+        await super().shutdown(sockets)
+
+
+def build_server(settings: Settings, *, clock: Callable[[], int] = wall_clock) -> LivepilotServer:
+    """A ready-to-run server for ``settings`` (call ``.serve()`` or ``.run()``)."""
+    app = create_app(settings, clock=clock)
+    return LivepilotServer(uvicorn_config(app, settings), app)
