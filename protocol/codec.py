@@ -8,7 +8,8 @@ error and carry on (H6).
 
 from __future__ import annotations
 
-from typing import Final, Generic, Literal, TypeVar
+from collections.abc import Callable
+from typing import Final, Generic, Literal, TypeVar, cast
 
 import msgspec
 
@@ -52,8 +53,9 @@ class DecodeError(Exception):
 def _classify(exc: msgspec.DecodeError) -> DecodeError:
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
-        # msgspec names the offending path; an unknown tag is reported at `$.type`.
-        if "`$.type`" in text and "Invalid value" in text:
+        # msgspec reports an unknown tag as "Invalid value '<tag>' - at `$.type`". Match
+        # the whole shape: the quoted tag (or a nested field's value) is the sender's text.
+        if text.startswith("Invalid value ") and text.endswith(" - at `$.type`"):
             return DecodeError(Code.UNKNOWN_TYPE, text)
         return DecodeError(Code.WRONG_FIELD_TYPE, text)
     if "UTF-8" in text or "utf-8" in text:
@@ -64,20 +66,25 @@ def _classify(exc: msgspec.DecodeError) -> DecodeError:
 class _Side(Generic[T]):
     """One reused decoder for one union, with the edge checks around it."""
 
-    __slots__ = ("_decode", "_max")
+    __slots__ = ("_decode", "_max", "_text")
 
     def __init__(self, fmt: Format, union: type[T], max_bytes: int) -> None:
-        decoder: msgspec.json.Decoder[T] | msgspec.msgpack.Decoder[T]
+        self._decode: Callable[[bytes | str], T]
         if fmt == "json":
-            decoder = msgspec.json.Decoder(union)
-        else:
-            decoder = msgspec.msgpack.Decoder(union)
-        self._decode = decoder.decode
+            self._decode = msgspec.json.Decoder(union).decode
+        else:  # takes bytes only; __call__ refuses a str (a text frame) before it
+            self._decode = cast("Callable[[bytes | str], T]", msgspec.msgpack.Decoder(union).decode)
         self._max = max_bytes
+        self._text = fmt == "json"
 
     def __call__(self, data: bytes | str) -> T:
-        if len(data) > self._max:
-            raise DecodeError(Code.TOO_LARGE, f"frame of {len(data)} bytes exceeds {self._max}")
+        if isinstance(data, str) and not self._text:
+            raise DecodeError(Code.WRONG_FRAME_TYPE, "text frame on a MessagePack session")
+        size = len(data)  # a str has at least as many UTF-8 bytes as characters
+        if size <= self._max and isinstance(data, str) and not data.isascii():
+            size = len(data.encode("utf-8", "surrogatepass"))
+        if size > self._max:
+            raise DecodeError(Code.TOO_LARGE, f"frame of {size} bytes exceeds {self._max}")
         try:
             return self._decode(data)
         except msgspec.DecodeError as exc:
