@@ -1,0 +1,62 @@
+"""livepilot async client SDK: operate a creator's LIVE room over one WebSocket session.
+
+::
+
+    from client import Client
+    from protocol.commands import BagPin
+
+    async with Client() as client:
+        await client.connect("ws://hub:8080/ws", token)
+        snapshot = await client.join("room-1")
+        ack = await client.send(client.command(BagPin, room="room-1", product_id="p1"))
+        async for message in client.events("room-1"):
+            ...
+
+The client reconnects on retryable closes, resumes joined rooms from their
+last ``seq``, resends unanswered commands with their ``command_id`` and
+delivers each event once, in order.
+"""
+
+from client.backoff import Backoff
+from client.connection import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_TIMEOUT,
+    Client,
+    Connecting,
+    Sleep,
+    TokenSource,
+    connect,
+    make_command,
+    new_command_id,
+    with_command_id,
+)
+from client.errors import (
+    ClientError,
+    CommandRefused,
+    InvalidMessage,
+    ServerError,
+    SessionClosed,
+    close_is_retryable,
+)
+from client.streams import Subscription
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "DEFAULT_TIMEOUT",
+    "Backoff",
+    "Client",
+    "ClientError",
+    "CommandRefused",
+    "Connecting",
+    "InvalidMessage",
+    "ServerError",
+    "SessionClosed",
+    "Sleep",
+    "Subscription",
+    "TokenSource",
+    "close_is_retryable",
+    "connect",
+    "make_command",
+    "new_command_id",
+    "with_command_id",
+]

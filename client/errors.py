@@ -1,0 +1,95 @@
+"""Errors the client SDK raises; all derive from :class:`ClientError`.
+
+Codes come from :mod:`protocol.errors`: their range says whether a retry can help.
+"""
+
+from __future__ import annotations
+
+from protocol.errors import describe, is_retryable
+
+__all__ = [
+    "ClientError",
+    "CommandRefused",
+    "InvalidMessage",
+    "ServerError",
+    "SessionClosed",
+    "close_is_retryable",
+]
+
+# Standard WebSocket close codes after which reconnecting would only repeat the fault.
+_TERMINAL_STANDARD_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+
+
+def close_is_retryable(code: int) -> bool:
+    """Whether a client should reconnect after the connection closed with ``code``.
+
+    4000-4499 reconnect and 4500-4999 do not (:mod:`protocol.errors`). Among the
+    standard codes, protocol, data, policy and size violations (1002, 1003, 1007,
+    1008, 1009, 1010) are terminal; any other code, including 1006 (the connection
+    was lost without a close frame), means reconnect.
+    """
+    if 4000 <= code <= 4999:
+        return is_retryable(code)
+    return code not in _TERMINAL_STANDARD_CLOSES
+
+
+class ClientError(Exception):
+    """Base of every error the client SDK raises."""
+
+
+class CommandRefused(ClientError):
+    """The server refused a command (``Refused``); nothing changed in the room.
+
+    ``retryable`` is true for transient codes (500-599): send the same command
+    again, with the same ``command_id``, later.
+    """
+
+    def __init__(self, command_id: str, code: int, message: str = "") -> None:
+        super().__init__(f"command {command_id} refused: {code} {message or describe(code)}")
+        self.command_id = command_id
+        self.code = code
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending the same command again later may succeed."""
+        return is_retryable(self.code)
+
+
+class ServerError(ClientError):
+    """The server answered a request with a session-level ``Error``."""
+
+    def __init__(self, code: int, message: str = "", *, retryable: bool = False) -> None:
+        super().__init__(f"server error {code}: {message or describe(code)}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class InvalidMessage(ClientError, ValueError):
+    """A message was not sent because the server would reject it as malformed.
+
+    ``code`` is a bad-request code (100-199) from :mod:`protocol.errors`.
+    """
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"invalid message ({code}): {message}")
+        self.code = code
+        self.message = message
+
+
+class SessionClosed(ClientError):
+    """The session ended; no more messages will be received on this client.
+
+    ``code`` is the WebSocket close code (``1006`` when the connection was lost
+    or could not be opened, the HTTP status when the handshake was refused, the
+    ``Error`` code when the server refused ``hello``). ``retryable`` says
+    whether a new session with the same credentials may succeed: false for a
+    terminal close (4500-4999), an access revocation or a bad token.
+    """
+
+    def __init__(self, code: int, reason: str = "", *, retryable: bool = False) -> None:
+        super().__init__(f"session closed: {code} {reason or describe(code)}")
+        self.code = code
+        self.reason = reason
+        self.retryable = retryable
