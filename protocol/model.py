@@ -41,7 +41,7 @@ Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@
 """An identifier: 1-128 characters of ``[A-Za-z0-9_.:@-]``."""
 Text = Annotated[str, Meta(max_length=2000)]
 Title = Annotated[str, Meta(max_length=200)]
-Millis = Annotated[int, Meta(ge=0)]
+Millis = Annotated[int, Meta(ge=0, le=2**53)]
 """Milliseconds since the Unix epoch (or a duration in milliseconds)."""
 Cents = Annotated[int, Meta(ge=0, le=10**12)]
 Count = Annotated[int, Meta(ge=0, le=10**9)]

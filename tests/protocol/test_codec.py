@@ -121,11 +121,6 @@ def test_each_side_knows_only_its_own_messages(fmt: Format) -> None:
     assert code_of(codec.decode_server, codec.encode(Ping())) == Code.UNKNOWN_TYPE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (model.py): Millis has no upper bound, so JSON accepts an int that "
-    "MessagePack cannot encode (OverflowError when the event is fanned out).",
-)
 def test_every_int_json_accepts_fits_in_msgpack() -> None:
     """A message the JSON codec accepts can be re-encoded for a MessagePack client."""
     frame = (
