@@ -206,6 +206,8 @@ class Error(Message, tag="error", frozen=True):
     code: int
     message: Text = ""
     retryable: bool = False
+    room: Id | None = None
+    """The room a join or resume was refused for, when it is one."""
 
 
 class Notification(Message, tag="notification", frozen=True):

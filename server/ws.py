@@ -22,7 +22,7 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol.codec import Codec, DecodeError, codec_for, negotiate
-from protocol.errors import CloseCode, Code, describe
+from protocol.errors import CloseCode, Code, describe, is_retryable
 from protocol.messages import (
     Error,
     Hello,
@@ -256,4 +256,4 @@ async def _safe_close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 def _error(code: Code) -> Error:
-    return Error(code=code, message=describe(code), retryable=500 <= code < 600)
+    return Error(code=code, message=describe(code), retryable=is_retryable(code))

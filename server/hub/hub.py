@@ -20,7 +20,7 @@ import anyio
 import msgspec
 
 from protocol.commands import BagList, Command
-from protocol.errors import CloseCode, Code, describe
+from protocol.errors import CloseCode, Code, describe, is_retryable
 from protocol.events import CreatorNotified
 from protocol.messages import (
     AccessChanged,
@@ -180,14 +180,14 @@ class Hub:
         caller = self.caller(session, room_id)
         refusal = self._precheck(caller, room_id)
         if refusal is not None:
-            session.send(_error(refusal.code, refusal.message))
+            session.send(_error(refusal.code, refusal.message, room_id))
             return
         live = await self.room(room_id)
         async with live.lock:
             now = self.clock()
             decision = decide_enter(live.state, caller, now)
             if isinstance(decision, Refusal):
-                session.send(_error(decision.code, decision.message))
+                session.send(_error(decision.code, decision.message, room_id))
                 return
             # A resume is the same member coming back: no second "entered" notice.
             if decision and last_seq is None:
@@ -360,8 +360,9 @@ class Hub:
             yield from live.members.values()
 
 
-def _error(code: Code, message: str) -> Error:
-    return Error(code=code, message=message or describe(code), retryable=500 <= code < 600)
+def _error(code: Code, message: str, room: str | None = None) -> Error:
+    return Error(code=code, message=message or describe(code), retryable=is_retryable(code),
+                 room=room)
 
 
 def _notification(event: Event, body: CreatorNotified) -> Notification:
