@@ -863,9 +863,12 @@ class Client:
         if error.code == Code.TOKEN_EXPIRED and not isinstance(self._token, str):
             self._spawn(self._refresh_from_source())
         elif 200 <= error.code <= 399:
-            # An access or room error answers the oldest join still waiting (Error
-            # names no room); commands are answered by Refused instead.
+            # An access or room error answers the join of the room it names (or,
+            # from an older server, the oldest join still waiting); commands are
+            # answered by Refused instead.
             for room in self._rooms.values():
+                if error.room is not None and room.name != error.room:
+                    continue
                 if room.joining and room.join_generation == self._generation:
                     assert room.join is not None
                     room.join.set_exception(
