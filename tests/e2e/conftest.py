@@ -13,16 +13,15 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from protocol.codec import Codec
 from protocol.messages import Event, Hello, Message, ServerMessage, Welcome
-from server.serve import build_server
 from server.auth import mint
 from server.config import Settings, load_settings
 from server.runtime import Runtime
+from server.serve import LivepilotServer, build_server
 
 TIMEOUT = 10.0
 
@@ -67,7 +66,7 @@ def free_port() -> int:
         return port
 
 
-async def start_server(settings: Settings, clock: Clock) -> tuple[uvicorn.Server, Any]:
+async def start_server(settings: Settings, clock: Clock) -> tuple[LivepilotServer, Any]:
     server = build_server(settings, clock=clock)
     return server, server.app
 
@@ -101,10 +100,7 @@ async def run_server(settings: Settings, clock: Clock | None = None) -> AsyncIte
     task = asyncio.ensure_future(uv.serve())
     try:
         with anyio.fail_after(TIMEOUT):
-            while not uv.started:  # uvicorn offers no event to await
-                if task.done():
-                    task.result()
-                await anyio.sleep(0.01)
+            await uv.ready.wait()
         yield Server(url=f"ws://127.0.0.1:{settings.port}/ws", settings=settings,
                      clock=clock, app=app)
     finally:
