@@ -1,0 +1,232 @@
+"""The room event log: one small interface in front of the durable storage of rooms.
+
+A room is its log: the events, numbered 1, 2, 3... without gaps (H2), plus a
+snapshot of its state so a restart does not fold all of history, plus the ids
+of the commands already applied (H1). Every implementation (memory, SQLite,
+later Redis) runs the same contract suite in ``tests/log``.
+
+Rules every implementation keeps:
+
+* :meth:`RoomLog.append` is atomic: all of a command's events get consecutive
+  seqs, or none is stored. It is optimistic: it applies only if the room's log
+  is still at ``expected_seq`` (the seq the caller's cached state is at), so a
+  node whose cache is stale reloads and re-decides instead of overwriting
+  (multi-node). It is idempotent: a ``command_id`` already applied in the room
+  appends nothing and returns :class:`Duplicate` with the first application's
+  seqs (H1) - checked *before* ``expected_seq``, so a resend after a lost ack
+  is recognised even though the log has moved on. It is durable when it
+  returns (H4).
+* Seqs start at 1; a room never written to is at seq 0.
+* History may be trimmed, but never past the latest snapshot, so snapshot +
+  history always rebuild the room. :meth:`RoomLog.read_since` returns ``None``
+  when it cannot continue gap-free from ``after_seq`` (H3): the caller sends
+  the snapshot instead.
+* Idempotency keys are retained as long as their command's events are: trimming
+  a command's events forgets its id too (the H1 window is the retained history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+import msgspec
+from msgspec import Struct
+
+from protocol.messages import Event, EventBody
+from protocol.model import Actor, Id, Millis, RoomState
+
+__all__ = [
+    "AppendResult",
+    "Appended",
+    "Conflict",
+    "Duplicate",
+    "LogClosedError",
+    "LogError",
+    "LogWriteError",
+    "PendingEvent",
+    "RoomLog",
+    "RoomLogCodec",
+    "check_append_args",
+    "check_read_args",
+    "check_snapshot",
+    "stamp",
+]
+
+
+class PendingEvent(Struct, frozen=True, kw_only=True):
+    """An event the decider produced, not yet in the log: an :class:`Event` without
+    ``room``, ``seq`` and ``command_id``, which :meth:`RoomLog.append` stamps."""
+
+    at: Millis
+    actor: Id
+    by: Actor
+    body: EventBody
+
+
+class Appended(Struct, frozen=True, kw_only=True):
+    """The events were stored, durably, as ``events`` (with their seqs).
+
+    ``last_seq`` is the room's seq after the append (the ack's seq). A command
+    that produced no event appends nothing; its ``last_seq`` is the seq it was
+    decided against.
+    """
+
+    events: tuple[Event, ...]
+    last_seq: int
+
+    @property
+    def first_seq(self) -> int:
+        """Seq of the first event; ``last_seq + 1`` when nothing was appended."""
+        return self.last_seq - len(self.events) + 1
+
+
+class Duplicate(Struct, frozen=True, kw_only=True):
+    """The command id was already applied in this room: nothing was appended (H1).
+
+    ``first_seq``..``last_seq`` are the seqs its first application got
+    (``first_seq == last_seq + 1`` when it produced no event), so the caller
+    acks it with the same ``last_seq`` as the first time.
+    """
+
+    first_seq: int
+    last_seq: int
+
+
+class Conflict(Struct, frozen=True, kw_only=True):
+    """The log is not at ``expected_seq`` any more (another writer went first):
+    nothing was appended; reload up to ``current_seq`` and decide again."""
+
+    current_seq: int
+
+
+AppendResult = Appended | Duplicate | Conflict
+
+
+class LogError(Exception):
+    """Base of the log's own errors (I/O, lifecycle); never raised for a refusal."""
+
+
+class LogClosedError(LogError):
+    """The log was used before it was started or after it was closed."""
+
+
+class LogWriteError(LogError):
+    """A write could not be committed; it was not applied and must not be acked."""
+
+
+class RoomLog(Protocol):
+    """The durable storage of rooms. Every method is safe to call concurrently."""
+
+    async def append(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+    ) -> AppendResult:
+        """Atomically store ``events`` as the next seqs of ``room`` if the log is at
+        ``expected_seq`` and ``command_id`` is new there (see the module notes).
+
+        ``command_id`` None appends without an idempotency key (server-made events).
+        """
+        ...
+
+    async def read_since(self, room: str, after_seq: int, limit: int) -> list[Event] | None:
+        """Up to ``limit`` events with seq > ``after_seq``, in order, gap-free.
+
+        ``[]`` when ``after_seq`` is the room's last seq. ``None`` when the log
+        cannot continue from ``after_seq``: events after it were trimmed, or
+        ``after_seq`` is beyond the room's last seq (H3: send the snapshot).
+        """
+        ...
+
+    async def last_seq(self, room: str) -> int:
+        """The seq of the room's last event (0 for a room never written to)."""
+        ...
+
+    async def lookup_command(self, room: str, command_id: str) -> Duplicate | None:
+        """The seqs of a command already applied in the room (what a resend gets)."""
+        ...
+
+    async def save_snapshot(self, room: str, state: RoomState) -> None:
+        """Store ``state`` (as of ``state.seq``) as the room's snapshot, durably.
+
+        An older snapshot than the one stored is ignored. ``ValueError`` when
+        ``state.room`` is not ``room`` or ``state.seq`` is beyond the log.
+        """
+        ...
+
+    async def load_snapshot(self, room: str) -> RoomState | None:
+        """The room's latest snapshot, or None if none was saved."""
+        ...
+
+    async def trim(self, room: str, before_seq: int) -> int:
+        """Drop the events with seq < ``before_seq``, but never one after the latest
+        snapshot (nothing without a snapshot); returns how many were dropped.
+
+        The retention policy (how much history to keep behind the snapshot) is
+        the caller's: e.g. ``trim(room, snapshot.seq + 1 - retained_events)``.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and release the storage; idempotent."""
+        ...
+
+
+class RoomLogCodec:
+    """The stored form of events and snapshots: MessagePack, one reused encoder
+    and one decoder per type. An event is stored as the whole :class:`Event`
+    message, so its bytes are exactly what a MessagePack client receives."""
+
+    __slots__ = ("decode_event", "decode_state", "encode")
+
+    def __init__(self) -> None:
+        encoder = msgspec.msgpack.Encoder()
+        self.encode = encoder.encode
+        self.decode_event = msgspec.msgpack.Decoder(Event).decode
+        self.decode_state = msgspec.msgpack.Decoder(RoomState).decode
+
+
+MAX_LIMIT: Final = 100_000
+
+
+def check_append_args(expected_seq: int) -> None:
+    """Reject arguments that can only come from a bug (ValueError)."""
+    if expected_seq < 0:
+        raise ValueError(f"expected_seq must be >= 0, got {expected_seq}")
+
+
+def check_read_args(after_seq: int, limit: int) -> None:
+    """Reject read arguments that can only come from a bug (ValueError)."""
+    if after_seq < 0:
+        raise ValueError(f"after_seq must be >= 0, got {after_seq}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be in 1..{MAX_LIMIT}, got {limit}")
+
+
+def check_snapshot(room: str, state: RoomState, last_seq: int) -> None:
+    """A snapshot must be of this room and not ahead of its log (ValueError)."""
+    if state.room != room:
+        raise ValueError(f"snapshot of room {state.room!r} saved under {room!r}")
+    if state.seq > last_seq:
+        raise ValueError(f"snapshot at seq {state.seq} is ahead of the log ({last_seq})")
+
+
+def stamp(
+    room: str, command_id: str | None, events: Sequence[PendingEvent], last_seq: int
+) -> tuple[Event, ...]:
+    """The stored form of ``events`` appended after ``last_seq``."""
+    return tuple(
+        Event(
+            room=room,
+            seq=last_seq + i,
+            at=p.at,
+            actor=p.actor,
+            by=p.by,
+            body=p.body,
+            command_id=command_id,
+        )
+        for i, p in enumerate(events, start=1)
+    )

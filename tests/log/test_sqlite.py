@@ -1,0 +1,367 @@
+"""What only the SQLite log has: the file, its schema, the writer thread, group commit,
+and a real crash (SIGKILL) of a process that had acked appends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+import textwrap
+import threading
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import pytest
+
+from protocol.model import RoomState
+from server.log.base import Appended, Duplicate, LogClosedError, LogError, LogWriteError
+from server.log.schema import SCHEMA, SCHEMA_VERSION, SchemaError, migrate, schema_version
+from server.log.sqlite import SqliteRoomLog, SqliteStore
+from tests.log.conftest import pending
+
+ROOM = "room-1"
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+@pytest.fixture
+async def log(tmp_path: Path) -> AsyncIterator[SqliteRoomLog]:
+    """A SQLite log on a fresh file, closed after the test."""
+    opened = await SqliteRoomLog.open(tmp_path / "livepilot.db")
+    yield opened
+    await opened.close()
+
+
+class Gate:
+    """Holds the writer thread inside a write until released, so a test decides
+    exactly which writes are queued together (no sleeps)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._entered = threading.Event()
+        self._release = threading.Event()
+        self.held: asyncio.Task[None] | None = None
+
+    def _hold(self, conn: sqlite3.Connection) -> None:
+        self._entered.set()
+        self._release.wait()
+
+    async def close(self) -> None:
+        """Occupy the writer thread; returns once it is blocked in the gate."""
+        self.held = asyncio.create_task(self._store.write(self._hold))
+        await anyio.to_thread.run_sync(self._entered.wait)
+
+    async def open(self) -> None:
+        """Let the writer go on, and wait for the gate's own write to commit."""
+        self._release.set()
+        assert self.held is not None
+        await self.held
+
+
+async def queued(store: SqliteStore, *writes: Awaitable[T]) -> list[asyncio.Task[T]]:
+    """Start ``writes`` as tasks and return once every one of them is in the queue."""
+    tasks = [asyncio.ensure_future(w) for w in writes]
+    # One pass of the loop runs each new task up to its first await, which is
+    # after its put() on the writer queue: asyncio runs ready callbacks in FIFO order.
+    await asyncio.sleep(0)
+    assert store._queue.qsize() == len(writes)
+    return tasks
+
+
+# --- the file -------------------------------------------------------------------
+
+
+async def test_file_is_wal_with_the_current_schema(log: SqliteRoomLog, tmp_path: Path) -> None:
+    """The data file is in WAL mode and stamped with the schema version (user_version)."""
+    await log.append(ROOM, "c1", [pending("a")], 0)
+    conn = sqlite3.connect(tmp_path / "livepilot.db")
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert schema_version(conn) == SCHEMA_VERSION
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"log_rooms", "log_events", "log_commands", "log_snapshots"} <= tables
+    finally:
+        conn.close()
+    assert log.store.synchronous == "FULL"  # H4: fsync at every commit
+
+
+def test_migrate_is_idempotent_and_refuses_newer_files(tmp_path: Path) -> None:
+    """Migrating twice is a no-op; a file from a newer build is refused, not damaged."""
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    try:
+        assert migrate(conn) == SCHEMA_VERSION
+        assert migrate(conn) == SCHEMA_VERSION
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        with pytest.raises(SchemaError, match="newer"):
+            migrate(conn)
+        with pytest.raises(SchemaError, match="numbered"):
+            migrate(conn, [(2, ())])
+    finally:
+        conn.close()
+
+
+def test_failed_migration_leaves_the_previous_version(tmp_path: Path) -> None:
+    """A migration step that fails rolls back whole, user_version included."""
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    try:
+        broken = (*SCHEMA, (SCHEMA_VERSION + 1, ("CREATE TABLE extra (x)", "NOT SQL")))
+        with pytest.raises(sqlite3.OperationalError):
+            migrate(conn, broken)
+        assert schema_version(conn) == SCHEMA_VERSION
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name='extra'").fetchone() is None
+    finally:
+        conn.close()
+
+
+async def test_newer_file_fails_to_open(tmp_path: Path) -> None:
+    """Opening a data file with a newer schema raises instead of starting."""
+    path = tmp_path / "livepilot.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(SchemaError):
+        await SqliteRoomLog.open(path)
+
+
+def test_store_needs_a_file() -> None:
+    """An in-memory database cannot be shared with readers nor be durable: refused."""
+    with pytest.raises(ValueError, match="file path"):
+        SqliteStore(":memory:")
+
+
+async def test_store_starts_once_and_refuses_use_when_not_running(tmp_path: Path) -> None:
+    """A store is used only between start and close (LogClosedError otherwise)."""
+    store = SqliteStore(tmp_path / "s.db")
+    with pytest.raises(LogClosedError):
+        await store.write(lambda conn: None)
+    async with store:
+        with pytest.raises(LogError):
+            await store.start()
+        assert await store.read(lambda conn: 1) == 1
+    with pytest.raises(LogClosedError):
+        await store.read(lambda conn: 1)
+
+
+# --- the writer thread ---------------------------------------------------------------
+
+
+async def test_queued_appends_commit_as_one_batch(log: SqliteRoomLog) -> None:
+    """Appends queued while the writer is busy are committed in ONE transaction."""
+    store = log.store
+    gate = Gate(store)
+    await gate.close()
+    batches = store.stats.batches
+    tasks = await queued(
+        store, *(log.append(f"room-{i}", "c1", [pending("a")], 0) for i in range(50))
+    )
+    await gate.open()
+    results = await asyncio.gather(*tasks)
+    assert all(isinstance(r, Appended) for r in results)
+    assert store.stats.batches == batches + 2  # the gate's batch, then all 50 at once
+    assert store.stats.largest_batch >= 50
+
+
+async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog) -> None:
+    """A write that raises is rolled back alone; the rest of its batch commits."""
+    store = log.store
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO log_rooms (room, last_seq) VALUES ('half', 0)")
+        raise ValueError("boom")
+
+    gate = Gate(store)
+    await gate.close()
+    before, failing, after = await queued(
+        store,
+        log.append(ROOM, "c1", [pending("a")], 0),
+        store.write(half_then_fail),
+        log.append(ROOM, "c2", [pending("b")], 1),
+    )
+    await gate.open()
+    assert isinstance(await before, Appended)
+    assert isinstance(await after, Appended)
+    with pytest.raises(ValueError, match="boom"):
+        await failing
+    assert await log.last_seq(ROOM) == 2
+    assert await store.read(
+        lambda conn: conn.execute("SELECT 1 FROM log_rooms WHERE room='half'").fetchone()
+    ) is None
+
+
+async def test_failed_commit_fails_the_whole_batch(log: SqliteRoomLog) -> None:
+    """If the batch's transaction cannot commit, no write of it is applied or acked."""
+    store = log.store
+
+    def sabotage(conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")  # ends the batch's transaction under the writer's feet
+
+    gate = Gate(store)
+    await gate.close()
+    append, broken = await queued(
+        store, log.append(ROOM, "c1", [pending("a")], 0), store.write(sabotage)
+    )
+    await gate.open()
+    with pytest.raises(LogWriteError):
+        await append
+    with pytest.raises(LogWriteError):
+        await broken
+    assert await log.last_seq(ROOM) == 0
+    result = await log.append(ROOM, "c1", [pending("a")], 0)  # the store goes on
+    assert isinstance(result, Appended)
+
+
+async def test_reads_do_not_wait_for_the_writer(log: SqliteRoomLog) -> None:
+    """While the writer thread is busy, reads are served from the committed state."""
+    await log.append(ROOM, "c1", [pending("a")], 0)
+    gate = Gate(log.store)
+    await gate.close()
+    try:
+        assert await log.last_seq(ROOM) == 1
+        events = await log.read_since(ROOM, 0, 10)
+        assert events is not None
+        assert [e.seq for e in events] == [1]
+    finally:
+        await gate.open()
+
+
+async def test_cancelled_append_is_still_applied_once(log: SqliteRoomLog) -> None:
+    """Cancelling a queued append does not withdraw it; its resend is a Duplicate (H1)."""
+    store = log.store
+    gate = Gate(store)
+    await gate.close()
+    (task,) = await queued(store, log.append(ROOM, "c1", [pending("a")], 0))
+    task.cancel()
+    await gate.open()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await log.append(ROOM, "c1", [pending("a")], 0) == Duplicate(first_seq=1, last_seq=1)
+
+
+async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
+    """close() commits every write queued before it, then stops (H4)."""
+    path = tmp_path / "livepilot.db"
+    log = await SqliteRoomLog.open(path)
+    gate = Gate(log.store)
+    await gate.close()
+    tasks = await queued(
+        log.store, *(log.append(f"room-{i}", "c1", [pending("a")], 0) for i in range(5))
+    )
+    closing = asyncio.create_task(log.close())
+    await gate.open()
+    await closing
+    assert all(isinstance(t.result(), Appended) for t in tasks)
+    with pytest.raises(LogClosedError):
+        await log.append(ROOM, "c2", [pending("b")], 0)
+    reopened = await SqliteRoomLog.open(path)
+    try:
+        assert [await reopened.last_seq(f"room-{i}") for i in range(5)] == [1] * 5
+    finally:
+        await reopened.close()
+
+
+async def test_shared_store_outlives_the_log(tmp_path: Path) -> None:
+    """A log on a shared store leaves it open on close (other modules use it too)."""
+    async with SqliteStore(tmp_path / "s.db") as store:
+        log = SqliteRoomLog(store)
+        await log.append(ROOM, "c1", [pending("a")], 0)
+        await log.close()
+        assert await store.read(lambda conn: conn.execute("SELECT count(*) FROM log_events")
+                                .fetchone()[0]) == 1
+
+
+async def test_large_trim_runs_in_steps(log: SqliteRoomLog) -> None:
+    """A trim bigger than one step deletes in several writes, with the same outcome (H3)."""
+    log.trim_chunk = 3
+    for i in range(1, 16):
+        await log.append(ROOM, f"c{i}", [pending(f"p{i}")], i - 1)
+    await log.save_snapshot(ROOM, RoomState(room=ROOM, creator="creator-1", seq=10))
+    batches = log.store.stats.batches
+    assert await log.trim(ROOM, 100) == 10
+    assert log.store.stats.batches - batches == 4  # 3 + 3 + 3 + 1
+    assert await log.read_since(ROOM, 9, 10) is None
+    events = await log.read_since(ROOM, 10, 10)
+    assert events is not None
+    assert [e.seq for e in events] == [11, 12, 13, 14, 15]
+    assert await log.lookup_command(ROOM, "c10") is None
+    assert await log.lookup_command(ROOM, "c11") == Duplicate(first_seq=11, last_seq=11)
+
+
+# --- a real crash -----------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from server.log.base import Appended
+    from server.log.sqlite import SqliteRoomLog
+    from tests.log.conftest import pending
+
+    async def writer(log, room):
+        seq, i = 0, 0
+        while True:
+            i += 1
+            result = await log.append(room, f"{room}-c{i}", [pending(f"p{i}")], seq)
+            assert isinstance(result, Appended), result
+            seq = result.last_seq
+            print("ack", room, f"{room}-c{i}", seq, flush=True)  # only after the append returned
+
+    async def main():
+        log = await SqliteRoomLog.open(sys.argv[1])
+        print("ready", flush=True)
+        await asyncio.gather(*(writer(log, f"room-{k}") for k in range(4)))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_acked_appends_survive_sigkill(tmp_path: Path) -> None:
+    """A process killed with SIGKILL mid-stream loses no append it had acked (H4)."""
+    path = tmp_path / "crash.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(path),
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    acked: list[tuple[str, str, int]] = []
+
+    def take(text: str) -> None:
+        parts = text.split()
+        if len(parts) == 4:  # a line cut short by the kill was never a whole ack
+            acked.append((parts[1], parts[2], int(parts[3])))
+
+    try:
+        with anyio.fail_after(60):
+            assert await proc.stdout.readline() == b"ready\n", await proc.stderr.read()
+            while len(acked) < 300:  # kill it in full flow, writers mid-append
+                raw = await proc.stdout.readline()
+                assert raw, await proc.stderr.read()
+                take(raw.decode())
+            proc.send_signal(signal.SIGKILL)
+            # Acks printed before the kill are acks too: read the pipe to its end.
+            for text in (await proc.stdout.read()).decode().splitlines():
+                take(text)
+            assert await proc.wait() == -signal.SIGKILL
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    log = await SqliteRoomLog.open(path)
+    try:
+        for room in sorted({r for r, _, _ in acked}):
+            events = await log.read_since(room, 0, 100_000)
+            assert events is not None
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))  # H2
+            stored = {e.seq: e.command_id for e in events}
+            for command_id, seq in ((c, s) for r, c, s in acked if r == room):
+                assert stored.get(seq) == command_id, (room, seq)  # H4
+                dup = await log.append(room, command_id, [pending("again")], 0)
+                assert dup == Duplicate(first_seq=seq, last_seq=seq)  # H1 after restart
+    finally:
+        await log.close()
