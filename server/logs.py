@@ -15,7 +15,9 @@ from typing import Final
 __all__ = ["JsonFormatter", "setup_logging"]
 
 _STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
-_FORBIDDEN: Final = frozenset({"token", "body", "frame", "payload", "authorization"})
+_FORBIDDEN: Final = frozenset(
+    {"token", "body", "frame", "payload", "authorization", "color_message"}
+)
 
 
 class JsonFormatter(logging.Formatter):

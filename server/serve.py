@@ -8,9 +8,10 @@ app's lifespan flush the store. The process then exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import anyio
 import uvicorn
@@ -41,6 +42,7 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         ws_per_message_deflate=settings.permessage_deflate,
         ws_ping_interval=settings.heartbeat_s or None,
         ws_ping_timeout=settings.heartbeat_s or None,
+        log_config=None,  # livepilot sets up (JSON) logging itself
         log_level=settings.log_level.lower(),
         access_log=False,
         proxy_headers=False,
@@ -62,6 +64,19 @@ class LivepilotServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.ready.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        """uvicorn's signal capture, without re-raising the signal afterwards.
+
+        uvicorn re-raises SIGTERM once it has shut down, so the process dies of
+        the signal (exit -15); a graceful stop of livepilot exits 0 instead.
+        """
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:
