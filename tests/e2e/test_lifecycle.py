@@ -59,16 +59,18 @@ async def test_kill_9_right_after_an_ack_loses_nothing(tmp_path: Path) -> None:
     # H4 H3
     port, data = free_port(), tmp_path / "live.db"
     srv = server_for(port)
-    async with serve_process(data, port) as process:
-        async with raw_client(srv, srv.token(creator="cr")) as raw:
-            await raw.send(Join(room="cr"))
-            await raw.expect(Snapshot)
-            await raw.send(c.StartLive(command_id="go", room="cr"))
-            await raw.expect(Ack)
-            await raw.send(c.BagAdd(command_id="add", room="cr", item=BagItem(product_id="p1")))
-            ack: Ack = await raw.expect(Ack)
-            process.send_signal(signal.SIGKILL)  # right after the ack, no shutdown at all
-            await process.wait()
+    async with (
+        serve_process(data, port) as process,
+        raw_client(srv, srv.token(creator="cr")) as raw,
+    ):
+        await raw.send(Join(room="cr"))
+        await raw.expect(Snapshot)
+        await raw.send(c.StartLive(command_id="go", room="cr"))
+        await raw.expect(Ack)
+        await raw.send(c.BagAdd(command_id="add", room="cr", item=BagItem(product_id="p1")))
+        ack: Ack = await raw.expect(Ack)
+        process.send_signal(signal.SIGKILL)  # right after the ack, no shutdown at all
+        await process.wait()
     async with serve_process(data, port), raw_client(srv, srv.token(creator="cr")) as raw:
         await raw.send(Resume(room="cr", last_seq=0))
         resumed: Resumed = await raw.expect(Resumed)
