@@ -44,9 +44,10 @@ class Message(Struct, tag_field="type", frozen=True, kw_only=True):
 
 
 class Hello(Message, tag="hello", frozen=True):
-    """First frame of a session: authenticate with a token."""
+    """First frame of a session: authenticate with a token (or, when the token
+    travelled in a ``livepilot.auth.<token>`` subprotocol, with none)."""
 
-    token: Token
+    token: Token | None = None
     client: Title = ""
 
 

@@ -110,10 +110,10 @@ async def _authenticate(
     except DecodeError as e:
         await _safe_close(websocket, CloseCode.BAD_REQUEST, describe(e.code))
         return None
-    if not isinstance(hello, Hello):
-        await _safe_close(websocket, CloseCode.BAD_REQUEST, describe(Code.NOT_AUTHENTICATED))
+    if not isinstance(hello, Hello):  # no token at all
+        await _safe_close(websocket, CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED))
         return None
-    token = hello.token or header_token or ""
+    token = hello.token if hello.token is not None else header_token or ""
     principal = verify(token, rt.keys, now=rt.clock())
     if isinstance(principal, AuthError):
         await _safe_close(websocket, principal.close_code, describe(principal.code))
