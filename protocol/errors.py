@@ -132,7 +132,9 @@ _MESSAGES: dict[int, str] = {
     Code.ACCESS_PENDING: "a LIVE access request is pending",
     Code.REQUEST_EXPIRED: "the request expired before it was answered",
     Code.REQUEST_CLOSED: "the request was already answered",
-    Code.CROSS_BORDER_NOT_ALLOWED: "cross-border agencies need a commission- or data-sharing relationship",
+    Code.CROSS_BORDER_NOT_ALLOWED: (
+        "cross-border agencies need a commission- or data-sharing relationship"
+    ),
     Code.LINK_ENDED: "the link has ended",
     Code.UNKNOWN_REQUEST: "no such request",
     Code.ALREADY_GRANTED: "access is already granted",

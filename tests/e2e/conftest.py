@@ -74,7 +74,7 @@ async def start_server(settings: Settings, clock: Clock) -> tuple[LivepilotServe
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: object) -> Settings:
-        base: dict[str, object] = {"port": free_port(), "data_path": ":memory:"}
+        base: dict[str, object] = {"port": free_port(), "data_path": str(tmp_path / "db.sqlite")}
         base.update(overrides)
         return load_settings({}, log_level="WARNING", **base)
 
