@@ -373,8 +373,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", f"One of {', '.join(LOG_LEVELS)}.", _log_level),
     Option(
         "redis_url",
-        "Redis URL for multi-node mode (`redis://`, `rediss://`, `unix://`); unset: the "
-        "embedded SQLite store, single node. Put a password in the environment, not a flag.",
+        "Reserved for the multi-node Redis engine, which is not in this release: "
+        "`serve` refuses to start with it rather than silently run single-node.",
         _redis_url,
     ),
 )

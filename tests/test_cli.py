@@ -38,3 +38,57 @@ def test_a_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
 def test_help_lists_the_subcommands() -> None:
     """The parser's help names every subcommand."""
     assert "schema" in build_parser().format_help()
+
+
+def test_serve_refuses_the_development_secret_without_dev(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`livepilot serve` will not start on the public dev secret unless --dev is given."""
+    monkeypatch.delenv("LIVEPILOT_JWT_SECRET", raising=False)
+    assert main(["serve", "--port", "0"]) == 2
+    assert "development JWT secret" in capsys.readouterr().err
+
+
+def test_serve_refuses_redis_it_cannot_honour(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Redis URL is refused rather than silently served single-node."""
+    monkeypatch.setenv("LIVEPILOT_REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert main(["serve", "--dev", "--port", "0"]) == 2
+    assert "Redis" in capsys.readouterr().err
+
+
+def test_serve_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad flag value is reported with the flag's name, and serve exits 2."""
+    assert main(["serve", "--dev", "--port", "99999"]) == 2
+    assert "--port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "role", "ident"),
+    [(["--creator", "cr-1"], "creator", "cr-1"),
+     (["--agency", "ag-1", "--staff", "st-1", "--ttl", "60"], "staff", "st-1")],
+)
+def test_token_mints_a_token_the_server_accepts(
+    argv: list[str], role: str, ident: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`livepilot token` prints a token that verifies as the named creator or staff."""
+    import time
+
+    from server.auth import AuthKeys, Principal, verify
+    from server.config import load_settings
+
+    monkeypatch.delenv("LIVEPILOT_JWT_SECRET", raising=False)
+    assert main(["token", *argv]) == 0
+    token = capsys.readouterr().out.strip()
+    principal = verify(token, AuthKeys.from_settings(load_settings({})),
+                       now=time.time_ns() // 1_000_000)
+    assert isinstance(principal, Principal)
+    assert (principal.actor.role, principal.actor.id) == (role, ident)
+
+
+def test_token_for_agency_needs_staff(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--agency` without `--staff` is an error."""
+    assert main(["token", "--agency", "ag-1"]) == 2
+    assert "--staff" in capsys.readouterr().err
