@@ -21,7 +21,7 @@ import msgspec
 
 from protocol.commands import BagList, Command
 from protocol.errors import CloseCode, Code, describe, is_retryable
-from protocol.events import CreatorNotified
+from protocol.events import CreatorNotified, LiveEnded
 from protocol.messages import (
     AccessChanged,
     Ack,
@@ -92,6 +92,8 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self._loading = anyio.Lock()
         self._drained = anyio.Event()
+        self._creators: dict[str, set[Session]] = {}
+        """The creator's own sessions, by creator id: where notifications go live."""
         self._json = msgspec.json.Encoder()
         self._msgpack = msgspec.msgpack.Encoder()
 
@@ -100,12 +102,19 @@ class Hub:
     def connect(self, session: Session) -> None:
         """Register an authenticated session."""
         self.sessions[session.id] = session
+        if session.actor.role == "creator":
+            self._creators.setdefault(session.actor.id, set()).add(session)
         self.metrics.connections.inc()
 
     def disconnect(self, session: Session) -> None:
         """Forget a session and leave its rooms (presence is updated)."""
         if self.sessions.pop(session.id, None) is None:
             return
+        mine = self._creators.get(session.actor.id)
+        if session.actor.role == "creator" and mine is not None:
+            mine.discard(session)
+            if not mine:
+                del self._creators[session.actor.id]
         self.metrics.connections.dec()
         for room_id in list(session.rooms):
             self.leave(session, room_id)
@@ -224,6 +233,16 @@ class Hub:
         if live is not None and live.members.pop(session.id, None) is not None:
             self._presence(live)
 
+    def _end_live_part(self, live: LiveRoom) -> None:
+        """The LIVE ended: staff leave the room (R11). Their sessions stay open for
+        pre-LIVE work; they may join again when the creator goes live again."""
+        staff = [s for s in live.members.values() if s.actor.role == "staff"]
+        for session in staff:
+            del live.members[session.id]
+            session.rooms.discard(live.room)
+        if staff:
+            self._presence(live)
+
     def _presence(self, live: LiveRoom) -> None:
         members = list({s.actor: None for s in live.members.values()})
         self._broadcast(live, Presence(room=live.room, members=members))
@@ -298,6 +317,8 @@ class Hub:
                     self._broadcast(live, event)
                     if isinstance(event.body, CreatorNotified):
                         notes.append(_notification(event, event.body))
+                    elif isinstance(event.body, LiveEnded):
+                        self._end_live_part(live)
                 self.metrics.fanout_seconds.observe((self.clock() - started) / 1000)
                 if notes:
                     await self._notify(notes)
@@ -322,10 +343,8 @@ class Hub:
         """Persist notifications (R14, R15) and push them to the creator's sessions."""
         await self.journal.notify(notes)
         for note in notes:
-            for session in self.sessions.values():
-                actor = session.actor
-                if actor.role == "creator" and actor.id == note.creator:
-                    session.send(note)
+            for session in self._creators.get(note.creator, ()):
+                session.send(note)
 
     # --- fan-out --------------------------------------------------------------
 

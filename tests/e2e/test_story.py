@@ -14,7 +14,7 @@ from protocol.messages import (
     Refused,
     Snapshot,
 )
-from protocol.model import Actor, BagItem, Billboard, FlashSale
+from protocol.model import Actor, BagItem, Billboard, FlashSale, ProductSet
 from tests.e2e.conftest import Raw, Server, raw_client
 
 CREATOR = Actor(role="creator", id="creator-1")
@@ -125,3 +125,31 @@ async def test_staff_start_attempt_is_refused_and_audited(server: Server) -> Non
     assert [(e.action, e.code) for e in trail if e.family == "live"] == [
         ("start_live", Code.CREATOR_ONLY)
     ]
+
+
+async def test_ending_the_live_closes_the_live_part_for_staff(server: Server) -> None:
+    """When the creator ends the LIVE, staff leave the room but keep their session."""
+    # R11
+    await grant(server)
+    room = CREATOR.id
+    async with (
+        raw_client(server, server.token(creator=room)) as creator,
+        raw_client(server, server.token(agency="agency-1", staff="anna")) as anna,
+    ):
+        await command(creator, c.StartLive(command_id="go", room=room))
+        await anna.send(Join(room=room))
+        await anna.expect(Snapshot)
+        ended = await command(creator, c.EndLive(command_id="end", room=room))
+        seen = await anna.events_until(ended.seq)
+        assert type(seen[-1].body).__name__ == "LiveEnded"
+        # Out of the room: the next LIVE's events do not reach anna until she rejoins...
+        await command(creator, c.StartLive(command_id="again", room=room))
+        await anna.send(Join(room=room))
+        snapshot = await anna.expect(Snapshot)
+        assert snapshot.state.status == "live"
+        assert [e.seq for e in anna.events] == [e.seq for e in seen]
+        # ...and the session itself stayed open for pre-LIVE work (R12).
+        assert len(snapshot.state.lives) == 1
+        ack = await command(anna, c.ProductSetSave(
+            command_id="set", room=room, product_set=ProductSet(set_id="s", name="Next show")))
+        assert ack.seq > snapshot.seq
