@@ -254,44 +254,51 @@ class Hub:
         name = str(type(command).__struct_config__.tag)
         caller = self.caller(session, command.room)
         refusal = self._precheck(caller, command.room)
-        if refusal is not None:
-            self._refuse(session, command, refusal, name)
-            await self._audit(caller.actor, command, name, refusal.code, None)
-            return
-        live = await self.room(command.room)
-        for _ in range(MAX_CONFLICT_RETRIES):
-            async with live.lock:
-                now = self.clock()
-                decision = decide(live.state, caller, command, now)
-                if isinstance(decision, Refusal):
-                    done = await self.log.lookup_command(live.room, command.command_id)
-                    if done is not None:  # a resend of an applied command (H1)
-                        session.send(Ack(command_id=command.command_id, seq=done.last_seq))
-                        return
-                    self._refuse(session, command, decision, name)
-                    await self._audit(caller.actor, command, name, decision.code, None)
-                    return
-                if isinstance(command, BagList):
-                    items = list_bag(live.state, command.category, command.in_stock)
-                    session.send(BagListing(command_id=command.command_id, room=live.room,
-                                            items=items))
+        if refusal is None:
+            live = await self.room(command.room)
+            for _ in range(MAX_CONFLICT_RETRIES):
+                async with live.lock:
+                    outcome = await self._decide_and_append(live, session, caller, command)
+                if outcome is None:  # another node wrote first: the cache was reloaded
+                    continue
+                if isinstance(outcome, Refusal):
+                    refusal = outcome
+                    break
+                if outcome >= 0:
+                    session.send(Ack(command_id=command.command_id, seq=outcome))
                     self.metrics.commands.labels(name, "ok").inc()
-                    return
-                pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
-                           for b in decision]
-                seq = await self._append(live, command.command_id, pending)
-            if seq is None:  # another node wrote first: the cache was reloaded; decide again
-                continue
-            session.send(Ack(command_id=command.command_id, seq=seq))
-            self.metrics.commands.labels(name, "ok").inc()
-            await self._audit(caller.actor, command, name, None, seq)
-            return
-        self._refuse(session, command, Refusal(Code.UNAVAILABLE, "room too contended"), name)
-
-    def _refuse(self, session: Session, command: Command, refusal: Refusal, name: str) -> None:
+                    await self._audit(caller.actor, command, name, None, outcome)
+                return
+            else:
+                refusal = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
+        # The refusal is on the audit trail before the client hears of it (R10).
+        await self._audit(caller.actor, command, name, refusal.code, None)
         session.send(Refused(command_id=command.command_id, code=refusal.code,
                              message=refusal.message or describe(refusal.code)))
         self.metrics.commands.labels(name, refusal.code.name).inc()
+
+    async def _decide_and_append(
+        self, live: LiveRoom, session: Session, caller: Caller, command: RoomCommand
+    ) -> int | Refusal | None:
+        """Under the room lock: the seq to ack, a refusal, -1 when already answered
+        (a query, or a resend of an applied command), or None after a conflict."""
+        now = self.clock()
+        decision = decide(live.state, caller, command, now)
+        if isinstance(decision, Refusal):
+            done = await self.log.lookup_command(live.room, command.command_id)
+            if done is None:
+                return decision
+            # A resend of an applied command gets the first ack again (H1), once audited.
+            session.send(Ack(command_id=command.command_id, seq=done.last_seq))
+            return -1
+        if isinstance(command, BagList):
+            items = list_bag(live.state, command.category, command.in_stock)
+            session.send(BagListing(command_id=command.command_id, room=live.room, items=items))
+            self.metrics.commands.labels("bag_list", "ok").inc()
+            return -1
+        pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
+                   for b in decision]
+        return await self._append(live, command.command_id, pending)
 
     async def _audit(self, actor: Actor, command: Command, name: str, code: int | None,
                      seq: int | None) -> None:
