@@ -24,7 +24,7 @@ class TokenBucket:
     def take(self, now: float) -> bool:
         """Spend one token if there is one; False means: refuse this message."""
         elapsed = max(0.0, now - self._last)
-        self._last = now
+        self._last = max(self._last, now)
         self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
         if self._tokens >= 1.0:
             self._tokens -= 1.0

@@ -1,0 +1,130 @@
+"""The hub without sockets: sessions are outboxes, the log is in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from protocol import commands as c
+from protocol.codec import Codec
+from protocol.errors import Code
+from protocol.events import ProductAdded
+from protocol.messages import Ack, Event, Refused, ServerMessage, Snapshot
+from protocol.model import Actor, BagItem
+from server.domain.grants import Grant
+from server.hub.hub import Hub
+from server.hub.session import Session
+from server.journal import AuditQuery, MemoryJournal
+from server.log.base import AppendResult, PendingEvent
+from server.log.memory import MemoryRoomLog
+from server.metrics import Metrics
+
+CODEC = Codec("json")
+CREATOR = Actor(role="creator", id="cr")
+STAFF = Actor(role="staff", id="st", agency="ag")
+NOW = 1_700_000_000_000
+
+
+def make_hub(log: MemoryRoomLog | None = None, *, granted: bool = True) -> Hub:
+    def grants(agency: str, creator: str, now: int) -> Grant | None:
+        return Grant(agency=agency, creator=creator) if granted else None
+
+    return Hub(log or MemoryRoomLog(), MemoryJournal(), grants, clock=lambda: NOW,
+               metrics=Metrics())
+
+
+def session(actor: Actor, sid: str) -> Session:
+    return Session(sid, actor, CODEC, expires_at=NOW + 3_600_000, queue_size=1000)
+
+
+def drain(s: Session) -> list[ServerMessage]:
+    out: list[ServerMessage] = []
+    while s.pending():
+        out.append(CODEC.decode_server(s.frames.receive_nowait()))
+    return out
+
+
+class OtherNodeFirst(MemoryRoomLog):
+    """A log where another node appends one event just before our first append."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raced = False
+
+    async def append(self, room: str, command_id: str | None,
+                     events: Sequence[PendingEvent], expected_seq: int) -> AppendResult:
+        if not self.raced and command_id == "mine":
+            self.raced = True
+            other = PendingEvent(at=NOW, actor="cr", by=CREATOR,
+                                 body=ProductAdded(item=BagItem(product_id="p-other"),
+                                                   position=0))
+            await super().append(room, "theirs", [other], expected_seq)
+        return await super().append(room, command_id, events, expected_seq)
+
+
+async def test_conflict_reloads_and_decides_again() -> None:
+    """When another node appended first, the hub reloads the room and re-decides."""
+    # H2 H5 (multi-node: optimistic append)
+    log = OtherNodeFirst()
+    hub = make_hub(log)
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    await hub.command(creator, c.BagAdd(command_id="mine", room="cr",
+                                        item=BagItem(product_id="p-mine")))
+    acks = [m for m in drain(creator) if isinstance(m, Ack)]
+    assert acks[-1] == Ack(command_id="mine", seq=3)
+    state = (await hub.room("cr")).state
+    assert [i.product_id for i in state.bag] == ["p-other", "p-mine"]
+    assert state.seq == await log.last_seq("cr") == 3
+
+
+async def test_resend_is_acked_once_and_audited_once() -> None:
+    """A resent command gets the same ack; the audit trail records it once."""
+    # H1 R16
+    hub = make_hub()
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    add = c.BagAdd(command_id="add", room="cr", item=BagItem(product_id="p1"))
+    await hub.command(creator, add)
+    await hub.command(creator, add)
+    acks = [m for m in drain(creator) if isinstance(m, Ack) and m.command_id == "add"]
+    assert len(acks) == 2
+    assert acks[0] == acks[1]
+    trail = await hub.journal.query_audit(AuditQuery(creator="cr", family="bag"))
+    assert [(e.action, e.code) for e in trail] == [("bag_add", None)]
+
+
+async def test_staff_without_grant_is_refused_before_the_room_loads() -> None:
+    """A staff command without access is refused without loading the room."""
+    # R6
+    hub = make_hub(granted=False)
+    staff = session(STAFF, "s1")
+    hub.connect(staff)
+    await hub.command(staff, c.BagPin(command_id="pin", room="cr", product_id="p1"))
+    [refused] = drain(staff)
+    assert isinstance(refused, Refused)
+    assert refused.code == Code.NO_ACCESS
+    assert "cr" not in hub.rooms
+
+
+async def test_members_see_events_in_order_and_leavers_stop_receiving() -> None:
+    """Every member gets each event in seq order; a member who left gets no more."""
+    # H2
+    hub = make_hub()
+    creator, watcher = session(CREATOR, "c1"), session(CREATOR, "c2")
+    for s in (creator, watcher):
+        hub.connect(s)
+        await hub.join(s, "cr")
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    hub.leave(watcher, "cr")
+    await hub.command(creator, c.FeedViewers(command_id="v", room="cr", total=3))
+    seqs = [m.seq for m in drain(creator) if isinstance(m, Event)]
+    watched = drain(watcher)
+    assert seqs == [1, 2]
+    assert isinstance(watched[0], Snapshot)
+    assert [m.seq for m in watched if isinstance(m, Event)] == [1]
+    hub.disconnect(creator)
+    hub.disconnect(watcher)
+    assert not hub.sessions
+    await hub.drained()

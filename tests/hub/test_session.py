@@ -1,0 +1,46 @@
+"""A session's outbox: bounded, never waits, closes a slow consumer."""
+
+from __future__ import annotations
+
+from protocol.codec import Codec
+from protocol.errors import CloseCode
+from protocol.messages import Pong
+from protocol.model import Actor
+from server.hub.session import Session
+
+ACTOR = Actor(role="creator", id="cr")
+
+
+def test_overflow_closes_the_session_as_slow() -> None:
+    """Delivering into a full outbox closes the session with SLOW_CONSUMER, without waiting."""
+    # H6 (backpressure)
+    session = Session("s1", ACTOR, Codec("json"), expires_at=0, queue_size=2)
+    session.deliver("a")
+    session.deliver("b")
+    assert not session.closed.is_set()
+    session.deliver("c")
+    assert session.closed.is_set()
+    assert session.close_code == CloseCode.SLOW_CONSUMER
+    assert session.pending() == 2
+    session.deliver("d")  # after close: dropped, not queued
+    assert session.pending() == 2
+
+
+def test_first_close_wins() -> None:
+    """A second close request does not change the code of the first."""
+    session = Session("s1", ACTOR, Codec("json"), expires_at=0, queue_size=2)
+    session.close(CloseCode.ACCESS_REVOKED, "revoked")
+    session.close(CloseCode.GOING_AWAY, "bye")
+    assert (session.close_code, session.close_reason) == (CloseCode.ACCESS_REVOKED, "revoked")
+
+
+def test_frames_follow_the_session_format() -> None:
+    """JSON sessions queue text frames; MessagePack sessions queue bytes."""
+    text = Session("s1", ACTOR, Codec("json"), expires_at=0, queue_size=4)
+    binary = Session("s2", ACTOR, Codec("msgpack"), expires_at=0, queue_size=4)
+    text.send(Pong(nonce=1))
+    binary.send(Pong(nonce=1))
+    assert text.frames.receive_nowait() == '{"type":"pong","nonce":1}'
+    frame = binary.frames.receive_nowait()
+    assert isinstance(frame, bytes)
+    assert Codec("msgpack").decode_server(frame) == Pong(nonce=1)
