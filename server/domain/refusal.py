@@ -10,7 +10,7 @@ from msgspec import Struct
 
 from protocol.errors import Code
 
-__all__ = ["Refusal"]
+__all__ = ["NOT_FOUND", "Refusal"]
 
 
 class Refusal(Struct, frozen=True):
@@ -18,3 +18,7 @@ class Refusal(Struct, frozen=True):
 
     code: Code
     message: str = ""
+
+
+NOT_FOUND = Refusal(Code.NOT_FOUND, "no such item")
+"""The refusal for a command naming an item the room does not have."""

@@ -17,47 +17,34 @@ from protocol.errors import Code
 from protocol.events import (
     BillboardDeployed,
     BillboardTakenDown,
-    CampaignSaved,
-    CommentPosted,
     CommentSettingsChanged,
     CreatorNotified,
     EventBody,
     FlashSaleDeployed,
     FlashSaleEnded,
     FlashSaleReady,
-    Followed,
-    GiftSent,
     GiveawayDeployed,
     GiveawayReady,
-    HiddenReason,
     LiveEnded,
-    LiveEventCancelled,
-    LiveEventEdited,
-    LiveEventScheduled,
     LiveStarted,
     NotificationKind,
-    OrderPlaced,
     ProductAdded,
     ProductDeleted,
     ProductMoved,
     ProductPinned,
-    ProductSetDeleted,
-    ProductSetSaved,
     ProductUnpinned,
-    ShowcaseUpdated,
-    Subscribed,
     UserBlocked,
     UserMuted,
     UserUnblocked,
     UserUnmuted,
-    ViewersChanged,
-    ViolationReported,
 )  # fmt: skip
 from protocol.messages import RoomCommand
-from protocol.model import BagItem, Family, FlashSale, RoomState
+from protocol.model import BagItem, Family, RoomState
 from server.domain.evolve import evolve, new_room
+from server.domain.feed import decide_feed, is_spam, running
 from server.domain.grants import Caller
-from server.domain.refusal import Refusal
+from server.domain.planning import decide_planning
+from server.domain.refusal import NOT_FOUND, Refusal
 
 __all__ = [
     "MAX_BAG_ITEMS", "Decision", "decide", "decide_enter", "evolve", "is_spam",
@@ -66,8 +53,6 @@ __all__ = [
 
 Decision = list[EventBody] | Refusal
 MAX_BAG_ITEMS = 500
-MAX_PLANNED = 200
-"""Per-room cap on LIVE events, product sets and campaigns."""
 
 _PRE_LIVE: frozenset[type[RoomCommand]] = frozenset({
     c.GiveawaySetUp, c.FlashSaleSetUp, c.LiveEventSchedule, c.LiveEventEdit,
@@ -148,17 +133,6 @@ def list_bag(state: RoomState, category: str | None, in_stock: bool | None) -> l
     ]  # fmt: skip
 
 
-_SPAM_MARKERS = ("http://", "https://", "www.", "t.me/", "bit.ly")
-
-
-def is_spam(content: str) -> bool:
-    """A deliberately simple spam heuristic: links, or one character flooded."""
-    lowered = content.lower()
-    if any(marker in lowered for marker in _SPAM_MARKERS):
-        return True
-    return len(content) >= 20 and len(set(content)) <= 2
-
-
 # Creations and changes an agency makes are notified to the creator (R14); bag and
 # moderation actions during the LIVE are not: the creator watches those happen.
 _NOTIFY: dict[type[RoomCommand], tuple[NotificationKind, str]] = {
@@ -193,13 +167,6 @@ def _find(bag: list[BagItem], product_id: str) -> int | None:
     return None
 
 
-def _running(sale: FlashSale, now: int) -> bool:
-    return sale.starts_at is not None and not sale.ended and now < (sale.ends_at or 0)
-
-
-_NOT_FOUND = Refusal(Code.NOT_FOUND, "no such item")
-
-
 def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
     match cmd:
         case c.StartLive(title=title):
@@ -219,12 +186,12 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
             return [ProductAdded(item=item, position=at)]
         case c.BagDelete(product_id=pid):
             if _find(s.bag, pid) is None:
-                return _NOT_FOUND
+                return NOT_FOUND
             unpin: list[EventBody] = [ProductUnpinned(product_id=pid)] if s.pinned == pid else []
             return [*unpin, ProductDeleted(product_id=pid)]
         case c.BagPin(product_id=pid):
             if _find(s.bag, pid) is None:
-                return _NOT_FOUND
+                return NOT_FOUND
             if s.pinned == pid:
                 return Refusal(Code.ALREADY_ACTIVE, "the product is already pinned")
             # One pin at a time: pinning replaces the pinned product (R13).
@@ -238,7 +205,7 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
         case c.BagMove(product_id=pid, position=position):
             index = _find(s.bag, pid)
             if index is None:
-                return _NOT_FOUND
+                return NOT_FOUND
             if position >= len(s.bag):
                 return Refusal(Code.POSITION_OUT_OF_RANGE, f"position {position} >= {len(s.bag)}")
             return [] if index == position else [ProductMoved(product_id=pid, position=position)]
@@ -252,21 +219,21 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
         case c.GiveawayDeploy(giveaway_id=gid):
             ready = s.giveaways.get(gid)
             if ready is None:
-                return _NOT_FOUND
+                return NOT_FOUND
             if ready.ends_at is not None and now < ready.ends_at:
                 return Refusal(Code.ALREADY_ACTIVE, "the giveaway is running")
             return [GiveawayDeployed(giveaway_id=gid, ends_at=now + ready.duration_s * 1000)]
         case c.FlashSaleSetUp(sale=sale):
             current_sale = s.flash_sales.get(sale.sale_id)
-            if current_sale is not None and _running(current_sale, now):
+            if current_sale is not None and running(current_sale, now):
                 return Refusal(Code.ALREADY_ACTIVE, "the flash sale is running")
             fresh = replace(sale, sold=0, starts_at=None, ends_at=None, ended=False)
             return [FlashSaleReady(sale=fresh)]
         case c.FlashSaleDeploy(sale_id=sid):
             sale_ = s.flash_sales.get(sid)
             if sale_ is None:
-                return _NOT_FOUND
-            if _running(sale_, now):
+                return NOT_FOUND
+            if running(sale_, now):
                 return Refusal(Code.ALREADY_ACTIVE, "the flash sale is running")
             if sale_.starts_at is not None:
                 return Refusal(Code.SALE_NOT_ACTIVE, "the flash sale is over; set it up again")
@@ -275,8 +242,8 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
         case c.FlashSaleEnd(sale_id=sid):
             sale_ = s.flash_sales.get(sid)
             if sale_ is None:
-                return _NOT_FOUND
-            if not _running(sale_, now):
+                return NOT_FOUND
+            if not running(sale_, now):
                 return Refusal(Code.SALE_NOT_ACTIVE, "the flash sale is not running")
             return [FlashSaleEnded(sale_id=sid, reason="ended")]
         case c.BillboardDeploy(billboard=b):
@@ -302,7 +269,8 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
                 return Refusal(Code.NOT_FOUND, "the account is not blocked")
             return [UserUnblocked(user_id=uid)]
         case _:
-            return _decide_planning(s, cmd, now)
+            planned = decide_planning(s, cmd, now)
+            return decide_feed(s, cmd, now) if planned is None else planned
 
 
 def _end_live(s: RoomState, now: int) -> Decision:
@@ -333,110 +301,3 @@ def _comment_settings(s: RoomState, cmd: c.CommentSettingsUpdate) -> Decision:
         ),
     )
     return [] if new == old else [CommentSettingsChanged(settings=new)]
-
-
-def _decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
-    match cmd:
-        case c.LiveEventSchedule(event=ev):
-            if ev.event_id in s.live_events:
-                return Refusal(Code.ALREADY_EXISTS, "a LIVE event with this id exists")
-            if len(s.live_events) >= MAX_PLANNED:
-                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} LIVE events")
-            if ev.starts_at < now:
-                return Refusal(Code.INVALID_ARGUMENT, "a LIVE event cannot start in the past")
-            return [LiveEventScheduled(event=replace(ev, cancelled=False))]
-        case c.LiveEventEdit(event_id=eid):
-            current = s.live_events.get(eid)
-            if current is None or current.cancelled:
-                return _NOT_FOUND
-            edited = replace(
-                current,
-                title=current.title if cmd.title is None else cmd.title,
-                starts_at=current.starts_at if cmd.starts_at is None else cmd.starts_at,
-                duration_s=current.duration_s if cmd.duration_s is None else cmd.duration_s,
-            )
-            if edited.starts_at != current.starts_at and edited.starts_at < now:
-                return Refusal(Code.INVALID_ARGUMENT, "a LIVE event cannot start in the past")
-            return [] if edited == current else [LiveEventEdited(event=edited)]
-        case c.LiveEventCancel(event_id=eid):
-            current = s.live_events.get(eid)
-            if current is None or current.cancelled:
-                return _NOT_FOUND
-            return [LiveEventCancelled(event_id=eid)]
-        case c.ProductSetSave(product_set=ps):
-            if ps.set_id not in s.product_sets and len(s.product_sets) >= MAX_PLANNED:
-                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} product sets")
-            return [ProductSetSaved(product_set=ps)]
-        case c.ProductSetDelete(set_id=sid):
-            if sid not in s.product_sets:
-                return _NOT_FOUND
-            return [ProductSetDeleted(set_id=sid)]
-        case c.CampaignSave(campaign=camp):
-            if camp.campaign_id not in s.campaigns and len(s.campaigns) >= MAX_PLANNED:
-                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} campaigns")
-            return [CampaignSaved(campaign=camp)]
-        case c.ShowcaseUpdate(product_ids=ids):
-            return [ShowcaseUpdated(product_ids=list(dict.fromkeys(ids)))]
-        case _:
-            return _decide_feed(s, cmd, now)
-
-
-def _decide_feed(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
-    match cmd:
-        case c.FeedComment(comment_id=cid, user=user, content=content):
-            return [CommentPosted(
-                comment_id=cid, user=user, content=content,
-                hidden=_hidden(s, user.unique_id, content, now),
-            )]  # fmt: skip
-        case c.FeedOrder(sale_id=None):
-            return [_order(cmd)]
-        case c.FeedOrder(sale_id=str(sid)):
-            sale = s.flash_sales.get(sid)
-            if sale is None:
-                return _NOT_FOUND
-            if not _running(sale, now):
-                return Refusal(Code.SALE_NOT_ACTIVE, "the flash sale is not running")
-            if sale.product_id != cmd.product_id:
-                return Refusal(Code.INVALID_ARGUMENT, "the order is for another product")
-            left = sale.stock - sale.sold
-            if cmd.quantity > left:  # never oversell (R13)
-                return Refusal(Code.SOLD_OUT, f"only {left} left")
-            sold_out: list[EventBody] = (
-                [FlashSaleEnded(sale_id=sid, reason="sold_out")] if cmd.quantity == left else []
-            )
-            return [_order(cmd), *sold_out]
-        case c.FeedSubscription(user=user, month=month):
-            return [Subscribed(user=user, month=month)]
-        case c.FeedFollow(user=user):
-            return [Followed(user=user)]
-        case c.FeedGift():
-            return [GiftSent(
-                user=cmd.user, gift_id=cmd.gift_id, gift_name=cmd.gift_name,
-                repeat_count=cmd.repeat_count, repeat_end=cmd.repeat_end,
-            )]  # fmt: skip
-        case c.FeedViewers(total=total):
-            return [ViewersChanged(total=total)]
-        case c.FeedViolation(violation=v):
-            return [ViolationReported(violation=replace(v, at=v.at or now))]
-    raise AssertionError(f"unhandled command {cmd!r}")  # pragma: no cover - the union is closed
-
-
-def _order(cmd: c.FeedOrder) -> OrderPlaced:
-    return OrderPlaced(
-        order_id=cmd.order_id, user=cmd.user, product_id=cmd.product_id,
-        quantity=cmd.quantity, amount_cents=cmd.amount_cents, sale_id=cmd.sale_id,
-    )  # fmt: skip
-
-
-def _hidden(s: RoomState, user_id: str, content: str, now: int) -> HiddenReason | None:
-    """Why the audience would not see a comment, if it would not (R13 moderation)."""
-    if s.blocked.get(user_id, 0) > now:
-        return "blocked"
-    if s.muted.get(user_id, 0) > now:
-        return "muted"
-    settings = s.comment_settings
-    if not settings.allow_comments:
-        return "comments_off"
-    if settings.filter_spam and is_spam(content):
-        return "spam"
-    return None

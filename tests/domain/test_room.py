@@ -28,10 +28,10 @@ from protocol.model import (
     Violation,
 )
 from server.domain.grants import Caller
+from server.domain.planning import MAX_PLANNED
 from server.domain.refusal import Refusal
 from server.domain.room import (
     MAX_BAG_ITEMS,
-    MAX_PLANNED,
     decide,
     decide_enter,
     is_spam,

@@ -1,0 +1,79 @@
+"""Pre-LIVE decisions (R12): LIVE events, product sets, campaigns, showcase.
+
+Part of the room decider (:mod:`server.domain.room`), which has already checked
+authorization and freshness; pure, with ``now`` as a parameter.
+"""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from protocol import commands as c
+from protocol.errors import Code
+from protocol.events import (
+    CampaignSaved,
+    EventBody,
+    LiveEventCancelled,
+    LiveEventEdited,
+    LiveEventScheduled,
+    ProductSetDeleted,
+    ProductSetSaved,
+    ShowcaseUpdated,
+)
+from protocol.messages import RoomCommand
+from protocol.model import RoomState
+from server.domain.refusal import NOT_FOUND, Refusal
+
+__all__ = ["MAX_PLANNED", "decide_planning"]
+
+MAX_PLANNED = 200
+"""Per-room cap on LIVE events, product sets and campaigns."""
+
+
+def decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> list[EventBody] | Refusal | None:
+    """Pre-LIVE features (R12): LIVE events, product sets, campaigns, showcase.
+
+    None when ``cmd`` is not one of them."""
+    match cmd:
+        case c.LiveEventSchedule(event=ev):
+            if ev.event_id in s.live_events:
+                return Refusal(Code.ALREADY_EXISTS, "a LIVE event with this id exists")
+            if len(s.live_events) >= MAX_PLANNED:
+                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} LIVE events")
+            if ev.starts_at < now:
+                return Refusal(Code.INVALID_ARGUMENT, "a LIVE event cannot start in the past")
+            return [LiveEventScheduled(event=replace(ev, cancelled=False))]
+        case c.LiveEventEdit(event_id=eid):
+            current = s.live_events.get(eid)
+            if current is None or current.cancelled:
+                return NOT_FOUND
+            edited = replace(
+                current,
+                title=current.title if cmd.title is None else cmd.title,
+                starts_at=current.starts_at if cmd.starts_at is None else cmd.starts_at,
+                duration_s=current.duration_s if cmd.duration_s is None else cmd.duration_s,
+            )
+            if edited.starts_at != current.starts_at and edited.starts_at < now:
+                return Refusal(Code.INVALID_ARGUMENT, "a LIVE event cannot start in the past")
+            return [] if edited == current else [LiveEventEdited(event=edited)]
+        case c.LiveEventCancel(event_id=eid):
+            current = s.live_events.get(eid)
+            if current is None or current.cancelled:
+                return NOT_FOUND
+            return [LiveEventCancelled(event_id=eid)]
+        case c.ProductSetSave(product_set=ps):
+            if ps.set_id not in s.product_sets and len(s.product_sets) >= MAX_PLANNED:
+                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} product sets")
+            return [ProductSetSaved(product_set=ps)]
+        case c.ProductSetDelete(set_id=sid):
+            if sid not in s.product_sets:
+                return NOT_FOUND
+            return [ProductSetDeleted(set_id=sid)]
+        case c.CampaignSave(campaign=camp):
+            if camp.campaign_id not in s.campaigns and len(s.campaigns) >= MAX_PLANNED:
+                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} campaigns")
+            return [CampaignSaved(campaign=camp)]
+        case c.ShowcaseUpdate(product_ids=ids):
+            return [ShowcaseUpdated(product_ids=list(dict.fromkeys(ids)))]
+        case _:
+            return None
