@@ -34,7 +34,16 @@ class Metrics:
         self.revocations = Counter(
             "livepilot_revocations", "Sessions cut off because access ended.", registry=r
         )
+        self._command_counters: dict[tuple[str, str], Counter] = {}
         self.decode_errors = Counter(
             "livepilot_decode_errors", "Frames refused by the decoder, by code.", ["code"],
             registry=r,
         )
+
+    def command_done(self, command_type: str, result: str) -> None:
+        """Count one command by type and result; children are cached (hot path)."""
+        key = (command_type, result)
+        counter = self._command_counters.get(key)
+        if counter is None:
+            counter = self._command_counters[key] = self.commands.labels(command_type, result)
+        counter.inc()

@@ -266,7 +266,7 @@ class Hub:
                     break
                 if outcome >= 0:
                     session.send(Ack(command_id=command.command_id, seq=outcome))
-                    self.metrics.commands.labels(name, "ok").inc()
+                    self.metrics.command_done(name, "ok")
                     await self._audit(caller.actor, command, name, None, outcome)
                 return
             else:
@@ -275,7 +275,7 @@ class Hub:
         await self._audit(caller.actor, command, name, refusal.code, None)
         session.send(Refused(command_id=command.command_id, code=refusal.code,
                              message=refusal.message or describe(refusal.code)))
-        self.metrics.commands.labels(name, refusal.code.name).inc()
+        self.metrics.command_done(name, refusal.code.name)
 
     async def _decide_and_append(
         self, live: LiveRoom, session: Session, caller: Caller, command: RoomCommand
@@ -294,7 +294,7 @@ class Hub:
         if isinstance(command, BagList):
             items = list_bag(live.state, command.category, command.in_stock)
             session.send(BagListing(command_id=command.command_id, room=live.room, items=items))
-            self.metrics.commands.labels("bag_list", "ok").inc()
+            self.metrics.command_done("bag_list", "ok")
             return -1
         pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
                    for b in decision]
