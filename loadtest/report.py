@@ -1,0 +1,197 @@
+"""Results: the table (livepilot ÷ each baseline for every figure), JSON and a PNG plot.
+
+A scenario returns a :class:`Result`: its parameters, the machine, one dict of
+figures per system, and the :class:`Figure` rows to show. A system whose run was
+invalid (its load generator saturated, or it failed) keeps its numbers in the
+JSON, but the table shows them as invalid and computes no ratio from them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["Figure", "Result", "Target", "number", "save", "show"]
+
+BASELINES = ("raw", "sio")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A goal: ``op value`` absolute, or ``op value x`` a baseline (``against``)."""
+
+    op: str
+    value: float
+    against: str | None = None
+
+    def describe(self, unit: str) -> str:
+        sign = "≥" if self.op == ">=" else "≤"
+        if self.against is not None:
+            return f"{sign} {self.value:g}x {self.against}"
+        return f"{sign} {self.value:,.0f} {unit}".rstrip()
+
+    def met(self, value: float | None, ratio: float | None) -> bool | None:
+        x = ratio if self.against is not None else value
+        if x is None:
+            return None
+        return x >= self.value if self.op == ">=" else x <= self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One row of the table: ``key`` in each system's figures."""
+
+    key: str
+    label: str
+    unit: str = ""
+    targets: tuple[Target, ...] = ()
+
+
+@dataclass
+class Result:
+    scenario: str
+    params: dict[str, Any]
+    machine: dict[str, Any]
+    figures: Sequence[Figure]
+    systems: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plot: Callable[[Result, Any], None] | None = None
+
+    def value(self, system: str, key: str) -> float | None:
+        """A figure of a system, None when missing or the system's run is invalid."""
+        data = self.systems.get(system)
+        if data is None or not data.get("valid", False):
+            return None
+        return number(data.get(key))
+
+    def ratio(self, key: str, baseline: str) -> float | None:
+        lp, base = self.value("livepilot", key), self.value(baseline, key)
+        if lp is None or base is None or base == 0:
+            return None
+        return lp / base
+
+    def verdicts(self) -> list[dict[str, Any]]:
+        out = []
+        for fig in self.figures:
+            for t in fig.targets:
+                ratio = self.ratio(fig.key, t.against) if t.against else None
+                lp = self.value("livepilot", fig.key)
+                out.append({"figure": fig.key, "target": t.describe(fig.unit),
+                            "value": lp, "ratio": ratio, "met": t.met(lp, ratio)})
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        ratios = {f.key: {b: self.ratio(f.key, b) for b in BASELINES if b in self.systems}
+                  for f in self.figures}
+        return {"scenario": self.scenario, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "params": self.params, "machine": self.machine,
+                "figures": [{"key": f.key, "label": f.label, "unit": f.unit} for f in self.figures],
+                "systems": self.systems, "ratios": ratios, "targets": self.verdicts()}
+
+
+def number(x: object) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float) or math.isnan(x):
+        return None
+    return float(x)
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if abs(x) >= 100:
+        return f"{x:,.0f}"
+    return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
+
+
+def show(result: Result, console: Console | None = None) -> None:
+    """Print the table: each figure per system, then livepilot ÷ each baseline."""
+    console = console or Console()
+    names = list(result.systems)
+    baselines = [b for b in BASELINES if b in result.systems and "livepilot" in result.systems]
+    table = Table(title=f"{result.scenario}  (load avg {result.machine.get('loadavg')})")
+    table.add_column("figure")
+    for name in names:
+        table.add_column(name, justify="right")
+    for b in baselines:
+        table.add_column(f"livepilot ÷ {b}", justify="right")
+    table.add_column("target")
+    for fig in result.figures:
+        row = [f"{fig.label} ({fig.unit})" if fig.unit else fig.label]
+        for name in names:
+            data = result.systems[name]
+            cell = _fmt(number(data.get(fig.key)))
+            row.append(cell if data.get("valid", False) else f"{cell} [red]invalid[/]")
+        row += [_fmt(result.ratio(fig.key, b)) for b in baselines]
+        goals = []
+        for t in fig.targets:
+            lp = result.value("livepilot", fig.key)
+            ratio = result.ratio(fig.key, t.against) if t.against else None
+            met = t.met(lp, ratio)
+            mark = "" if met is None else (" [green]met[/]" if met else " [red]missed[/]")
+            goals.append(t.describe(fig.unit) + mark)
+        row.append(", ".join(goals))
+        table.add_row(*row)
+    console.print(table)
+    for name in names:
+        data = result.systems[name]
+        if data.get("invalid_reason"):
+            console.print(f"[red]{name}: invalid[/] - {data['invalid_reason']}")
+        if data.get("contended"):
+            console.print(f"[yellow]{name}: contended[/] - other processes used a pinned core "
+                          "during the measurement: noisy numbers")
+        if data.get("note"):
+            console.print(f"{name}: {data['note']}")
+
+
+def save(result: Result, folder: Path) -> tuple[Path, Path | None]:
+    """Write ``<scenario>.json`` and ``<scenario>.png`` under ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path = folder / f"{result.scenario}.json"
+    json_path.write_text(json.dumps(result.to_json(), indent=1, default=str) + "\n")
+    if result.plot is None:
+        return json_path, None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(7, 4.2), dpi=90)
+    try:
+        result.plot(result, fig)
+        fig.suptitle(f"livepilot loadtest: {result.scenario}", fontsize=11)
+        fig.tight_layout()
+        png = folder / f"{result.scenario}.png"
+        fig.savefig(png)
+    finally:
+        plt.close(fig)
+    return json_path, png
+
+
+COLORS = {"livepilot": "tab:blue", "raw": "tab:gray", "sio": "tab:orange"}
+
+
+def latency_curves(result: Result, fig: Any, key: str, title: str) -> None:
+    """Latency by percentile (HDR style) of summary ``key`` for each system."""
+    ax = fig.add_subplot(1, 1, 1)
+    for name, data in result.systems.items():
+        summary = data.get(key) or {}
+        curve = summary.get("curve") if isinstance(summary, dict) else None
+        if not curve:
+            continue
+        xs = [1 / max(1 - p / 100, 1e-5) for p, _ in curve]
+        ax.plot(xs, [v for _, v in curve], marker="o", ms=3, label=name,
+                color=COLORS.get(name), linestyle="-" if data.get("valid") else ":")
+    ax.set_xscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10000]
+    ax.set_xticks(ticks, ["p0", "p50", "p90", "p99", "p99.9", "p99.99"])
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()

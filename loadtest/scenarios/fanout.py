@@ -1,0 +1,180 @@
+"""``fanout``: R rooms x S consoles; the creator feed at a rising rate until saturation.
+
+Each step offers ``rate`` deliveries/s (feed items/s x consoles, spread over the
+rooms), waits ``--warmup`` seconds, then measures ``--step`` seconds: deliveries/s
+counted at the consoles, delivery latency (creator client send -> console), both
+sides' CPU. A step is *sustained* when consoles get at least 90 % of what was
+offered, p99 stays under ``--max-p99-ms`` and no connection was dropped; the
+ramp stops at the first step that is not. The figure is the best sustained
+deliveries/s. A ramp ended by the load generator saturating its core is invalid.
+
+Every system gets the same rooms, consoles, rates and frame sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from loadtest.env import CpuMeter
+from loadtest.report import Figure, Result, Target
+from loadtest.scenarios.common import (
+    AGENCY,
+    Context,
+    Counters,
+    close_rooms,
+    closed_count,
+    failed,
+    feed_pacer,
+    livepilot_sizes,
+    make_system,
+    open_rooms,
+    room_names,
+    window,
+)
+from loadtest.systems.base import Sizes, launch
+
+__all__ = ["FIGURES", "add_arguments", "ramp", "run"]
+
+FIGURES = (
+    Figure("capacity", "sustained deliveries/s", "/s",
+           (Target(">=", 0.8, "raw"), Target(">=", 3.0, "sio"))),
+    Figure("peak", "peak deliveries/s", "/s"),
+    Figure("p99_ms", "delivery p99 at sustained rate", "ms"),
+    Figure("server_cpu", "server CPU at sustained rate", "%"),
+    Figure("loadgen_cpu", "load-generator CPU, busiest step", "%"),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rooms", type=int, default=4, help="rooms (default 4)")
+    p.add_argument("--consoles", type=int, default=25, help="consoles per room (default 25)")
+    p.add_argument("--payload", type=int, default=150, help="feed item text bytes (150)")
+    p.add_argument("--start", type=float, default=2000, help="first step, deliveries/s")
+    p.add_argument("--factor", type=float, default=1.4, help="rate factor per step (1.4)")
+    p.add_argument("--max-steps", type=int, default=14)
+    p.add_argument("--step", type=float, default=4.0, help="measured seconds per step (4)")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per step")
+    p.add_argument("--max-p99-ms", type=float, default=200.0,
+                   help="a step with a higher delivery p99 is not sustained (200)")
+
+
+async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
+               *, scenario: str = "fanout") -> dict[str, Any]:
+    """Run the rising-rate ramp against one system; its figures and steps."""
+    system = make_system(name, opts.payload)
+    consoles = opts.rooms * opts.consoles
+    task = ctx.progress.add_task(f"{scenario} {name}: connecting", total=consoles)
+    async with launch(system, ctx.pin, ctx.workdir(scenario, name)) as run:
+        names = room_names(opts.rooms)
+        await system.prepare(run, names, AGENCY)
+        rooms = await open_rooms(system, run, names, opts.consoles, sizes,
+                                 progress=lambda n: ctx.progress.advance(task, n))
+        counters = Counters()
+        for room in rooms:
+            room.creator.on_data = counters.creator_handler(system, room.creator)
+            for peer in room.consoles:
+                peer.on_data = counters.console_handler(system, peer)
+        feed = feed_pacer(system, rooms, sizes)
+        meter = CpuMeter(run.pid, ctx.pin)
+        steps: list[dict[str, Any]] = []
+        rate = float(opts.start)
+        ctx.progress.update(task, total=opts.max_steps, completed=0)
+        try:
+            for i in range(opts.max_steps):
+                ctx.progress.update(task, description=f"{scenario} {name}: {rate:,.0f}/s")
+                feed.start(rate / consoles)
+                counters.record = False
+                await asyncio.sleep(opts.warmup)
+                sent0 = feed.sent
+                cpu = await window(opts.step, meter, counters)
+                offered = (feed.sent - sent0) / cpu.seconds * consoles
+                delivered = counters.feed / cpu.seconds
+                lat = counters.feed_lat.summary()
+                p99 = float(lat.get("p99_ms", float("inf")))  # type: ignore[arg-type]
+                dropped = closed_count(rooms)
+                ok = (delivered >= 0.9 * rate and p99 <= opts.max_p99_ms and dropped == 0)
+                steps.append({"step": i, "target": rate, "offered": offered,
+                              "delivered": delivered, "sustained": ok, "dropped": dropped,
+                              **cpu.as_dict(), "latency": lat})
+                ctx.progress.advance(task)
+                if not cpu.valid or not ok:
+                    break
+                rate *= opts.factor
+        finally:
+            await feed.stop()
+            await close_rooms(rooms)
+        ctx.progress.update(task, visible=False)
+    return summarize(steps, opts)
+
+
+def summarize(steps: list[dict[str, Any]], opts: argparse.Namespace) -> dict[str, Any]:
+    """The figures of one ramp; invalid when the load generator saturated first."""
+    good = [s for s in steps if s["sustained"] and s["valid"]]
+    best = max(good, key=lambda s: s["delivered"]) if good else None
+    valid_steps = [s for s in steps if s["valid"]]
+    out: dict[str, Any] = {
+        "capacity": best["delivered"] if best else None,
+        "peak": max((s["delivered"] for s in valid_steps), default=None),
+        "p99_ms": best["latency"].get("p99_ms") if best else None,
+        "server_cpu": best["server_cpu"] if best else None,
+        "loadgen_cpu": max((s["loadgen_cpu"] for s in steps), default=None),
+        "valid": True,
+        "contended": any(s["contended"] for s in steps),
+        "steps": steps,
+    }
+    if not steps:
+        out.update(valid=False, invalid_reason="no step ran")
+    elif not steps[-1]["valid"]:
+        out.update(valid=False, invalid_reason=(
+            f"the load generator saturated its core ({steps[-1]['loadgen_cpu']:.0f} %) "
+            f"at {steps[-1]['target']:,.0f}/s before the server did"))
+    elif steps[-1]["sustained"]:
+        out["note"] = f"never saturated within {opts.max_steps} steps: a lower bound"
+    elif best is None:
+        out.update(valid=False, invalid_reason="not even the first step was sustained")
+    return out
+
+
+def plot(result: Result, fig: Any) -> None:
+    from loadtest.report import COLORS
+
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    for name, data in result.systems.items():
+        steps = data.get("steps") or []
+        if not steps:
+            continue
+        style = "-" if data.get("valid") else ":"
+        xs = [s["target"] for s in steps]
+        left.plot(xs, [s["delivered"] for s in steps], style, marker="o", ms=3, label=name,
+                  color=COLORS.get(name))
+        right.plot(xs, [s["latency"].get("p99_ms") for s in steps], style, marker="o", ms=3,
+                   label=name, color=COLORS.get(name))
+    top = max((s["target"] for d in result.systems.values() for s in d.get("steps") or []),
+              default=1)
+    left.plot([0, top], [0, top], color="lightgray", lw=1, label="offered")
+    left.set_xlabel("offered deliveries/s")
+    left.set_ylabel("delivered/s")
+    right.set_xlabel("offered deliveries/s")
+    right.set_ylabel("delivery p99 (ms)")
+    right.set_yscale("log")
+    for ax in (left, right):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    p = result.params
+    left.set_title(f"{p['rooms']} rooms x {p['consoles']} consoles, "
+                   f"{p['frame_bytes']} B frames", fontsize=9)
+
+
+async def run(ctx: Context, opts: argparse.Namespace) -> Result:
+    sizes, _ = livepilot_sizes(opts.payload)
+    params = {k: v for k, v in vars(opts).items() if not callable(v)}
+    params["frame_bytes"] = sizes.feed
+    result = Result("fanout", params, {}, FIGURES, plot=plot)
+    for name in ctx.systems:
+        try:
+            result.systems[name] = await ramp(ctx, name, opts, sizes)
+        except Exception as e:  # one system failing must not hide the others
+            result.systems[name] = failed(e)
+    return result

@@ -1,0 +1,160 @@
+"""``relay``: staff command -> hub -> creator client -> ack to the console, with the feed on.
+
+The feed runs at ``--load`` (50 %) of the system's own capacity, measured first
+with a short fan-out ramp (or at ``--feed-rate`` deliveries/s for every system),
+while the consoles send staff commands at ``--command-rate`` per second in all.
+Two latencies per command, both from the console's send:
+
+* ``deliver``: until the creator client has it (the room event; the relay's
+  forwarded frame).
+* ``ack``: until the console has its confirmation. livepilot acks once the
+  command is durably appended and fanned out; the baselines have no store, so
+  their creator client answers and the relay forwards that answer back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from loadtest.env import CpuMeter
+from loadtest.report import Figure, Result, Target, latency_curves
+from loadtest.scenarios import fanout
+from loadtest.scenarios.common import (
+    AGENCY,
+    Context,
+    Counters,
+    close_rooms,
+    closed_count,
+    command_pacer,
+    failed,
+    feed_pacer,
+    livepilot_sizes,
+    make_system,
+    open_rooms,
+    room_names,
+    window,
+)
+from loadtest.systems.base import Sizes, launch
+
+__all__ = ["FIGURES", "add_arguments", "run"]
+
+FIGURES = (
+    Figure("ack_p50_ms", "ack p50", "ms"),
+    Figure("ack_p99_ms", "ack p99", "ms", (Target("<=", 2.0, "raw"),)),
+    Figure("ack_p999_ms", "ack p99.9", "ms"),
+    Figure("deliver_p50_ms", "to creator p50", "ms"),
+    Figure("deliver_p99_ms", "to creator p99", "ms"),
+    Figure("deliver_p999_ms", "to creator p99.9", "ms"),
+    Figure("feed_rate", "feed deliveries/s during the run", "/s"),
+    Figure("acks_per_s", "commands acked/s", "/s"),
+    Figure("server_cpu", "server CPU", "%"),
+    Figure("loadgen_cpu", "load-generator CPU", "%"),
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rooms", type=int, default=4)
+    p.add_argument("--consoles", type=int, default=25, help="consoles per room (25)")
+    p.add_argument("--payload", type=int, default=150, help="feed item text bytes (150)")
+    p.add_argument("--command-rate", type=float, default=200.0,
+                   help="staff commands/s, all consoles together (200)")
+    p.add_argument("--duration", type=float, default=15.0, help="measured seconds (15)")
+    p.add_argument("--load", type=float, default=0.5,
+                   help="feed rate as a fraction of the system's capacity (0.5)")
+    p.add_argument("--feed-rate", type=float, default=None,
+                   help="feed deliveries/s for every system instead (skips the ramp)")
+    p.add_argument("--ramp-step", type=float, default=2.0,
+                   help="measured seconds per step of the capacity ramp (2)")
+    p.add_argument("--max-p99-ms", type=float, default=200.0,
+                   help="sustained-step limit of the capacity ramp (200)")
+
+
+async def capacity(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes) -> float:
+    """The system's sustained fan-out capacity with these rooms, from a short ramp."""
+    ramp_opts = argparse.Namespace(**{**vars(opts), "start": 2000.0, "factor": 1.4,
+                                      "max_steps": 14, "step": opts.ramp_step, "warmup": 0.5})
+    figures = await fanout.ramp(ctx, name, ramp_opts, sizes, scenario="relay-capacity")
+    cap = figures.get("capacity")
+    if not figures.get("valid") or cap is None:
+        raise RuntimeError(f"no capacity measured: {figures.get('invalid_reason')}")
+    return float(cap)
+
+
+async def measure(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
+                  feed_rate: float) -> dict[str, Any]:
+    system = make_system(name, opts.payload)
+    consoles = opts.rooms * opts.consoles
+    async with launch(system, ctx.pin, ctx.workdir("relay", name)) as run:
+        names = room_names(opts.rooms)
+        await system.prepare(run, names, AGENCY)
+        rooms = await open_rooms(system, run, names, opts.consoles, sizes)
+        counters = Counters()
+        for room in rooms:
+            room.creator.on_data = counters.creator_handler(system, room.creator)
+            for peer in room.consoles:
+                peer.on_data = counters.console_handler(system, peer)
+        feed = feed_pacer(system, rooms, sizes)
+        commands = command_pacer(system, rooms, sizes)
+        task = ctx.progress.add_task(f"relay {name}: {opts.duration:.0f} s", total=None)
+        try:
+            feed.start(feed_rate / consoles)
+            commands.start(opts.command_rate)
+            counters.record = False
+            await asyncio.sleep(1.0)
+            sent0 = commands.sent
+            cpu = await window(opts.duration, CpuMeter(run.pid, ctx.pin), counters)
+            sent = commands.sent - sent0
+            feed_delivered = counters.feed / cpu.seconds
+            await commands.stop()
+            await asyncio.sleep(1.0)  # the last commands' acks
+        finally:
+            await commands.stop()
+            await feed.stop()
+            dropped = closed_count(rooms)
+            await close_rooms(rooms)
+            ctx.progress.update(task, visible=False)
+    ack, deliver = counters.ack_lat.summary(), counters.deliver_lat.summary()
+    out: dict[str, Any] = {
+        "feed_target": feed_rate, "feed_rate": feed_delivered, "commands_sent": sent,
+        "acks_per_s": counters.acks / cpu.seconds, "dropped": dropped,
+        "ack": ack, "deliver": deliver, **cpu.as_dict(),
+    }
+    for prefix, summary in (("ack", ack), ("deliver", deliver)):
+        for key in ("p50_ms", "p99_ms", "p999_ms"):
+            out[f"{prefix}_{key}"] = summary.get(key)
+    if not cpu.valid:
+        out["invalid_reason"] = cpu.reason()
+    elif counters.acks < 0.9 * sent:
+        out.update(valid=False, invalid_reason=f"only {counters.acks} of {sent} commands acked")
+    elif dropped:
+        out.update(valid=False, invalid_reason=f"{dropped} connections dropped")
+    return out
+
+
+def plot(result: Result, fig: Any) -> None:
+    p = result.params
+    latency_curves(result, fig, "ack",
+                   f"console ack latency: {p['command_rate']:g} commands/s, feed at "
+                   f"{p['load']:g} x capacity ({p['rooms']}x{p['consoles']} consoles)")
+
+
+async def run(ctx: Context, opts: argparse.Namespace) -> Result:
+    sizes, _ = livepilot_sizes(opts.payload)
+    params = {k: v for k, v in vars(opts).items() if not callable(v)}
+    params.update(frame_bytes=sizes.feed, command_bytes=sizes.command)
+    result = Result("relay", params, {}, FIGURES, plot=plot)
+    for name in ctx.systems:
+        try:
+            cap = None
+            if opts.feed_rate is None:
+                cap = await capacity(ctx, name, opts, sizes)
+                rate = cap * opts.load
+            else:
+                rate = opts.feed_rate
+            result.systems[name] = {"capacity": cap,
+                                    **await measure(ctx, name, opts, sizes, rate)}
+        except Exception as e:  # one system failing must not hide the others
+            result.systems[name] = failed(e)
+    return result
