@@ -156,13 +156,16 @@ class Welcome(Message, tag="welcome", frozen=True):
     protocol_version: int = PROTOCOL_VERSION
 
 
+SnapshotReason = Literal["join", "history_truncated"]
+
+
 class Snapshot(Message, tag="snapshot", frozen=True):
     """The room as of ``seq``: answer to join, or to a resume history cannot serve."""
 
     room: Id
     seq: Count
     state: RoomState
-    reason: Literal["join", "history_truncated"] = "join"
+    reason: SnapshotReason = "join"
 
 
 class Event(Message, tag="event", frozen=True):
@@ -369,6 +372,7 @@ __all__ = [  # noqa: RUF022 - the whole contract, alphabetical
     "ShowcaseUpdate",
     "ShowcaseUpdated",
     "Snapshot",
+    "SnapshotReason",
     "StartLive",
     "Subscribed",
     "Text",

@@ -34,6 +34,7 @@ from protocol.messages import (
     Resumed,
     RoomCommand,
     Snapshot,
+    SnapshotReason,
 )
 from protocol.model import Actor, RoomState
 from server.domain.grants import AccessEnd, Caller, Grant
@@ -192,24 +193,27 @@ class Hub:
             session.send(_error(refusal.code, refusal.message, room_id))
             return
         live = await self.room(room_id)
-        async with live.lock:
-            now = self.clock()
-            decision = decide_enter(live.state, caller, now)
-            if isinstance(decision, Refusal):
-                session.send(_error(decision.code, decision.message, room_id))
-                return
-            # A resume is the same member coming back: no second "entered" notice.
-            if decision and last_seq is None:
-                pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
-                           for b in decision]
-                await self._append(live, None, pending)
-            if last_seq is None or not await self._replay(session, live, last_seq):
-                state = live.state
-                session.send(Snapshot(room=live.room, seq=state.seq, state=state,
-                                      reason="join" if last_seq is None else "history_truncated"))
-            live.members[session.id] = session
-            session.rooms.add(live.room)
-            self._presence(live)
+        with anyio.CancelScope(shield=True):  # see command(): never half-applied
+            async with live.lock:
+                now = self.clock()
+                decision = decide_enter(live.state, caller, now)
+                if isinstance(decision, Refusal):
+                    session.send(_error(decision.code, decision.message, room_id))
+                    return
+                # A resume is the same member coming back: no second "entered" notice.
+                if decision and last_seq is None:
+                    pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
+                               for b in decision]
+                    await self._append(live, None, pending)
+                if last_seq is None or not await self._replay(session, live, last_seq):
+                    reason: SnapshotReason = "join" if last_seq is None else "history_truncated"
+                    session.send(Snapshot(room=live.room, seq=live.state.seq, state=live.state,
+                                          reason=reason))
+                if session.closed.is_set():  # it went away meanwhile: nothing to join
+                    return
+                live.members[session.id] = session
+                session.rooms.add(live.room)
+                self._presence(live)
 
     async def _replay(self, session: Session, live: LiveRoom, last_seq: int) -> bool:
         """Send the events after ``last_seq`` then Resumed; False if history can't (H3)."""
@@ -257,8 +261,12 @@ class Hub:
         if refusal is None:
             live = await self.room(command.room)
             for _ in range(MAX_CONFLICT_RETRIES):
-                async with live.lock:
-                    outcome = await self._decide_and_append(live, session, caller, command)
+                # Shielded: a session closed mid-command (slow, revoked, gone) must not
+                # cancel an append between the log and the cache, or members would miss
+                # an event that is in the log.
+                with anyio.CancelScope(shield=True):
+                    async with live.lock:
+                        outcome = await self._decide_and_append(live, session, caller, command)
                 if outcome is None:  # another node wrote first: the cache was reloaded
                     continue
                 if isinstance(outcome, Refusal):
