@@ -13,6 +13,7 @@ bounded outbox and is closed as a slow consumer when it overflows.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -42,10 +43,12 @@ from server.domain.refusal import Refusal
 from server.domain.room import decide, decide_enter, evolve, list_bag, new_room
 from server.hub.session import Frame, Session
 from server.journal import AuditEntry, Journal
-from server.log.base import Appended, Conflict, Duplicate, PendingEvent, RoomLog
+from server.log.base import Appended, Conflict, Duplicate, LogError, PendingEvent, RoomLog
 from server.metrics import Metrics
 
 __all__ = ["GrantLookup", "Hub", "LiveRoom"]
+
+logger = logging.getLogger("livepilot.hub")
 
 GrantLookup = Callable[[str, str, int], Grant | None]
 """``(agency, creator, now) -> Grant | None``: the access in force right now."""
@@ -266,7 +269,12 @@ class Hub:
                 # an event that is in the log.
                 with anyio.CancelScope(shield=True):
                     async with live.lock:
-                        outcome = await self._decide_and_append(live, session, caller, command)
+                        try:
+                            outcome = await self._decide_and_append(live, session, caller,
+                                                                    command)
+                        except LogError:  # storage failed: nothing applied; retry later
+                            logger.exception("append failed", extra={"room": live.room})
+                            outcome = Refusal(Code.UNAVAILABLE, "storage unavailable; retry")
                 if outcome is None:  # another node wrote first: the cache was reloaded
                     continue
                 if isinstance(outcome, Refusal):

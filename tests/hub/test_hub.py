@@ -14,7 +14,7 @@ from server.domain.grants import Grant
 from server.hub.hub import Hub
 from server.hub.session import Session
 from server.journal import AuditQuery, MemoryJournal
-from server.log.base import AppendResult, PendingEvent
+from server.log.base import AppendResult, LogWriteError, PendingEvent
 from server.log.memory import MemoryRoomLog
 from server.metrics import Metrics
 
@@ -128,3 +128,24 @@ async def test_members_see_events_in_order_and_leavers_stop_receiving() -> None:
     hub.disconnect(watcher)
     assert not hub.sessions
     await hub.drained()
+
+
+class BrokenDisk(MemoryRoomLog):
+    """A log whose writes fail, as on a full or failing disk."""
+
+    async def append(self, room: str, command_id: str | None,
+                     events: Sequence[PendingEvent], expected_seq: int) -> AppendResult:
+        raise LogWriteError("disk I/O error")
+
+
+async def test_storage_failure_refuses_with_a_retryable_code_and_applies_nothing() -> None:
+    """When the log cannot write, the command is refused UNAVAILABLE and the room is unchanged."""
+    # H4 H6
+    hub = make_hub(BrokenDisk())
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    [refused] = drain(creator)
+    assert isinstance(refused, Refused)
+    assert refused.code == Code.UNAVAILABLE
+    assert (await hub.room("cr")).state.status == "offline"
