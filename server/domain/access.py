@@ -1,4 +1,4 @@
-"""Partnership and LIVE Manager access, pure (DOMAIN.md R1-R9).
+"""Partnership and LIVE Manager access, pure (DOMAIN.md R1-R9): the decider.
 
 ``decide_access(book, who, command, now)`` turns a party's command into events
 or a :class:`Refusal`; ``decide_platform`` records platform facts (R8);
@@ -6,22 +6,33 @@ or a :class:`Refusal`; ``decide_platform`` records platform facts (R8);
 ``grant_for`` gives the room decider the one value it needs, a :class:`Grant`.
 No I/O, no clock: ``now`` is milliseconds since the epoch.
 
-Expiry (R2) and link end dates (R5) are not events: they are read against
-``now``, so nothing has to wake up to expire a request or end a link. A request
-that can no longer be answered reads as ``expired``.
+The book and how it reads at ``now`` (expiry, R2; end dates, R5) are in
+:mod:`server.domain.access_book`; the read-side views in
+:mod:`server.domain.access_views`. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 from typing import Final, assert_never
 
-from msgspec import Struct
 from msgspec.structs import replace
 
 from protocol import access as a
 from protocol.access import AccessEvent, AccessRequest, RequestKind, RequestStatus
 from protocol.errors import Code
 from protocol.model import FAMILIES, GRANTABLE, Actor, Family
+from server.domain.access_book import (
+    ACCESS_KINDS,
+    LINK_KINDS,
+    Access,
+    AccessBook,
+    Link,
+    current_link,
+    lapsed,
+    pair_key,
+    request_status,
+)
+from server.domain.access_views import creators_of, pending_requests, request_view
 from server.domain.grants import Grant
 from server.domain.refusal import Refusal
 
@@ -36,79 +47,10 @@ REQUEST_TTL_MS: Final = 7 * 24 * 3600 * 1000
 
 Decision = list[AccessEvent] | Refusal
 
-_ACCESS_KINDS: Final[frozenset[RequestKind]] = frozenset({"link_and_access", "access"})
-_LINK_KINDS: Final[frozenset[RequestKind]] = frozenset({"link", "link_and_access"})
 _NO_SHARING = "a cross-border agency needs a commission- or data-sharing relationship"
 
 
-class Access(Struct, frozen=True, kw_only=True):
-    """LIVE Manager access on a link: what the creator accepted, and when."""
-
-    request_id: str
-    scopes: list[Family]
-    granted_at: int
-
-
-class Link(Struct, frozen=True, kw_only=True):
-    """A partnership between an agency and a creator, with access or without."""
-
-    agency: str
-    creator: str
-    link_id: str
-    """The id of the request that created it: tells a link from a later relink."""
-    linked_at: int
-    ends_at: int | None = None
-    access: Access | None = None
-
-    def active(self, now: int) -> bool:
-        """Whether the link still holds at ``now`` (R5: until its end date)."""
-        return self.ends_at is None or now < self.ends_at
-
-
-class AccessBook(Struct, frozen=True, kw_only=True):
-    """Every link, request and platform fact; pairs are keyed by :func:`pair_key`.
-
-    Treat it as immutable: ``evolve_access`` copies only the dict it changes.
-    Answered requests are kept, so a late answer gets a clear code.
-    """
-
-    cross_border: dict[str, bool] = {}
-    """Agency -> cross-border (R8); an agency not in here is domestic."""
-    sharing: dict[str, list[a.SharingKind]] = {}
-    links: dict[str, Link] = {}
-    """An unlinked pair is deleted; a link past its end date stays until a relink."""
-    requests: dict[str, AccessRequest] = {}
-    """By request id, in the order they were sent."""
-
-
-def pair_key(agency: str, creator: str) -> str:
-    """The dict key of an agency/creator pair ("/" cannot occur in an id)."""
-    return f"{agency}/{creator}"
-
-
 # --- reading the book at a time `now` -----------------------------------------
-
-
-def _current_link(book: AccessBook, agency: str, creator: str, now: int) -> Link | None:
-    link = book.links.get(pair_key(agency, creator))
-    return link if link is not None and link.active(now) else None
-
-
-def _lapsed(book: AccessBook, request: AccessRequest, now: int) -> bool:
-    """Whether the link a request proposes, or is about, has ended (R5)."""
-    if request.kind in _LINK_KINDS:
-        return request.ends_at is not None and now >= request.ends_at
-    link = _current_link(book, request.agency, request.creator, now)
-    # A relink after an end date is a new link: requests about the old one lapse.
-    return link is None or link.link_id != request.link_id
-
-
-def _status(book: AccessBook, request: AccessRequest, now: int) -> RequestStatus:
-    if request.status != "pending":
-        return request.status
-    if now >= request.expires_at or _lapsed(book, request, now):
-        return "expired"
-    return "pending"
 
 
 def _pending(
@@ -116,7 +58,7 @@ def _pending(
 ) -> bool:
     return any(
         r.agency == agency and r.creator == creator and r.kind in kinds
-        and _status(book, r, now) == "pending"
+        and request_status(book, r, now) == "pending"
         for r in book.requests.values()
     )  # fmt: skip
 
@@ -133,65 +75,13 @@ def grant_for(book: AccessBook, agency: str, creator: str, now: int) -> Grant | 
     None when there is no link, the link has reached its end date, or the link
     carries no access (never granted, or revoked).
     """
-    link = _current_link(book, agency, creator, now)
+    link = current_link(book, agency, creator, now)
     if link is None or link.access is None:
         return None
     return Grant(
         agency=agency, creator=creator, scopes=frozenset(link.access.scopes),
         granted_at=link.access.granted_at, ends_at=link.ends_at,
     )  # fmt: skip
-
-
-def request_view(book: AccessBook, request_id: str, now: int) -> AccessRequest | None:
-    """A request with its status as of ``now`` (so ``expired`` is readable, R2)."""
-    request = book.requests.get(request_id)
-    return None if request is None else replace(request, status=_status(book, request, now))
-
-
-def pending_requests(
-    book: AccessBook, creator: str, now: int, *, include_expired: bool = False
-) -> list[AccessRequest]:
-    """Unanswered requests addressed to a creator, oldest first.
-
-    Expired ones are left out, or with ``include_expired`` listed with status
-    ``expired``; answered and cancelled ones are never listed.
-    """
-    viewed = [
-        replace(r, status=_status(book, r, now))
-        for r in book.requests.values()
-        if r.creator == creator and r.status == "pending"
-    ]
-    return [r for r in viewed if include_expired or r.status == "pending"]
-
-
-def creators_of(book: AccessBook, agency: str, now: int) -> list[a.CreatorStatus]:
-    """Every creator an agency has linked or asked, with status at ``now``, by id."""
-    creators = {link.creator for link in book.links.values() if link.agency == agency}
-    creators |= {r.creator for r in book.requests.values() if r.agency == agency}
-    return [_creator_status(book, agency, creator, now) for creator in sorted(creators)]
-
-
-def _creator_status(book: AccessBook, agency: str, creator: str, now: int) -> a.CreatorStatus:
-    asked = [
-        replace(r, status=_status(book, r, now))
-        for r in book.requests.values()
-        if r.agency == agency and r.creator == creator
-    ]
-    waiting = [r for r in asked if r.status == "pending"]
-    link = book.links.get(pair_key(agency, creator))
-    if link is not None and link.active(now):
-        access = link.access
-        return a.CreatorStatus(
-            creator=creator, status="linked" if access is None else "access_granted",
-            ends_at=link.ends_at, scopes=[] if access is None else access.scopes,
-            requests=waiting,
-        )  # fmt: skip
-    if waiting:
-        return a.CreatorStatus(creator=creator, status="pending", requests=waiting)
-    if link is not None:
-        return a.CreatorStatus(creator=creator, status="ended", ends_at=link.ends_at)
-    expired = bool(asked) and asked[-1].status == "expired"
-    return a.CreatorStatus(creator=creator, status="expired" if expired else "none")
 
 
 # --- deciding -------------------------------------------------------------------
@@ -282,9 +172,9 @@ def _request_link(book: AccessBook, who: Actor, cmd: a.RequestLink, now: int) ->
         return agency
     if cmd.ends_at is not None and cmd.ends_at <= now:
         return Refusal(Code.INVALID_ARGUMENT, "the link's end date must be in the future")
-    if _current_link(book, agency, cmd.creator, now) is not None:
+    if current_link(book, agency, cmd.creator, now) is not None:
         return Refusal(Code.ALREADY_LINKED, "already linked: request access instead")
-    if _pending(book, agency, cmd.creator, _LINK_KINDS, now):
+    if _pending(book, agency, cmd.creator, LINK_KINDS, now):
         return Refusal(Code.REQUEST_PENDING, "a link request is already pending")
     if cmd.with_access and _cross_border_blocked(book, agency, cmd.creator):
         return Refusal(Code.CROSS_BORDER_NOT_ALLOWED, _NO_SHARING)  # R8
@@ -349,13 +239,13 @@ def _answerable(
         return Refusal(Code.REQUEST_CLOSED, f"the request was {request.status}")
     if now >= request.expires_at:
         return Refusal(Code.REQUEST_EXPIRED, "the request expired after 7 days")  # R2
-    if _lapsed(book, request, now):
+    if lapsed(book, request, now):
         return Refusal(Code.LINK_ENDED, "the link this request is about has ended")  # R5
     return request
 
 
 def _scopes(request: AccessRequest, asked: list[Family] | None) -> list[Family] | Refusal:
-    if request.kind not in _ACCESS_KINDS:
+    if request.kind not in ACCESS_KINDS:
         if asked is not None:
             return Refusal(Code.INVALID_ARGUMENT, "scopes apply only to access requests")
         return []
@@ -374,7 +264,7 @@ def _accept(book: AccessBook, who: Actor, cmd: a.AcceptRequest, now: int) -> Dec
         return scopes
     agency, creator, kind = request.agency, request.creator, request.kind
     # Checked again on accept: the platform may have registered the agency since.
-    if kind in _ACCESS_KINDS and _cross_border_blocked(book, agency, creator):
+    if kind in ACCESS_KINDS and _cross_border_blocked(book, agency, creator):
         return Refusal(Code.CROSS_BORDER_NOT_ALLOWED, _NO_SHARING)  # R8
     rid = request.request_id
     events: list[AccessEvent] = [
@@ -382,13 +272,13 @@ def _accept(book: AccessBook, who: Actor, cmd: a.AcceptRequest, now: int) -> Dec
     ]
     # A link request is the link's id. No active link can exist here: link requests
     # are refused while linked, and only one per pair is pending at a time.
-    link_id = rid if kind in _LINK_KINDS else request.link_id
+    link_id = rid if kind in LINK_KINDS else request.link_id
     assert link_id is not None  # access and extension requests name their link
-    if kind in _LINK_KINDS:
+    if kind in LINK_KINDS:
         events.append(a.LinkCreated(
             at=now, agency=agency, creator=creator, link_id=link_id, ends_at=request.ends_at
         ))  # fmt: skip
-    if kind in _ACCESS_KINDS:
+    if kind in ACCESS_KINDS:
         events.append(a.AccessGranted(
             at=now, agency=agency, creator=creator, link_id=link_id, request_id=rid,
             scopes=scopes,
@@ -429,7 +319,7 @@ def _unlink(book: AccessBook, who: Actor, cmd: a.Unlink, now: int) -> Decision:
         )
         for r in book.requests.values()
         if r.link_id == link.link_id and r.agency == link.agency and r.creator == link.creator
-        and _status(book, r, now) == "pending"
+        and request_status(book, r, now) == "pending"
     ]  # fmt: skip
     events.append(
         a.LinkRemoved(at=now, agency=link.agency, creator=link.creator, link_id=link.link_id,
