@@ -3,7 +3,7 @@
 :class:`SqliteJournal` is the :class:`~server.journal.Journal` (audit trail,
 R16; creator inbox, R14/R15) and :class:`SqliteAccessEventStore` the
 :class:`~server.access_service.AccessEventStore` (R1-R9), both on the node's
-one :class:`~server.log.sqlite.SqliteStore`: every write goes through its
+one :class:`~server.log.sqlite_store.SqliteStore`: every write goes through its
 group-committing writer thread, so it is durable when the call returns, and
 every read runs on its reader pool. Tables: migration 2 of
 :mod:`server.log.schema`.
@@ -38,7 +38,7 @@ from protocol.access import AccessEvent
 from protocol.messages import Notification
 from protocol.model import Actor
 from server.journal import AuditEntry, AuditQuery
-from server.log.sqlite import SqliteStore
+from server.log.sqlite_store import SqliteStore
 
 __all__ = ["SqliteAccessEventStore", "SqliteJournal"]
 

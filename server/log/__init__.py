@@ -1,7 +1,8 @@
 """Room event logs, snapshots and idempotency keys behind one interface (:class:`RoomLog`).
 
 :mod:`server.log.memory` is the reference implementation (tests);
-:mod:`server.log.sqlite` the embedded, durable one (single node).
+:mod:`server.log.sqlite` the embedded, durable one (single node), on the data
+file of :mod:`server.log.sqlite_store`.
 """
 
 from server.log.base import (

@@ -1,0 +1,371 @@
+"""The SQLite data file: one group-committing writer thread and a reader pool.
+
+:class:`SqliteStore` owns the data file (WAL mode, single node, durable). Every
+write runs on ONE dedicated writer thread with *group commit*: the thread takes
+every write queued since its last commit (up to ``max_batch``), runs them in one
+transaction - each in its own savepoint, so one failing write does not undo the
+others - commits once, and only then resolves each caller's future. Under load
+one fsync covers hundreds of writes; an idle store commits each write at once
+(no batching delay). Reads run on a small pool of read-only connections in
+worker threads (WAL readers never block the writer, nor it them). The event
+loop never blocks on SQLite. The room log (:mod:`server.log.sqlite`) and other
+modules (grants, notifications, audit) use the same store and writer through
+:meth:`SqliteStore.write` / :meth:`SqliteStore.read`, and add their tables to
+:mod:`server.log.schema`.
+
+Durability (H4). ``synchronous=FULL`` is the default: in WAL mode SQLite then
+fsyncs the WAL at every commit, so an acknowledged append survives a kill -9 of
+the process *and* a power loss or kernel crash of the machine. ``NORMAL`` would
+fsync only at checkpoints: still safe against a process crash (the commit is in
+the OS page cache once ``write()`` returned) but the last transactions can be
+lost on power loss, and H4 promises survival of a crash of the *node*. With
+group commit the fsync is paid once per batch, not once per command, so FULL
+costs little throughput under load; ``NORMAL`` stays available as an explicit
+option for deployments that accept that trade (e.g. disposable demo nodes).
+
+asyncio only: futures are resolved with ``loop.call_soon_threadsafe``. A task
+cancelled while its write is queued does not withdraw the write: it is applied
+(and durable) or fails as if awaited; the caller just does not see the result.
+A client resend then gets :class:`~server.log.base.Duplicate` (H1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Final, Literal, Self, TypeVar
+
+import anyio
+
+from server.log.base import LogClosedError, LogError, LogWriteError
+from server.log.schema import SCHEMA, Migration, migrate
+
+__all__ = ["DEFAULT_MAX_BATCH", "SqliteStore", "StoreStats", "Synchronous"]
+
+T = TypeVar("T")
+Synchronous = Literal["FULL", "EXTRA", "NORMAL"]
+DEFAULT_MAX_BATCH: Final = 1024
+BUSY_TIMEOUT_MS: Final = 10_000
+JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
+
+_Outcome = tuple["asyncio.Future[Any]", object, BaseException | None]
+
+
+class _Job:
+    """One write waiting for the writer thread."""
+
+    __slots__ = ("fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], object],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.fn = fn
+        self.future = future
+        self.loop = loop
+
+
+class _Stop:
+    """Tells the writer thread to finish what is queued before it and exit."""
+
+    __slots__ = ()
+
+
+def _deliver(outcomes: list[_Outcome]) -> None:
+    """On the event loop: resolve the futures of one committed batch."""
+    for future, result, exc in outcomes:
+        if future.done():  # the awaiting task was cancelled
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+
+
+def _post(loop: asyncio.AbstractEventLoop, outcomes: list[_Outcome]) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+        loop.call_soon_threadsafe(_deliver, outcomes)
+
+
+class StoreStats:
+    """Counters of the writer thread (read them from anywhere; for metrics)."""
+
+    __slots__ = ("batches", "largest_batch", "writes")
+
+    def __init__(self) -> None:
+        self.batches = 0
+        """Transactions committed (one fsync each with synchronous=FULL)."""
+        self.writes = 0
+        """Writes (e.g. appends) committed."""
+        self.largest_batch = 0
+
+
+class SqliteStore:
+    """The SQLite data file: one group-committing writer thread and a reader pool.
+
+    Start it (``await store.start()`` or ``async with store``), then call
+    :meth:`write` and :meth:`read` from coroutines on one event loop.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous = "FULL",
+        readers: int = 2,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        migrations: Sequence[Migration] = SCHEMA,
+    ) -> None:
+        if synchronous not in ("FULL", "EXTRA", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL, EXTRA or NORMAL, not {synchronous!r}")
+        if readers < 1 or max_batch < 1:
+            raise ValueError("readers and max_batch must be >= 1")
+        self.path = os.fspath(path)
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            raise ValueError("SqliteStore needs a file path (WAL and a reader pool)")
+        self.synchronous: Synchronous = synchronous
+        self.stats = StoreStats()
+        self._readers_wanted = readers
+        self._max_batch = max_batch
+        self._migrations = tuple(migrations)
+        self._queue: queue.SimpleQueue[_Job | _Stop] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._state: Literal["new", "running", "closed"] = "new"
+        self._readers: list[sqlite3.Connection] = []
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._read_slots = anyio.Semaphore(readers)
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def _connect(self, *, reader: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=not reader, timeout=10.0
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if reader:
+                conn.execute("PRAGMA query_only = ON")
+            else:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise LogError(f"{self.path}: cannot use WAL mode (got {mode!r})")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+                conn.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def start(self) -> None:
+        """Open the file (creating and migrating it), start the writer and readers."""
+        if self._state != "new":
+            raise LogError("a store starts once")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        self._thread = threading.Thread(
+            target=self._writer_main, args=(loop, ready), name=f"sqlite-writer:{self.path}",
+            daemon=True,
+        )
+        self._thread.start()
+        try:
+            await ready
+            for _ in range(self._readers_wanted):
+                conn = await anyio.to_thread.run_sync(lambda: self._connect(reader=True))
+                self._readers.append(conn)
+        except BaseException:
+            self._state = "running"  # so that close() tears down whatever was set up
+            await self.close()
+            raise
+        self._idle_readers = list(self._readers)
+        self._state = "running"
+
+    async def close(self) -> None:
+        """Finish every write already queued, then stop the writer and the readers.
+
+        Idempotent; runs to completion even if the caller is cancelled.
+        """
+        if self._state == "closed":
+            return
+        was_running = self._state == "running"
+        self._state = "closed"
+        with anyio.CancelScope(shield=True):
+            if was_running:
+                for _ in range(self._readers_wanted):  # wait for reads in flight
+                    await self._read_slots.acquire()
+                for conn in self._readers:
+                    conn.close()
+                self._readers.clear()
+                self._idle_readers.clear()
+                for _ in range(self._readers_wanted):  # waiters see "closed"
+                    self._read_slots.release()
+            thread = self._thread
+            if thread is not None:
+                # The writer commits what is queued before the stop, then exits;
+                # joining also returns at once if it had died.
+                self._queue.put(_Stop())
+                await anyio.to_thread.run_sync(thread.join)
+                self._thread = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._state != "running":
+            raise LogClosedError(f"the store {self.path} is {self._state}")
+        if self._failure is not None:
+            raise LogWriteError(f"the writer thread of {self.path} died") from self._failure
+
+    # --- the two ways in ----------------------------------------------------
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the writer thread inside a transaction; return once committed.
+
+        ``fn`` runs in its own savepoint: if it raises, its changes are rolled
+        back and the exception is raised here; the rest of the batch commits.
+        If the commit itself fails, nothing of the batch is applied and
+        :class:`LogWriteError` is raised. ``fn`` must not commit, must be quick
+        (it delays every write behind it) and must not touch the event loop.
+        """
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(fn, future, loop))
+        return await future
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on a read-only connection in a worker thread, in one read
+        transaction (a consistent view of the last commits)."""
+        self._check_open()
+        async with self._read_slots:
+            self._check_open()
+            conn = self._idle_readers.pop()
+            try:
+                return await anyio.to_thread.run_sync(_read_txn, conn, fn)
+            finally:
+                self._idle_readers.append(conn)
+
+    # --- the writer thread --------------------------------------------------
+
+    def _writer_main(self, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = self._connect(reader=False)
+            try:
+                migrate(conn, self._migrations)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException as exc:
+            _post(loop, [(ready, None, exc)])
+            return
+        _post(loop, [(ready, None, None)])
+        stop = False
+        try:
+            while not stop:
+                batch: list[_Job] = []
+                item = self._queue.get()
+                while True:
+                    if isinstance(item, _Stop):
+                        stop = True
+                        break
+                    batch.append(item)
+                    if len(batch) >= self._max_batch:
+                        break
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._commit(conn, batch)
+        except BaseException as exc:  # a bug in the writer loop itself
+            self._failure = exc
+            raise
+        finally:
+            self._shutdown(conn)
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        """One transaction for the whole batch, then resolve every future."""
+        outcomes: list[tuple[_Job, object, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, None, exc))
+                else:
+                    conn.execute("RELEASE job")
+                    outcomes.append((job, result, None))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            outcomes = [(job, None, _write_error(exc)) for job in batch]
+        else:
+            self.stats.batches += 1
+            self.stats.writes += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for job, result, error in outcomes:
+            by_loop.setdefault(job.loop, []).append((job.future, result, error))
+        for loop, items in by_loop.items():
+            _post(loop, items)
+
+    def _shutdown(self, conn: sqlite3.Connection) -> None:
+        """Fail whatever is still queued (only after a writer failure), checkpoint, close."""
+        leftovers: list[_Job] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Job):
+                leftovers.append(item)
+        for job in leftovers:
+            _post(job.loop, [(job.future, None, LogClosedError("the store was closed"))])
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA optimize")
+        except sqlite3.Error:
+            pass
+        finally:
+            conn.close()
+
+
+def _write_error(exc: Exception) -> LogWriteError:
+    error = LogWriteError(f"write not committed: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _read_txn(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
