@@ -5,9 +5,15 @@ Codes come from :mod:`protocol.errors`: their range says whether a retry can hel
 
 from __future__ import annotations
 
+from typing import Final
+
 from protocol.errors import describe, is_retryable
 
 __all__ = [
+    "CLIENT_CLOSED",
+    "CLIENT_FAILURE",
+    "LOST",
+    "PROTOCOL_ERROR",
     "ClientError",
     "CommandRefused",
     "InvalidMessage",
@@ -15,6 +21,16 @@ __all__ = [
     "SessionClosed",
     "close_is_retryable",
 ]
+
+# Standard WebSocket close codes the client reports itself in SessionClosed.code.
+CLIENT_CLOSED: Final = 1000
+"""The client closed the session (or the connection, after the session ended)."""
+PROTOCOL_ERROR: Final = 1002
+"""The server broke the protocol during the handshake."""
+LOST: Final = 1006
+"""The connection was lost without a close frame, or could not be opened."""
+CLIENT_FAILURE: Final = 1011
+"""A bug in the client ended the session."""
 
 # Standard WebSocket close codes after which reconnecting would only repeat the fault.
 _TERMINAL_STANDARD_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})

@@ -1,16 +1,17 @@
-"""Subscriptions: async iterators over what a client receives."""
+"""Subscriptions: async iterators over what a client receives, and their fan-out."""
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from client.errors import SessionClosed
-from protocol.messages import ServerMessage
+from client.errors import CLIENT_CLOSED, SessionClosed
+from protocol.messages import Event, ServerMessage, Snapshot
 
-__all__ = ["Subscription"]
+__all__ = ["Subscribers", "Subscription", "every", "room_stream"]
 
 T = TypeVar("T")
 
@@ -91,3 +92,51 @@ class Subscription(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Subscribers:
+    """A client's live subscriptions: each message received is offered to every one.
+
+    Held weakly: a subscription nothing else refers to is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._subs: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
+
+    def subscribe(
+        self, select: Callable[[ServerMessage], Any], closed: SessionClosed | None
+    ) -> Subscription[Any]:
+        """A new subscription; already ended if the session is ``closed``."""
+        sub: Subscription[Any] = Subscription(select)
+        if closed is not None:
+            sub._end(closed, normal=closed.code == CLIENT_CLOSED)
+        else:
+            self._subs.add(sub)
+        return sub
+
+    def publish(self, message: ServerMessage) -> None:
+        """Offer ``message`` to every subscription."""
+        for sub in list(self._subs):
+            sub._offer(message)
+
+    def end(self, reason: SessionClosed, *, normal: bool) -> None:
+        """The session ended: every subscription stops (``normal``) or raises ``reason``."""
+        for sub in list(self._subs):
+            sub._end(reason, normal=normal)
+        self._subs.clear()
+
+
+def every(message: ServerMessage) -> ServerMessage:
+    """The selector keeping every message."""
+    return message
+
+
+def room_stream(room: str) -> Callable[[ServerMessage], Event | Snapshot | None]:
+    """The selector keeping the events and snapshots of ``room``."""
+
+    def select(message: ServerMessage) -> Event | Snapshot | None:
+        if isinstance(message, Event | Snapshot) and message.room == room:
+            return message
+        return None
+
+    return select
