@@ -86,6 +86,14 @@ def evolve(state: RoomState, event: Event) -> RoomState:
     family = _FAMILY.get(type(body))
     if family is not None:
         changes["versions"] = {**state.versions, family: event.seq}
+    if isinstance(body, LiveEnded):
+        # Ending the LIVE also clears the pin, the billboard and running giveaways:
+        # those families moved on, so edits decided before it are stale (H5).
+        moved = [fam for fam, field in (("bag", "pinned"), ("billboard", "billboard"),
+                                        ("promotion", "giveaways"))
+                 if changes.get(field, getattr(state, field)) != getattr(state, field)]
+        changes["versions"] = {**state.versions, "live": event.seq,
+                               **dict.fromkeys(moved, event.seq)}
     if state.current is not None and "current" not in changes:
         current = _measure(state.current, body, event.at)
         if current is not state.current:
@@ -100,9 +108,15 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
             summary = LiveSummary(live_id=live_id, started_at=at)
             return {"status": "live", "live_id": live_id, "title": title, "current": summary}
         case LiveEnded(summary=summary):
+            # A giveaway deployed during the LIVE ends with it (as flash sales do).
+            giveaways = {
+                gid: replace(g, ends_at=at) if g.ends_at is not None and g.ends_at > at else g
+                for gid, g in state.giveaways.items()
+            }
             return {
                 "status": "offline", "live_id": None, "current": None, "pinned": None,
                 "billboard": None, "lives": [*state.lives, summary],
+                "giveaways": giveaways if giveaways != state.giveaways else state.giveaways,
             }  # fmt: skip
         case ProductAdded(item=item, position=position):
             bag = list(state.bag)

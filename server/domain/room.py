@@ -102,7 +102,7 @@ def decide(state: RoomState, caller: Caller, command: RoomCommand, now: int) -> 
     events = _decide(state, command, now)
     if isinstance(events, Refusal) or caller.actor.role == "creator":
         return events
-    return _notify_creator(command, events)
+    return _notify_creator(state, command, events)
 
 
 def decide_enter(state: RoomState, caller: Caller, now: int) -> Decision:
@@ -151,12 +151,16 @@ _NOTIFY: dict[type[RoomCommand], tuple[NotificationKind, str]] = {
 }
 
 
-def _notify_creator(command: RoomCommand, events: list[EventBody]) -> list[EventBody]:
+def _notify_creator(
+    state: RoomState, command: RoomCommand, events: list[EventBody]
+) -> list[EventBody]:
     entry = _NOTIFY.get(type(command))
     if entry is None or not events:
         return events
     kind, what = entry
-    nid = f"n-{command.command_id}"[:128]
+    # Named after the seq the notification will have: unique in the room, whatever
+    # the (client-chosen, possibly long) command id.
+    nid = f"n-{state.room}-{state.seq + len(events) + 1}"[:128]
     return [*events, CreatorNotified(notification_id=nid, kind=kind, text=f"Your agency {what}")]
 
 
