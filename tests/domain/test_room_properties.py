@@ -13,7 +13,6 @@ import typing
 from dataclasses import dataclass, field
 
 import msgspec
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from msgspec.structs import replace
