@@ -1,4 +1,4 @@
-"""The JSON Schema / AsyncAPI export and the error docs."""
+"""The JSON Schema / AsyncAPI export and the committed protocol docs."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from protocol.schema import (
     SCHEMA_FILE,
     asyncapi,
     client_message_types,
-    errors_markdown,
     http_body_types,
     json_schema,
     server_message_types,
@@ -274,24 +273,6 @@ def test_asyncapi_error_codes_table() -> None:
         assert row["retryable"] is is_retryable(code)
         assert row["meaning"] == describe(code)
         assert row["kind"] == ("close" if isinstance(code, CloseCode) else "error")
-
-
-# --- errors.md --------------------------------------------------------------------------
-
-
-def test_errors_markdown_lists_every_code_with_range_and_flag() -> None:
-    """errors.md has one row per code, with its range and retryable flag."""
-    text = errors_markdown()
-    for code in [*Code, *CloseCode]:
-        rng = schema.error_range(code)
-        assert rng is not None
-        row = (
-            f"| {int(code)} | `{code.name}` | {rng.label} | "
-            f"{'yes' if is_retryable(code) else 'no'} | {describe(code)} |"
-        )
-        assert row in text.splitlines(), row
-    for rng in schema.ERROR_RANGES:
-        assert f"| {rng.label} | {rng.title} |" in text
 
 
 # --- the access module's HTTP bodies -------------------------------------------------
