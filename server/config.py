@@ -6,6 +6,8 @@ and the flag (``--send-queue-size``). :data:`OPTIONS` lists them all, with their
 meaning; :func:`settings_table` renders that list for the README and the CLI
 may build its argument parser from it.
 
+The parsers behind each option are in :mod:`server.config_parsers`.
+
 :func:`load_settings` is the validated way in: it reads a mapping (pass
 ``os.environ``), applies overrides (parsed flags; ``None`` means "not given"),
 and raises :class:`ConfigError` naming every offending variable or flag.
@@ -23,13 +25,28 @@ clients that send no ``Origin`` at all. ``*`` allows every origin.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import urlsplit
 
 import msgspec
+
+from server.config_parsers import (
+    LOG_LEVELS,
+    MIN_JWT_SECRET_BYTES,
+    LogLevel,
+    Parser,
+    boolean,
+    integer,
+    log_level,
+    normalize_origin,
+    number,
+    optional_text,
+    origins,
+    redis_url,
+    secret,
+    text,
+)
 
 __all__ = [
     "DEV_JWT_SECRET",
@@ -54,12 +71,6 @@ DEV_JWT_SECRET = "livepilot-dev-secret-change-me-please"
 
 It is 37 bytes long because RFC 7518 (and PyJWT, which warns otherwise) wants an
 HS256 key of at least 32 bytes."""
-
-MIN_JWT_SECRET_BYTES = 32
-"""Shortest HS256 secret accepted (RFC 7518 section 3.2: the key size of SHA-256)."""
-
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,7 +110,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return True
         if "*" in self.allowed_origins:
             return True
-        return _normalize_origin(origin) in self.allowed_origins
+        return normalize_origin(origin) in self.allowed_origins
 
     def __repr__(self) -> str:
         """Like the default, with the secret and any Redis password masked."""
@@ -122,147 +133,6 @@ class ConfigError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = tuple(problems)
         super().__init__("; ".join(f"{name}: {problem}" for name, problem in problems))
-
-
-# --- parsers: raw value (a string from the environment or a flag's value) -> typed value,
-# raising ValueError with a message that does not repeat secrets.
-
-Parser = Callable[[object], object]
-
-
-def _int(lo: int, hi: int) -> Parser:
-    def parse(raw: object) -> int:
-        if isinstance(raw, bool):
-            raise ValueError(f"expected an integer from {lo} to {hi}")
-        if isinstance(raw, str):
-            try:
-                value = int(raw.strip().replace("_", ""))
-            except ValueError:
-                raise ValueError(
-                    f"expected an integer from {lo} to {hi}, got {raw!r}"
-                ) from None
-        elif isinstance(raw, int):
-            value = raw
-        else:
-            raise ValueError(f"expected an integer from {lo} to {hi}")
-        if not lo <= value <= hi:
-            raise ValueError(f"expected an integer from {lo} to {hi}, got {value}")
-        return value
-
-    return parse
-
-
-def _float(lo: float, hi: float) -> Parser:
-    bound = f"above {lo:g} and at most {hi:g}"
-
-    def parse(raw: object) -> float:
-        if isinstance(raw, bool):
-            raise ValueError(f"expected a number {bound}")
-        if isinstance(raw, str):
-            try:
-                value = float(raw.strip())
-            except ValueError:
-                raise ValueError(f"expected a number {bound}, got {raw!r}") from None
-        elif isinstance(raw, int | float):
-            value = float(raw)
-        else:
-            raise ValueError(f"expected a number {bound}")
-        if not (math.isfinite(value) and lo < value <= hi):
-            raise ValueError(f"expected a number {bound}, got {value:g}")
-        return value
-
-    return parse
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-def _bool(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str):
-        word = raw.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-        raise ValueError(f"expected true/false (1/0, yes/no, on/off), got {raw!r}")
-    raise ValueError("expected true or false")
-
-
-def _text(raw: object) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise ValueError("must not be empty")
-    return raw.strip()
-
-
-def _secret(raw: object) -> str:
-    # Not stripped: a secret is used byte for byte; never echoed in messages.
-    if not isinstance(raw, str) or not raw:
-        raise ValueError("must not be empty")
-    if len(raw.encode()) < MIN_JWT_SECRET_BYTES:
-        raise ValueError(f"must be at least {MIN_JWT_SECRET_BYTES} bytes long (RFC 7518)")
-    return raw
-
-
-def _optional_text(raw: object) -> str | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise ValueError("expected a string")
-    return raw.strip() or None
-
-
-def _log_level(raw: object) -> LogLevel:
-    if isinstance(raw, str):
-        word = raw.strip().upper()
-        for level in LOG_LEVELS:
-            if word == level:
-                return level
-    raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
-
-
-def _redis_url(raw: object) -> str | None:
-    url = _optional_text(raw)
-    if url is None:
-        return None
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
-    if scheme not in {"redis", "rediss", "unix"}:
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
-    return url
-
-
-def _normalize_origin(origin: str) -> str:
-    return origin.strip().rstrip("/").lower()
-
-
-def _origins(raw: object) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        items = [item for item in raw.split(",") if item.strip()]
-    elif isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
-        items = [str(item) for item in raw]
-    else:
-        raise ValueError("expected a comma-separated list of origins")
-    result: list[str] = []
-    for item in items:
-        origin = _normalize_origin(item)
-        if origin != "*":
-            parts = urlsplit(origin)
-            if (
-                parts.scheme not in {"http", "https"}
-                or not parts.hostname
-                or parts.path
-                or parts.query
-                or parts.fragment
-                or parts.username is not None
-            ):
-                raise ValueError(
-                    f"expected origins like https://console.example.com or *, got {item!r}"
-                )
-        if origin not in result:
-            result.append(origin)
-    return tuple(result)
 
 
 @dataclass(frozen=True)
@@ -293,89 +163,89 @@ class Option:
 _DEFAULTS = Settings()
 
 OPTIONS: tuple[Option, ...] = (
-    Option("host", "Interface to listen on.", _text),
-    Option("port", "TCP port to listen on (0: any free port).", _int(0, 65535)),
+    Option("host", "Interface to listen on.", text),
+    Option("port", "TCP port to listen on (0: any free port).", integer(0, 65535)),
     Option(
         "data_path",
         "SQLite file of the embedded store (`:memory:` for a throw-away one).",
-        _text,
+        text,
     ),
     Option(
         "jwt_secret",
         f"HS256 secret tokens are signed with, at least {MIN_JWT_SECRET_BYTES} bytes. "
         "The default is public, for development only. Environment only: a flag would "
         "show in the process list.",
-        _secret,
+        secret,
         has_flag=False,
     ),
     Option(
         "jwt_public_key_path",
         "PEM file of an RSA public key: when set, tokens must be RS256 signed by the "
         "matching private key and the HS256 secret is not used.",
-        _optional_text,
+        optional_text,
     ),
     Option(
         "token_leeway_s",
         "Clock skew tolerated on a token's `exp`, `iat` and `nbf`, in seconds.",
-        _int(0, 600),
+        integer(0, 600),
     ),
     Option(
         "allowed_origins",
         "Comma-separated browser origins allowed to open a WebSocket (`*`: any). "
         "Empty: no browser page, but clients that send no `Origin` are accepted.",
-        _origins,
+        origins,
     ),
     Option(
         "max_message_bytes",
         "Largest frame accepted; bigger ones are refused with TOO_LARGE.",
-        _int(1024, 16 * 1024 * 1024),
+        integer(1024, 16 * 1024 * 1024),
     ),
     Option(
         "permessage_deflate",
         "Offer WebSocket compression (costs CPU and memory per connection).",
-        _bool,
+        boolean,
     ),
     Option(
         "rate_per_s",
         "Messages per second a connection may send (token bucket refill rate).",
-        _float(0.0, 1_000_000.0),
+        number(0.0, 1_000_000.0),
     ),
     Option("rate_burst", "Token bucket size: messages a connection may send at once.",
-           _int(1, 1_000_000)),
+           integer(1, 1_000_000)),
     Option(
         "abuse_refusals",
         "Rate-limit refusals within `abuse_window_s` after which the connection is "
         "closed for abuse (terminal).",
-        _int(1, 1_000_000),
+        integer(1, 1_000_000),
     ),
     Option("abuse_window_s", "Window of `abuse_refusals`, in seconds.",
-           _float(0.0, 3600.0)),
+           number(0.0, 3600.0)),
     Option(
         "send_queue_size",
         "Messages queued for one slow connection before it is closed as a slow consumer.",
-        _int(1, 1_000_000),
+        integer(1, 1_000_000),
     ),
-    Option("heartbeat_s", "Seconds between server pings.", _float(0.0, 3600.0)),
+    Option("heartbeat_s", "Seconds between server pings.", number(0.0, 3600.0)),
     Option(
         "idle_timeout_s",
         "Seconds without any traffic from a client before it is closed; more than "
         "`heartbeat_s`.",
-        _float(0.0, 86400.0),
+        number(0.0, 86400.0),
     ),
     Option(
         "history_retention",
         "Events kept per room beyond the latest snapshot, for resume; older resumes "
         "get a snapshot instead.",
-        _int(0, 100_000_000),
+        integer(0, 100_000_000),
     ),
     Option("snapshot_interval", "Events between two snapshots of a room.",
-           _int(1, 100_000_000)),
-    Option("log_level", f"One of {', '.join(LOG_LEVELS)}.", _log_level),
+           integer(1, 100_000_000)),
+    Option("log_level", f"One of {', '.join(LOG_LEVELS)}.", log_level),
     Option(
         "redis_url",
         "Reserved for the multi-node Redis engine, which is not in this release: "
         "`serve` refuses to start with it rather than silently run single-node.",
-        _redis_url,
+        redis_url,
     ),
 )
 
