@@ -93,8 +93,9 @@ async def test_bad_hello_closes_with_its_code(server: Server, first_frame: str,
 
 async def test_session_closes_at_token_expiry_unless_refreshed(server: Server) -> None:
     """At exp the session is closed with the retryable expired code; a refreshed one stays."""
-    async with raw_client(server, server.token(creator="cr", ttl_s=1)) as lapsing, \
-            raw_client(server, server.token(creator="cr", ttl_s=1)) as refreshed:
+    # exp has a one-second resolution: a 2 s token lives between 1 and 2 s.
+    async with raw_client(server, server.token(creator="cr", ttl_s=2)) as lapsing, \
+            raw_client(server, server.token(creator="cr", ttl_s=2)) as refreshed:
         await refreshed.send(Refresh(token=server.token(creator="cr", ttl_s=3600)))
         await refreshed.send(Ping(nonce=1))
         await refreshed.expect(Pong)
