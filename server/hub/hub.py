@@ -14,6 +14,7 @@ bounded outbox and is closed as a slow consumer when it overflows.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -41,9 +42,10 @@ from protocol.model import Actor, RoomState
 from server.domain.grants import AccessEnd, Caller, Grant
 from server.domain.refusal import Refusal
 from server.domain.room import decide, decide_enter, evolve, list_bag, new_room
+from server.hub.liveroom import RETRY, LiveRoom, Outcome
 from server.hub.session import Frame, Session
 from server.journal import AuditEntry, Journal
-from server.log.base import Appended, Conflict, Duplicate, LogError, PendingEvent, RoomLog
+from server.log.base import PendingEvent, RoomLog
 from server.metrics import Metrics
 
 __all__ = ["GrantLookup", "Hub", "LiveRoom"]
@@ -56,19 +58,6 @@ GrantLookup = Callable[[str, str, int], Grant | None]
 MAX_RESUME_EVENTS: Final = 10_000
 """A resume needing more events than this gets a snapshot instead (H3)."""
 MAX_CONFLICT_RETRIES: Final = 3
-
-
-class LiveRoom:
-    """A room loaded in memory: its state, its members, its lock."""
-
-    __slots__ = ("lock", "members", "room", "since_snapshot", "state")
-
-    def __init__(self, state: RoomState) -> None:
-        self.room = state.room
-        self.state = state
-        self.members: dict[str, Session] = {}
-        self.lock = anyio.Lock()
-        self.since_snapshot = 0
 
 
 class Hub:
@@ -98,6 +87,8 @@ class Hub:
         self._drained = anyio.Event()
         self._creators: dict[str, set[Session]] = {}
         """The creator's own sessions, by creator id: where notifications go live."""
+        self._notes: list[Notification] = []
+        """Notifications published but not yet stored in the inbox."""
         self._json = msgspec.json.Encoder()
         self._msgpack = msgspec.msgpack.Encoder()
 
@@ -164,7 +155,7 @@ class Hub:
         async with self._loading:
             live = self.rooms.get(room_id)
             if live is None:
-                live = LiveRoom(await self._load(room_id))
+                live = LiveRoom(await self._load(room_id), self._on_event)
                 self.rooms[room_id] = live
                 self.metrics.rooms.set(len(self.rooms))
         return live
@@ -198,6 +189,8 @@ class Hub:
         live = await self.room(room_id)
         with anyio.CancelScope(shield=True):  # see command(): never half-applied
             async with live.lock:
+                # Settle first: the snapshot (or the replay) must be exactly the log.
+                await live.settle(lambda: self._load(room_id))
                 now = self.clock()
                 decision = decide_enter(live.state, caller, now)
                 if isinstance(decision, Refusal):
@@ -207,16 +200,17 @@ class Hub:
                 if decision and last_seq is None:
                     pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
                                for b in decision]
-                    await self._append(live, None, pending)
+                    await live.submit(self.log, None, pending, None).outcome
+                    await live.settle(lambda: self._load(room_id))
                 if last_seq is None or not await self._replay(session, live, last_seq):
                     reason: SnapshotReason = "join" if last_seq is None else "history_truncated"
                     session.send(Snapshot(room=live.room, seq=live.state.seq, state=live.state,
                                           reason=reason))
-                if session.closed.is_set():  # it went away meanwhile: nothing to join
-                    return
-                live.members[session.id] = session
-                session.rooms.add(live.room)
-                self._presence(live)
+                if not session.closed.is_set():  # unless it went away meanwhile
+                    live.members[session.id] = session
+                    session.rooms.add(live.room)
+                    self._presence(live)
+        await self._store_notes()
 
     async def _replay(self, session: Session, live: LiveRoom, last_seq: int) -> bool:
         """Send the events after ``last_seq`` then Resumed; False if history can't (H3)."""
@@ -265,56 +259,67 @@ class Hub:
             live = await self.room(command.room)
             for _ in range(MAX_CONFLICT_RETRIES):
                 # Shielded: a session closed mid-command (slow, revoked, gone) must not
-                # cancel an append between the log and the cache, or members would miss
-                # an event that is in the log.
+                # cancel a command between the log and the room's state.
                 with anyio.CancelScope(shield=True):
-                    async with live.lock:
-                        try:
-                            outcome = await self._decide_and_append(live, session, caller,
-                                                                    command)
-                        except LogError:  # storage failed: nothing applied; retry later
-                            logger.exception("append failed", extra={"room": live.room})
-                            outcome = Refusal(Code.UNAVAILABLE, "storage unavailable; retry")
-                if outcome is None:  # another node wrote first: the cache was reloaded
+                    outcome = await self._decide_and_submit(live, session, caller, command)
+                if outcome == RETRY:  # decided on a state the log did not take: again
                     continue
                 if isinstance(outcome, Refusal):
                     refusal = outcome
+                    await self._resync(live)
                     break
-                if outcome >= 0:
-                    session.send(Ack(command_id=command.command_id, seq=outcome))
+                if isinstance(outcome, int) and outcome >= 0:  # acked by publish()
                     self.metrics.command_done(name, "ok")
+                    await self._store_notes()
                     await self._audit(caller.actor, command, name, None, outcome)
+                    if live.since_snapshot >= self.snapshot_interval:
+                        await self._snapshot(live)
                 return
             else:
                 refusal = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
+                await self._resync(live)
         # The refusal is on the audit trail before the client hears of it (R10).
         await self._audit(caller.actor, command, name, refusal.code, None)
         session.send(Refused(command_id=command.command_id, code=refusal.code,
                              message=refusal.message or describe(refusal.code)))
         self.metrics.command_done(name, refusal.code.name)
 
-    async def _decide_and_append(
+    async def _resync(self, live: LiveRoom) -> None:
+        """After a failed append, bring the room's state back to the log's."""
+        if live.diverged:
+            with anyio.CancelScope(shield=True):
+                async with live.lock:
+                    await live.settle(lambda: self._load(live.room))
+
+    async def _decide_and_submit(
         self, live: LiveRoom, session: Session, caller: Caller, command: RoomCommand
-    ) -> int | Refusal | None:
-        """Under the room lock: the seq to ack, a refusal, -1 when already answered
-        (a query, or a resend of an applied command), or None after a conflict."""
-        now = self.clock()
-        decision = decide(live.state, caller, command, now)
-        if isinstance(decision, Refusal):
-            done = await self.log.lookup_command(live.room, command.command_id)
-            if done is None:
-                return decision
-            # A resend of an applied command gets the first ack again (H1), once audited.
-            session.send(Ack(command_id=command.command_id, seq=done.last_seq))
-            return -1
-        if isinstance(command, BagList):
-            items = list_bag(live.state, command.category, command.in_stock)
-            session.send(BagListing(command_id=command.command_id, room=live.room, items=items))
-            self.metrics.command_done("bag_list", "ok")
-            return -1
-        pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
-                   for b in decision]
-        return await self._append(live, command.command_id, pending)
+    ) -> Outcome:
+        """Decide under the room lock and submit the append; wait for it outside.
+
+        The outcome: the acked seq, a refusal, RETRY, or -1 when already answered
+        here (a query, or a resend of an applied command)."""
+        async with live.lock:
+            if live.diverged:
+                await live.settle(lambda: self._load(live.room))
+            now = self.clock()
+            decision = decide(live.state, caller, command, now)
+            if isinstance(decision, Refusal):
+                done = await self.log.lookup_command(live.room, command.command_id)
+                if done is None:
+                    return decision
+                # A resend of an applied command gets the first ack again (H1).
+                session.send(Ack(command_id=command.command_id, seq=done.last_seq))
+                return -1
+            if isinstance(command, BagList):
+                items = list_bag(live.state, command.category, command.in_stock)
+                session.send(BagListing(command_id=command.command_id, room=live.room,
+                                        items=items))
+                self.metrics.command_done("bag_list", "ok")
+                return -1
+            pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
+                       for b in decision]
+            submitted = live.submit(self.log, command.command_id, pending, session)
+        return await submitted.outcome
 
     async def _audit(self, actor: Actor, command: Command, name: str, code: int | None,
                      seq: int | None) -> None:
@@ -326,48 +331,38 @@ class Hub:
                            code=code, seq=seq)
         await self.journal.audit([entry])
 
-    async def _append(self, live: LiveRoom, command_id: str | None,
-                      pending: list[PendingEvent]) -> int | None:
-        """Append under the room lock, fold and fan out; the seq to ack, or None on a
-        conflict (the cache is reloaded)."""
-        result = await self.log.append(live.room, command_id, pending, live.state.seq)
-        match result:
-            case Appended(events=events, last_seq=last_seq):
-                started = self.clock()
-                notes: list[Notification] = []
-                for event in events:
-                    live.state = evolve(live.state, event)
-                    self._broadcast(live, event)
-                    if isinstance(event.body, CreatorNotified):
-                        notes.append(_notification(event, event.body))
-                    elif isinstance(event.body, LiveEnded):
-                        self._end_live_part(live)
-                self.metrics.fanout_seconds.observe((self.clock() - started) / 1000)
-                if notes:
-                    await self._notify(notes)
-                live.since_snapshot += len(events)
-                if live.since_snapshot >= self.snapshot_interval:
-                    await self._snapshot(live)
-                return last_seq
-            case Duplicate(last_seq=last_seq):
-                return last_seq
-            case Conflict():
-                live.state = await self._load(live.room, live.state)
-                return None
-        raise AssertionError(result)  # pragma: no cover - the union is closed
-
-    async def _snapshot(self, live: LiveRoom) -> None:
-        await self.log.save_snapshot(live.room, live.state)
-        live.since_snapshot = 0
-        if self.history_retention >= 0:
-            await self.log.trim(live.room, live.state.seq + 1 - self.history_retention)
-
-    async def _notify(self, notes: list[Notification]) -> None:
-        """Persist notifications (R14, R15) and push them to the creator's sessions."""
-        await self.journal.notify(notes)
-        for note in notes:
+    def _on_event(self, live: LiveRoom, event: Event) -> None:
+        """A durable event, in order: fan it out, and apply what it means for members."""
+        started = time.perf_counter()
+        self._broadcast(live, event)
+        body = event.body
+        if isinstance(body, CreatorNotified):
+            note = _notification(event, body)
+            self._notes.append(note)
             for session in self._creators.get(note.creator, ()):
                 session.send(note)
+        elif isinstance(body, LiveEnded):
+            self._end_live_part(live)
+        self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+
+    async def _store_notes(self) -> None:
+        """Store published notifications in the creators' inboxes (R14, R15)."""
+        if self._notes:
+            notes, self._notes = self._notes, []
+            await self.journal.notify(notes)
+
+    async def _snapshot(self, live: LiveRoom) -> None:
+        """Save the room's state (settled: exactly the log) and trim old history."""
+        with anyio.CancelScope(shield=True):
+            async with live.lock:
+                if live.since_snapshot < self.snapshot_interval:
+                    return  # another command saved it meanwhile
+                await live.settle(lambda: self._load(live.room))
+                await self.log.save_snapshot(live.room, live.state)
+                live.since_snapshot = 0
+                if self.history_retention >= 0:
+                    await self.log.trim(live.room,
+                                        live.state.seq + 1 - self.history_retention)
 
     # --- fan-out --------------------------------------------------------------
 

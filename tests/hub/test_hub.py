@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import anyio
+
 from protocol import commands as c
 from protocol.codec import Codec
 from protocol.errors import Code
 from protocol.events import ProductAdded
 from protocol.messages import Ack, Event, Refused, ServerMessage, Snapshot
-from protocol.model import Actor, BagItem
+from protocol.model import Actor, BagItem, Viewer
 from server.domain.grants import Grant
 from server.hub.hub import Hub
 from server.hub.session import Session
@@ -149,3 +151,90 @@ async def test_storage_failure_refuses_with_a_retryable_code_and_applies_nothing
     assert isinstance(refused, Refused)
     assert refused.code == Code.UNAVAILABLE
     assert (await hub.room("cr")).state.status == "offline"
+
+
+class Gate(MemoryRoomLog):
+    """A log whose appends wait at a gate: shows how many are in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = anyio.Event()
+        self.waiting = 0
+        self.all_waiting = anyio.Event()
+        self.expect = 0
+
+    async def append(self, room: str, command_id: str | None,
+                     events: Sequence[PendingEvent], expected_seq: int) -> AppendResult:
+        self.waiting += 1
+        if self.waiting == self.expect:
+            self.all_waiting.set()
+        await self.gate.wait()
+        return await super().append(room, command_id, events, expected_seq)
+
+
+def comment(i: int | str) -> c.FeedComment:
+    return c.FeedComment(command_id=f"c{i}", room="cr", comment_id=f"c{i}",
+                         user=Viewer(unique_id="v"), content="hi")
+
+
+async def test_a_rooms_appends_are_pipelined_not_serialized() -> None:
+    """Commands of one room are all appending at once; acks and events keep their order."""
+    # H2 H4
+    log = Gate()
+    hub = make_hub(log)
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.join(creator, "cr")
+    log.gate.set()
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    drain(creator)
+    log.gate = anyio.Event()
+    log.waiting, log.expect = 0, 10
+    early: list[ServerMessage] = []
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(hub.command, creator, comment(i))
+        try:
+            with anyio.fail_after(5):
+                await log.all_waiting.wait()  # ten appends in flight, none durable yet
+            early = drain(creator)
+        finally:
+            log.gate.set()  # never leave the shielded commands waiting
+    assert early == []  # nothing shown or acked before it is durable (H4)
+    messages = drain(creator)
+    assert [m.seq for m in messages if isinstance(m, Event)] == list(range(2, 12))
+    assert len([m for m in messages if isinstance(m, Ack)]) == 10
+    assert (await hub.room("cr")).state.seq == await log.last_seq("cr") == 11
+
+
+async def test_a_resend_among_commands_in_flight_leaves_the_room_equal_to_its_log() -> None:
+    """A resend decided again while others are in flight is acked once, and the room is
+    rebuilt from the log so later commands are decided on the truth."""
+    # H1 H2 H5
+    log = Gate()
+    log.gate.set()
+    hub = make_hub(log)
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    await hub.command(creator, comment("dup"))
+    log.gate = anyio.Event()
+    log.waiting, log.expect = 0, 6
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hub.command, creator, comment("dup"))
+        for i in range(5):
+            tg.start_soon(hub.command, creator, comment(i))
+        try:
+            with anyio.fail_after(5):
+                await log.all_waiting.wait()
+        finally:
+            log.gate.set()
+    acks = [m for m in drain(creator) if isinstance(m, Ack)]
+    assert [a.seq for a in acks if a.command_id == "cdup"] == [2, 2]
+    assert sorted(a.command_id for a in acks) == sorted(["go", "cdup", "cdup",
+                                                         *(f"c{i}" for i in range(5))])
+    await hub.command(creator, comment("after"))
+    live = await hub.room("cr")
+    rebuilt = await hub._load("cr")
+    assert live.state == rebuilt
+    assert live.state.seq == 8

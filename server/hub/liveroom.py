@@ -1,0 +1,142 @@
+"""A room in memory, with its commands pipelined into the log.
+
+Holding the room lock across a durable append would serialize a room's commands
+on commit latency (one fsync each). Instead, under the lock, a command is decided
+against the room's *optimistic* state, its append is started (appends are queued
+to the log in submission order), and its predicted events are folded at once; the
+lock is then released while the append becomes durable. :meth:`LiveRoom.publish`
+runs when an append completes and, strictly in submission order, fans the stored
+events out and acks their sender - so nothing is shown or acked before it is
+durable (H4), and every member sees one gap-free order (H2).
+
+When an append does not store what was predicted (a resend already applied, a
+write that failed, another node that wrote first), the optimistic state has
+diverged from the log: later appends, decided on it, conflict and are decided
+again once :meth:`LiveRoom.settle` has reloaded the room from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import anyio
+
+from protocol.errors import Code
+from protocol.messages import Ack, Event
+from protocol.model import RoomState
+from server.domain.evolve import evolve
+from server.domain.refusal import Refusal
+from server.hub.session import Session
+from server.log.base import Appended, AppendResult, Conflict, Duplicate, PendingEvent, RoomLog
+
+__all__ = ["RETRY", "LiveRoom", "Outcome", "Submitted"]
+
+RETRY: Final = "retry"
+"""Outcome of a command whose append conflicted: decide it again."""
+Outcome = int | Refusal | str
+"""The seq the command was acked with, a refusal, or :data:`RETRY`."""
+EventSink = Callable[["LiveRoom", Event], None]
+
+_STORAGE_FAILED = Refusal(Code.UNAVAILABLE, "storage unavailable; retry")
+
+
+class Submitted:
+    """One command whose append is under way."""
+
+    __slots__ = ("append", "command_id", "outcome", "predicted", "sender")
+
+    def __init__(self, append: asyncio.Task[AppendResult], predicted: list[Event],
+                 sender: Session | None, command_id: str | None) -> None:
+        self.append = append
+        self.predicted = predicted
+        self.sender = sender
+        self.command_id = command_id
+        self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+
+class LiveRoom:
+    """A room loaded in memory: optimistic state, members, lock, appends in flight."""
+
+    __slots__ = ("diverged", "inflight", "lock", "members", "on_event", "room",
+                 "since_snapshot", "state")
+
+    def __init__(self, state: RoomState, on_event: EventSink) -> None:
+        self.room = state.room
+        self.state = state
+        """The state with every submitted command folded in (durable or about to be)."""
+        self.members: dict[str, Session] = {}
+        self.lock = anyio.Lock()
+        self.since_snapshot = 0
+        self.inflight: deque[Submitted] = deque()
+        self.diverged = False
+        self.on_event = on_event
+        """Called for each durable event, in order: fan-out and its side effects."""
+
+    def submit(self, log: RoomLog, command_id: str | None, pending: Sequence[PendingEvent],
+               sender: Session | None) -> Submitted:
+        """Under the lock: start the append and fold its predicted events now."""
+        seq = self.state.seq
+        predicted = [
+            Event(room=self.room, seq=seq + i, at=p.at, actor=p.actor, by=p.by, body=p.body,
+                  command_id=command_id)
+            for i, p in enumerate(pending, start=1)
+        ]
+        # Tasks start in creation order, so appends reach the log in submission order.
+        append = asyncio.ensure_future(log.append(self.room, command_id, pending, seq))
+        entry = Submitted(append, predicted, sender, command_id)
+        self.inflight.append(entry)
+        for event in predicted:
+            self.state = evolve(self.state, event)
+        append.add_done_callback(self._completed)
+        return entry
+
+    def _completed(self, _: object) -> None:
+        self.publish()
+
+    def publish(self) -> None:
+        """Publish every completed append at the head of the queue, in order."""
+        inflight = self.inflight
+        while inflight and inflight[0].append.done():
+            entry = inflight.popleft()
+            outcome = self._publish_one(entry)
+            if not entry.outcome.done():
+                entry.outcome.set_result(outcome)
+
+    def _publish_one(self, entry: Submitted) -> Outcome:
+        task = entry.append
+        result = None if task.cancelled() or task.exception() is not None else task.result()
+        match result:
+            case Appended(events=events, last_seq=last_seq):
+                if list(events) != entry.predicted:
+                    self.diverged = True
+                for event in events:  # durable: every member sees it, in log order
+                    self.on_event(self, event)
+                self.since_snapshot += len(events)
+                self._ack(entry, last_seq)
+                return last_seq
+            case Duplicate(last_seq=last_seq):  # applied before (H1): the first ack again
+                self.diverged = self.diverged or bool(entry.predicted)
+                self._ack(entry, last_seq)
+                return last_seq
+            case Conflict():
+                self.diverged = self.diverged or bool(entry.predicted)
+                return RETRY
+        self.diverged = self.diverged or bool(entry.predicted)
+        return _STORAGE_FAILED
+
+    @staticmethod
+    def _ack(entry: Submitted, seq: int) -> None:
+        if entry.sender is not None and entry.command_id is not None:
+            entry.sender.send(Ack(command_id=entry.command_id, seq=seq))
+
+    async def settle(self, reload: Callable[[], Awaitable[RoomState]]) -> None:
+        """Under the lock: wait for every append in flight; if the optimistic state
+        diverged from the log, reload it. Afterwards the state is exactly the log's."""
+        while self.inflight:
+            await asyncio.wait([self.inflight[-1].outcome])
+        if self.diverged:
+            self.state = await reload()
+            self.diverged = False
