@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
+
 from protocol.errors import CloseCode
 from server.access_service import AccessEventStore, AccessService, MemoryAccessEventStore
 from server.auth import AuthKeys
@@ -72,8 +74,11 @@ async def open_runtime(
     access.on_access_ended = hub.access_ended
     try:
         await access.start()
-        yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
-                      journal=journal, access=access, hub=hub)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(hub.auditor.run)
+            yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
+                          journal=journal, access=access, hub=hub)
+            tasks.cancel_scope.cancel()  # the auditor writes what is queued as it stops
     finally:
         hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
         await log.close()

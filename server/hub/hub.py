@@ -42,6 +42,7 @@ from protocol.model import Actor, RoomState
 from server.domain.grants import AccessEnd, Caller, Grant
 from server.domain.refusal import Refusal
 from server.domain.room import decide, decide_enter, evolve, list_bag, new_room
+from server.hub.auditor import Auditor
 from server.hub.liveroom import RETRY, LiveRoom, Outcome
 from server.hub.session import Frame, Session
 from server.journal import AuditEntry, Journal
@@ -87,6 +88,8 @@ class Hub:
         self._drained = anyio.Event()
         self._creators: dict[str, set[Session]] = {}
         """The creator's own sessions, by creator id: where notifications go live."""
+        self.auditor = Auditor(journal)
+        """Writes audit entries in batches; its ``run`` is owned by the runtime."""
         self._notes: list[Notification] = []
         """Notifications published but not yet stored in the inbox."""
         self._json = msgspec.json.Encoder()
@@ -329,7 +332,10 @@ class Hub:
         entry = AuditEntry(at=self.clock(), creator=command.room, actor=actor,
                            family=command.family, action=name, command_id=command.command_id,
                            code=code, seq=seq)
-        await self.journal.audit([entry])
+        if code is None:
+            self.auditor.record(entry)  # written in the next batch, off the command path
+        else:
+            await self.auditor.write([entry])  # on the trail before the refusal is sent
 
     def _on_event(self, live: LiveRoom, event: Event) -> None:
         """A durable event, in order: fan it out, and apply what it means for members."""

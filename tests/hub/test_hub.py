@@ -93,6 +93,7 @@ async def test_resend_is_acked_once_and_audited_once() -> None:
     acks = [m for m in drain(creator) if isinstance(m, Ack) and m.command_id == "add"]
     assert len(acks) == 2
     assert acks[0] == acks[1]
+    await hub.auditor.flushed()
     trail = await hub.journal.query_audit(AuditQuery(creator="cr", family="bag"))
     assert [(e.action, e.code) for e in trail] == [("bag_add", None)]
 
