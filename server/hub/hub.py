@@ -13,6 +13,7 @@ bounded outbox and is closed as a slow consumer when it overflows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -300,29 +301,42 @@ class Hub:
         """Decide under the room lock and submit the append; wait for it outside.
 
         The outcome: the acked seq, a refusal, RETRY, or -1 when already answered
-        here (a query, or a resend of an applied command)."""
+        here (a query, or a resend of a command applied or in flight)."""
+        cid = command.command_id
         async with live.lock:
             if live.diverged:
                 await live.settle(lambda: self._load(live.room))
             now = self.clock()
             decision = decide(live.state, caller, command, now)
             if isinstance(decision, Refusal):
-                done = await self.log.lookup_command(live.room, command.command_id)
-                if done is None:
-                    return decision
-                # A resend of an applied command gets the first ack again (H1).
-                session.send(Ack(command_id=command.command_id, seq=done.last_seq))
-                return -1
+                return await self._refused_or_resent(live, session, cid, decision)
             if isinstance(command, BagList):
                 items = list_bag(live.state, command.category, command.in_stock)
-                session.send(BagListing(command_id=command.command_id, room=live.room,
-                                        items=items))
+                session.send(BagListing(command_id=cid, room=live.room, items=items))
                 self.metrics.command_done("bag_list", "ok")
                 return -1
             pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
                        for b in decision]
-            submitted = live.submit(self.log, command.command_id, pending, session)
-        return await submitted.outcome
+            twin = live.submit(self.log, cid, pending, session)
+        return await twin.outcome
+
+    async def _refused_or_resent(
+        self, live: LiveRoom, session: Session, cid: str, refusal: Refusal
+    ) -> Outcome:
+        """A refused command may be a resend (H1): of one in flight (wait for it), or
+        of one applied (the first ack again). Otherwise the refusal stands."""
+        twin = next((e for e in live.inflight if e.command_id == cid), None)
+        if twin is not None:
+            outcome = await asyncio.shield(twin.outcome)
+            if not isinstance(outcome, int):
+                return RETRY  # the first attempt did not stick: decide this one afresh
+            session.send(Ack(command_id=cid, seq=outcome))
+            return -1
+        done = await self.log.lookup_command(live.room, cid)
+        if done is None:
+            return refusal
+        session.send(Ack(command_id=cid, seq=done.last_seq))
+        return -1
 
     async def _audit(self, actor: Actor, command: Command, name: str, code: int | None,
                      seq: int | None) -> None:

@@ -239,3 +239,31 @@ async def test_a_resend_among_commands_in_flight_leaves_the_room_equal_to_its_lo
     rebuilt = await hub._load("cr")
     assert live.state == rebuilt
     assert live.state.seq == 8
+
+
+async def test_a_resend_of_a_command_still_in_flight_gets_its_ack() -> None:
+    """A resend arriving while the first append is not yet durable waits for it (H1)."""
+    # H1
+    log = Gate()
+    log.gate.set()
+    hub = make_hub(log)
+    creator, again = session(CREATOR, "c1"), session(CREATOR, "c2")
+    for s in (creator, again):
+        hub.connect(s)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    add = c.BagAdd(command_id="add", room="cr", item=BagItem(product_id="p1"))
+    log.gate = anyio.Event()
+    log.waiting, log.expect = 0, 1
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hub.command, creator, add)
+        try:
+            with anyio.fail_after(5):
+                await log.all_waiting.wait()  # the first append is in flight
+            tg.start_soon(hub.command, again, add)  # the client resends on a new session
+            await anyio.wait_all_tasks_blocked()
+        finally:
+            log.gate.set()
+    first = [m for m in drain(creator) if isinstance(m, Ack) and m.command_id == "add"]
+    second = [m for m in drain(again) if isinstance(m, Ack | Refused)]
+    assert first == second == [Ack(command_id="add", seq=2)]
+    assert [i.product_id for i in (await hub.room("cr")).state.bag] == ["p1"]
