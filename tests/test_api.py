@@ -34,6 +34,7 @@ from server.config import Settings, load_settings
 from server.domain.access import REQUEST_TTL_MS
 from server.hub.session import Session
 from server.runtime import Runtime
+from tests.lifespan import lifespan_running
 
 T0 = 1_700_000_000_000
 DAY = 24 * 3600 * 1000
@@ -161,7 +162,7 @@ def open_env(tmp_path: Path) -> Opener:
     async def start(**overrides: Any) -> AsyncIterator[Env]:
         settings = load_settings({}, data_path=str(tmp_path / "db.sqlite"), **overrides)
         app = create_app(settings, clock=clock)
-        async with app.router.lifespan_context(app):
+        async with lifespan_running(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
                 yield Env(app, client, clock, settings)
