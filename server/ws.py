@@ -136,8 +136,16 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
             session.close(1000, "client went away")
 
         async def writer() -> None:
-            async for frame in session.frames:
-                await _send(websocket, frame)
+            frames = session.frames
+            async for first in frames:
+                await _send(websocket, first)
+                # Drain what is queued without a scheduler round trip per frame.
+                while True:
+                    try:
+                        frame = frames.receive_nowait()
+                    except anyio.WouldBlock:
+                        break
+                    await _send(websocket, frame)
 
         tg.start_soon(reader)
         tg.start_soon(writer)
@@ -220,10 +228,12 @@ async def _watchdog(rt: Runtime, session: Session, last_seen: list[float]) -> No
 
 
 async def _send(websocket: WebSocket, frame: str | bytes) -> None:
+    # The ASGI message straight to the server: Starlette's send_text/send_bytes only
+    # re-check a state that the session's lifecycle already guarantees.
     if isinstance(frame, str):
-        await websocket.send_text(frame)
+        await websocket._send({"type": "websocket.send", "text": frame})
     else:
-        await websocket.send_bytes(frame)
+        await websocket._send({"type": "websocket.send", "bytes": frame})
 
 
 async def _close(websocket: WebSocket, session: Session) -> None:
