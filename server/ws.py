@@ -16,9 +16,11 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
+from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol.codec import Codec, DecodeError, codec_for, negotiate
@@ -48,6 +50,8 @@ __all__ = ["AUTH_SUBPROTOCOL_PREFIX", "websocket_endpoint"]
 AUTH_SUBPROTOCOL_PREFIX: Final = "livepilot.auth."
 logger = logging.getLogger("livepilot.ws")
 FLUSH_ON_CLOSE_S: Final = 1.0
+MAX_IN_FLIGHT: Final = 64
+"""Commands of one connection that may be waiting for durability at once."""
 """How long a closing session may take to flush what is queued (e.g. access_changed)."""
 
 
@@ -132,7 +136,7 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
 
         async def reader() -> None:
             with contextlib.suppress(WebSocketDisconnect):
-                await _read_loop(websocket, rt, session, last_seen)
+                await _read_loop(websocket, rt, session, last_seen, tg)
             session.close(1000, "client went away")
 
         async def writer() -> None:
@@ -155,11 +159,12 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
 
 
 async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
-                     last_seen: list[float]) -> None:
+                     last_seen: list[float], tg: TaskGroup) -> None:
     settings = rt.settings
     codec = session.codec
     hub = rt.hub
     bucket = TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic())
+    in_flight = anyio.Semaphore(MAX_IN_FLIGHT)
     abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
     while True:
         frame = await _receive(websocket, codec)
@@ -208,7 +213,28 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
             case Hello():
                 session.send(_error(Code.ALREADY_AUTHENTICATED))
             case _:
-                await hub.command(session, message)
+                # Read on while the command becomes durable, but only so far ahead.
+                await in_flight.acquire()
+                spawned = False
+
+                def spawn(fn: Callable[..., Awaitable[None]], *args: object) -> None:
+                    nonlocal spawned
+                    spawned = True
+                    tg.start_soon(_released, in_flight, fn, *args)
+
+                try:
+                    await hub.command(session, message, spawn)
+                finally:
+                    if not spawned:
+                        in_flight.release()
+
+
+async def _released(slot: anyio.Semaphore, fn: Callable[..., Awaitable[None]],
+                    *args: object) -> None:
+    try:
+        await fn(*args)
+    finally:
+        slot.release()
 
 
 async def _watchdog(rt: Runtime, session: Session, last_seen: list[float]) -> None:

@@ -44,7 +44,7 @@ from server.domain.grants import AccessEnd, Caller, Grant
 from server.domain.refusal import Refusal
 from server.domain.room import decide, decide_enter, evolve, list_bag, new_room
 from server.hub.auditor import Auditor
-from server.hub.liveroom import RETRY, LiveRoom, Outcome
+from server.hub.liveroom import RETRY, LiveRoom, Outcome, Submitted
 from server.hub.session import Frame, Session
 from server.journal import AuditEntry, Journal
 from server.log.base import PendingEvent, RoomLog
@@ -54,6 +54,8 @@ __all__ = ["GrantLookup", "Hub", "LiveRoom"]
 
 logger = logging.getLogger("livepilot.hub")
 
+Spawn = Callable[..., object]
+"""A task group's ``start_soon``: ``spawn(async_fn, *args)``."""
 GrantLookup = Callable[[str, str, int], Grant | None]
 """``(agency, creator, now) -> Grant | None``: the access in force right now."""
 
@@ -254,34 +256,61 @@ class Hub:
 
     # --- commands -------------------------------------------------------------
 
-    async def command(self, session: Session, command: RoomCommand) -> None:
-        """Decide, append, fan out and answer one room command."""
-        name = str(type(command).__struct_config__.tag)
+    async def command(self, session: Session, command: RoomCommand,
+                      spawn: Spawn | None = None) -> None:
+        """Decide, append, fan out and answer one room command.
+
+        With ``spawn`` (a task group's ``start_soon``), this returns once the
+        command is submitted and the rest (waiting for durability, bookkeeping)
+        runs in a task it starts: the connection reads its next command meanwhile,
+        and its commands still reach the log in the order they were read.
+        """
         caller = self.caller(session, command.room)
         refusal = self._precheck(caller, command.room)
-        if refusal is None:
-            live = await self.room(command.room)
-            for _ in range(MAX_CONFLICT_RETRIES):
-                # Shielded: a session closed mid-command (slow, revoked, gone) must not
-                # cancel a command between the log and the room's state.
+        if refusal is not None:
+            await self._refuse(session, caller, command, refusal)
+            return
+        live = await self.room(command.room)
+        # Shielded: a session closed mid-command (slow, revoked, gone) must not
+        # cancel a command between the log and the room's state.
+        with anyio.CancelScope(shield=True):
+            first = await self._decide_and_submit(live, session, caller, command)
+        if spawn is not None and isinstance(first, Submitted):
+            spawn(self._finish, session, caller, command, live, first)
+        else:
+            await self._finish(session, caller, command, live, first)
+
+    async def _finish(self, session: Session, caller: Caller, command: RoomCommand,
+                      live: LiveRoom, outcome: Outcome | Submitted) -> None:
+        """Wait for a submitted command, decide it again after a conflict, then count,
+        audit and answer it (the ack itself was sent by publish())."""
+        tries = 1
+        while True:
+            if isinstance(outcome, Submitted):
                 with anyio.CancelScope(shield=True):
-                    outcome = await self._decide_and_submit(live, session, caller, command)
-                if outcome == RETRY:  # decided on a state the log did not take: again
-                    continue
-                if isinstance(outcome, Refusal):
-                    refusal = outcome
-                    await self._resync(live)
-                    break
-                if isinstance(outcome, int) and outcome >= 0:  # acked by publish()
-                    self.metrics.command_done(name, "ok")
-                    await self._store_notes()
-                    await self._audit(caller.actor, command, name, None, outcome)
-                    if live.since_snapshot >= self.snapshot_interval:
-                        await self._snapshot(live)
-                return
-            else:
-                refusal = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
-                await self._resync(live)
+                    outcome = await outcome.outcome
+            if outcome != RETRY:  # RETRY: decided on a state the log did not take
+                break
+            if tries == MAX_CONFLICT_RETRIES:
+                outcome = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
+                break
+            tries += 1
+            with anyio.CancelScope(shield=True):
+                outcome = await self._decide_and_submit(live, session, caller, command)
+        if isinstance(outcome, Refusal):
+            await self._resync(live)
+            await self._refuse(session, caller, command, outcome)
+        elif isinstance(outcome, int) and outcome >= 0:
+            name = str(type(command).__struct_config__.tag)
+            self.metrics.command_done(name, "ok")
+            await self._store_notes()
+            await self._audit(caller.actor, command, name, None, outcome)
+            if live.since_snapshot >= self.snapshot_interval:
+                await self._snapshot(live)
+
+    async def _refuse(self, session: Session, caller: Caller, command: RoomCommand,
+                      refusal: Refusal) -> None:
+        name = str(type(command).__struct_config__.tag)
         # The refusal is on the audit trail before the client hears of it (R10).
         await self._audit(caller.actor, command, name, refusal.code, None)
         session.send(Refused(command_id=command.command_id, code=refusal.code,
@@ -297,11 +326,11 @@ class Hub:
 
     async def _decide_and_submit(
         self, live: LiveRoom, session: Session, caller: Caller, command: RoomCommand
-    ) -> Outcome:
-        """Decide under the room lock and submit the append; wait for it outside.
+    ) -> Outcome | Submitted:
+        """Decide under the room lock and submit the append (not waiting for it).
 
-        The outcome: the acked seq, a refusal, RETRY, or -1 when already answered
-        here (a query, or a resend of a command applied or in flight)."""
+        Or the outcome already: a refusal, RETRY, or -1 when answered here (a
+        query, or a resend of a command applied or in flight)."""
         cid = command.command_id
         async with live.lock:
             if live.diverged:
@@ -317,8 +346,7 @@ class Hub:
                 return -1
             pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
                        for b in decision]
-            twin = live.submit(self.log, cid, pending, session)
-        return await twin.outcome
+            return live.submit(self.log, cid, pending, session)
 
     async def _refused_or_resent(
         self, live: LiveRoom, session: Session, cid: str, refusal: Refusal
