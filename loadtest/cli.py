@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from rich.progress import Progress
 from loadtest.env import machine, pinning
 from loadtest.report import Result, save, show
 from loadtest.scenarios import SCENARIOS
-from loadtest.scenarios.common import Context
+from loadtest.scenarios.common import SOURCE_ENV, Context
 from loadtest.systems import DEFAULT_SYSTEMS, SYSTEMS
 
 __all__ = ["build_parser", "main", "run_scenario"]
@@ -36,6 +37,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pin", action="store_true",
                    help="do not pin the server and the load generator to separate cores")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--livepilot-source", type=Path, default=None, metavar="DIR",
+                   help="serve livepilot from another checkout (before/after a change)")
+    p.add_argument("--profile", action="store_true",
+                   help="sample each server with py-spy into <results>/profile-*.txt")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,11 +68,13 @@ async def run_scenario(module: ModuleType, opts: argparse.Namespace,
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown:
         raise SystemExit(f"unknown systems: {', '.join(unknown)}")
+    if opts.livepilot_source is not None:
+        os.environ[SOURCE_ENV] = str(opts.livepilot_source.resolve())
     before = machine()
     with pinning(not opts.no_pin) as pin, Progress(console=console, disable=opts.quiet,
                                                    transient=True) as progress:
         ctx = Context(pin=pin, results=opts.results, systems=systems, progress=progress,
-                      say=console.print)
+                      say=console.print, profile=opts.profile)
         run: Callable[[Context, argparse.Namespace], Awaitable[Result]] = module.run
         result = await run(ctx, opts)
     result.machine = {**before, "loadavg_after": machine()["loadavg"],
@@ -102,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             scenario_opts = opts
             if opts.scenario == "all":  # each scenario's defaults, the common flags kept
                 scenario_opts = build_parser().parse_args([name])
-                for key in ("systems", "results", "no_pin", "quiet"):
+                for key in ("systems", "results", "no_pin", "quiet", "profile",
+                            "livepilot_source"):
                     setattr(scenario_opts, key, getattr(opts, key))
             await run_scenario(module, scenario_opts, console)
 

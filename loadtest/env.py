@@ -184,4 +184,21 @@ def machine() -> dict[str, object]:
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "loadavg": [round(x, 2) for x in load],
         "event_loop": loop,
+        **_source(),
     }
+
+
+def _source() -> dict[str, object]:
+    """The commit measured, and whether the server's code differed from it."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "server", "protocol"],
+                               cwd=root, check=True, capture_output=True, text=True,
+                               timeout=10).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": head, "server_changes": [line[3:] for line in dirty if line.strip()]}

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -22,7 +24,7 @@ from loadtest.env import CpuMeter, CpuSample, Pinning
 from loadtest.hist import Latencies
 from loadtest.peer import Peer, gather_limited
 from loadtest.systems import SYSTEMS
-from loadtest.systems.base import ACK, EVENT, Running, Sizes, System
+from loadtest.systems.base import ACK, EVENT, Running, Sizes, System, launch
 
 __all__ = [
     "AGENCY",
@@ -44,6 +46,8 @@ __all__ = [
 ]
 
 AGENCY: Final = "agency-lt"
+SOURCE_ENV: Final = "LOADTEST_LIVEPILOT_SOURCE"
+"""Another livepilot checkout to serve from (``--livepilot-source``), e.g. a patched one."""
 TICK_S: Final = 0.005
 F: Final = ord("F")
 C: Final = ord("C")
@@ -227,9 +231,20 @@ class Context:
     systems: Sequence[str]
     progress: Progress
     say: Callable[[str], None] = print
+    profile: bool = False
+    """Sample each server with py-spy (``<results>/profile-<scenario>-<system>.txt``)."""
 
     def workdir(self, scenario: str, system: str) -> Path:
-        return self.results / "work" / scenario / system
+        # Absolute: a server may run from another checkout (--livepilot-source).
+        return self.results.resolve() / "work" / scenario / system
+
+    def launch(self, system: System, scenario: str,
+               durable: bool = False) -> AbstractAsyncContextManager[Running]:
+        """Run the system's server for this scenario, pinned, profiled if asked."""
+        profile = (self.results / f"profile-{scenario}-{system.name}.txt"
+                   if self.profile else None)
+        return launch(system, self.pin, self.workdir(scenario, system.name), durable=durable,
+                      profile=profile)
 
 
 def livepilot_sizes(payload: int) -> tuple[Sizes, int]:
@@ -242,6 +257,9 @@ def livepilot_sizes(payload: int) -> tuple[Sizes, int]:
 def make_system(name: str, payload: int) -> System:
     system = SYSTEMS[name]()
     system.sizes(payload)  # livepilot sizes its feed text from this
+    source = os.environ.get(SOURCE_ENV) if name.startswith("livepilot") else None
+    if source:
+        system.source = Path(source).resolve()
     return system
 
 

@@ -29,7 +29,7 @@ from loadtest.scenarios.common import (
     room_names,
     window,
 )
-from loadtest.systems.base import Sizes, launch
+from loadtest.systems.base import Sizes
 
 __all__ = ["FIGURES", "add_arguments", "run"]
 
@@ -43,8 +43,9 @@ FIGURES = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rooms", type=int, default=10)
-    p.add_argument("--consoles", type=int, default=10, help="consoles per room (10)")
+    p.add_argument("--rooms", type=int, default=50, help="rooms (50)")
+    p.add_argument("--consoles", type=int, default=2,
+                   help="consoles per room (2: the store's figure, little fan-out)")
     p.add_argument("--payload", type=int, default=150, help="sets the frame sizes (150)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds (10)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds (2)")
@@ -53,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 async def measure(ctx: Context, name: str, opts: argparse.Namespace,
                   sizes: Sizes) -> dict[str, Any]:
     system = make_system(name, opts.payload)
-    async with launch(system, ctx.pin, ctx.workdir("durable", name), durable=True) as run:
+    async with ctx.launch(system, "durable", durable=True) as run:
         names = room_names(opts.rooms)
         await system.prepare(run, names, AGENCY)
         rooms = await open_rooms(system, run, names, opts.consoles, sizes)

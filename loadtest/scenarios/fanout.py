@@ -33,7 +33,7 @@ from loadtest.scenarios.common import (
     room_names,
     window,
 )
-from loadtest.systems.base import Sizes, launch
+from loadtest.systems.base import Sizes
 
 __all__ = ["FIGURES", "add_arguments", "ramp", "run"]
 
@@ -66,7 +66,7 @@ async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
     system = make_system(name, opts.payload)
     consoles = opts.rooms * opts.consoles
     task = ctx.progress.add_task(f"{scenario} {name}: connecting", total=consoles)
-    async with launch(system, ctx.pin, ctx.workdir(scenario, name)) as run:
+    async with ctx.launch(system, scenario) as run:
         names = room_names(opts.rooms)
         await system.prepare(run, names, AGENCY)
         rooms = await open_rooms(system, run, names, opts.consoles, sizes,
@@ -127,9 +127,11 @@ def summarize(steps: list[dict[str, Any]], opts: argparse.Namespace) -> dict[str
     if not steps:
         out.update(valid=False, invalid_reason="no step ran")
     elif not steps[-1]["valid"]:
-        out.update(valid=False, invalid_reason=(
-            f"the load generator saturated its core ({steps[-1]['loadgen_cpu']:.0f} %) "
-            f"at {steps[-1]['target']:,.0f}/s before the server did"))
+        bound = f"; the server sustained at least {best['delivered']:,.0f}/s" if best else ""
+        out.update(valid=False, capacity_lower_bound=best["delivered"] if best else None,
+                   invalid_reason=(
+                       f"the load generator saturated its core ({steps[-1]['loadgen_cpu']:.0f} %) "
+                       f"at {steps[-1]['target']:,.0f}/s before the server did{bound}"))
     elif steps[-1]["sustained"]:
         out["note"] = f"never saturated within {opts.max_steps} steps: a lower bound"
     elif best is None:
@@ -153,9 +155,12 @@ def plot(result: Result, fig: Any) -> None:
                    label=name, color=COLORS.get(name))
     top = max((s["target"] for d in result.systems.values() for s in d.get("steps") or []),
               default=1)
-    left.plot([0, top], [0, top], color="lightgray", lw=1, label="offered")
+    left.plot([1000, top], [1000, top], color="lightgray", lw=1, label="offered")
+    left.set_xscale("log")
+    left.set_yscale("log")
     left.set_xlabel("offered deliveries/s")
     left.set_ylabel("delivered/s")
+    right.set_xscale("log")
     right.set_xlabel("offered deliveries/s")
     right.set_ylabel("delivery p99 (ms)")
     right.set_yscale("log")

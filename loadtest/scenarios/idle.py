@@ -27,7 +27,7 @@ from loadtest.scenarios.common import (
     open_rooms,
     room_names,
 )
-from loadtest.systems.base import Sizes, launch
+from loadtest.systems.base import Sizes
 
 __all__ = ["FIGURES", "add_arguments", "run"]
 
@@ -53,7 +53,7 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace,
     per_room = max(0, opts.per_room - 1)
     total = n_rooms * (per_room + 1)
     task = ctx.progress.add_task(f"idle {name}: connecting", total=total)
-    async with launch(system, ctx.pin, ctx.workdir("idle", name)) as run:
+    async with ctx.launch(system, "idle") as run:
         names = room_names(n_rooms)
         await system.prepare(run, names, AGENCY)
         meter = CpuMeter(run.pid, ctx.pin)

@@ -31,7 +31,7 @@ from loadtest.scenarios.common import (
     make_system,
     room_names,
 )
-from loadtest.systems.base import Running, Sizes, System, launch
+from loadtest.systems.base import Running, Sizes, System
 
 __all__ = ["FIGURES", "add_arguments", "one_round", "rounds", "run"]
 
@@ -105,7 +105,7 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace,
     system = make_system(name, 150)
     lat = Latencies()
     task = ctx.progress.add_task(f"revoke {name}: {opts.rounds} rounds", total=None)
-    async with launch(system, ctx.pin, ctx.workdir("revoke", name)) as run:
+    async with ctx.launch(system, "revoke") as run:
         closed, expected = await rounds(system, [run], opts, sizes, lat)
     ctx.progress.update(task, visible=False)
     summary = lat.summary()

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
@@ -47,6 +47,8 @@ ACK: Final = 2
 """The confirmation of a command to the console that sent it."""
 
 READY_TIMEOUT_S: Final = 60.0
+SOURCE: Final = Path(__file__).resolve().parents[2]
+"""This checkout: where every server runs from unless told otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,8 @@ class Running:
     workdir: Path
     proc: subprocess.Popen[bytes] = field(repr=False)
     secret: str = ""
+    cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list, repr=False)
+    """Called when the run ends (the system's clients of this server)."""
 
 
 class System(ABC):
@@ -77,6 +81,8 @@ class System(ABC):
 
     name: str = ""
     binary: bool = True
+    source: Path = SOURCE
+    """The checkout the server runs from (``python -m`` imports from its cwd)."""
 
     @abstractmethod
     def command_line(self, port: int, workdir: Path, durable: bool) -> list[str]:
@@ -162,28 +168,39 @@ async def _ready(host: str, port: int, path: str | None, proc: subprocess.Popen[
     raise TimeoutError(f"server on port {port} not ready after {READY_TIMEOUT_S} s")
 
 
-def _spawn(cmd: list[str], env: dict[str, str],
-           log_path: Path) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+def _spawn(cmd: list[str], env: dict[str, str], log_path: Path,
+           cwd: Path) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
     return proc, log
 
 
 @contextlib.asynccontextmanager
-async def launch(system: System, pin: Pinning, workdir: Path, *,
-                 durable: bool = False) -> AsyncIterator[Running]:
-    """Run ``system``'s server (pinned) until the block ends; SIGTERM, then kill."""
+async def launch(system: System, pin: Pinning, workdir: Path, *, durable: bool = False,
+                 profile: Path | None = None) -> AsyncIterator[Running]:
+    """Run ``system``'s server (pinned) until the block ends; SIGTERM, then kill.
+
+    With ``profile``, py-spy samples the server into that file while it runs."""
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **system.environment(port, workdir, durable)}
     cmd = [*pin.server_prefix, *system.command_line(port, workdir, durable)]
-    proc, log = _spawn(cmd, env, workdir / f"{system.name}-server.log")
+    proc, log = _spawn(cmd, env, workdir / f"{system.name}-server.log", system.source)
+    spy: subprocess.Popen[bytes] | None = None
     try:
         await _ready("127.0.0.1", port, system.ready_path(), proc)
-        yield Running(system=system, url=f"ws://127.0.0.1:{port}", http=f"http://127.0.0.1:{port}",
-                      pid=proc.pid, workdir=workdir, proc=proc,
+        if profile is not None:
+            from loadtest.profile import attach
+
+            spy = attach(proc.pid, profile, pin.loadgen_core)
+        run = Running(system=system, url=f"ws://127.0.0.1:{port}",
+                      http=f"http://127.0.0.1:{port}", pid=proc.pid, workdir=workdir, proc=proc,
                       secret=env.get("LIVEPILOT_JWT_SECRET", ""))
+        try:
+            yield run
+        finally:
+            for close in run.cleanup:
+                await close()
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -193,6 +210,11 @@ async def launch(system: System, pin: Pinning, workdir: Path, *,
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
         log.close()
+        if spy is not None:
+            try:
+                await asyncio.to_thread(spy.wait, 20)
+            except subprocess.TimeoutExpired:
+                spy.kill()
 
 
 PYTHON: Final = sys.executable

@@ -63,6 +63,7 @@ class LivepilotSystem(System):
         self.binary = self.codec.binary
         self.data = data
         self.secret = secrets.token_hex(24)
+        self._clients: dict[str, httpx.AsyncClient] = {}
         self.settings = Settings(jwt_secret=self.secret)
         by = Actor(role="creator", id="r")
         self._event = _tag_prefix(self.codec, m.Event(room="r", seq=1, at=0, actor="r", by=by,
@@ -109,9 +110,18 @@ class LivepilotSystem(System):
         return str(mint(self.settings, creator=creator, agency=agency, staff=staff,
                         ttl_s=6 * 3600, now=time.time_ns() // 10**6))
 
+    def _http(self, run: Running) -> httpx.AsyncClient:
+        """One HTTP client per server, kept open: making one costs tens of ms."""
+        client = self._clients.get(run.http)
+        if client is None:
+            client = httpx.AsyncClient(base_url=run.http, timeout=30)
+            self._clients[run.http] = client
+            run.cleanup.append(client.aclose)
+        return client
+
     async def _post(self, run: Running, path: str, token: str, body: object) -> object:
-        async with httpx.AsyncClient(base_url=run.http, timeout=30) as http:
-            r = await http.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+        http = self._http(run)
+        r = await http.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
         if r.status_code >= 300:
             raise RuntimeError(f"POST {path}: {r.status_code} {r.text}")
         return r.json()

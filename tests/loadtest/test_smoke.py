@@ -72,7 +72,7 @@ async def test_scenario_produces_sane_numbers(scenario: str, tmp_path: Path) -> 
             _latency(first["latency"])
             assert s["capacity"] is not None, (name, s)
             assert s["capacity"] > 0, (name, s)
-            assert first["server_cpu"] > 0, (name, first)
+            assert first["server_cpu"] >= 0, (name, first)  # 10 ms ticks: may read 0
         elif scenario == "relay":
             assert s["feed_rate"] > 0, (name, s)
             assert s["commands_sent"] > 0, (name, s)
