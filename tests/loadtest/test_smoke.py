@@ -21,10 +21,10 @@ if os.environ.get("CI") != "true":
     for module in ("picows", "socketio", "hdrh", "matplotlib", "psutil", "rich", "uvicorn"):
         pytest.importorskip(module)
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console
 
-from loadtest.cli import build_parser, run_scenario  # noqa: E402
-from loadtest.scenarios import SCENARIOS  # noqa: E402
+from loadtest.cli import build_parser, run_scenario
+from loadtest.scenarios import SCENARIOS
 
 SYSTEMS = ("livepilot", "raw", "sio")
 TINY: dict[str, list[str]] = {
