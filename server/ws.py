@@ -140,15 +140,9 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
             session.close(1000, "client went away")
 
         async def writer() -> None:
-            frames = session.frames
-            async for first in frames:
-                await _send(websocket, first)
-                # Drain what is queued without a scheduler round trip per frame.
-                while True:
-                    try:
-                        frame = frames.receive_nowait()
-                    except anyio.WouldBlock:
-                        break
+            while True:
+                await session.wait_frames()
+                for frame in session.take_frames():
                     await _send(websocket, frame)
 
         tg.start_soon(reader)
@@ -266,11 +260,7 @@ async def _close(websocket: WebSocket, session: Session) -> None:
     """Flush what is queued (unless the client is the problem), then close with the code."""
     if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
         with anyio.move_on_after(FLUSH_ON_CLOSE_S):
-            while True:
-                try:
-                    frame = session.frames.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    break
+            for frame in session.take_frames():
                 try:
                     await _send(websocket, frame)
                 except Exception:  # the socket is gone; nothing left to flush to

@@ -134,8 +134,7 @@ class Env:
 
 def frames(session: Session) -> Iterator[dict[str, Any]]:
     """The frames queued for a session, decoded."""
-    while session.pending():
-        raw = session.frames.receive_nowait()
+    for raw in session.take_frames():
         yield json.loads(raw)
 
 

@@ -39,10 +39,7 @@ def session(actor: Actor, sid: str) -> Session:
 
 
 def drain(s: Session) -> list[ServerMessage]:
-    out: list[ServerMessage] = []
-    while s.pending():
-        out.append(CODEC.decode_server(s.frames.receive_nowait()))
-    return out
+    return [CODEC.decode_server(frame) for frame in s.take_frames()]
 
 
 class OtherNodeFirst(MemoryRoomLog):

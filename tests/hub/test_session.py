@@ -40,7 +40,7 @@ def test_frames_follow_the_session_format() -> None:
     binary = Session("s2", ACTOR, Codec("msgpack"), expires_at=0, queue_size=4)
     text.send(Pong(nonce=1))
     binary.send(Pong(nonce=1))
-    assert text.frames.receive_nowait() == '{"type":"pong","nonce":1}'
-    frame = binary.frames.receive_nowait()
+    assert text.take_frames() == ['{"type":"pong","nonce":1}']
+    [frame] = binary.take_frames()
     assert isinstance(frame, bytes)
     assert Codec("msgpack").decode_server(frame) == Pong(nonce=1)
