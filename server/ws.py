@@ -140,10 +140,14 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
             session.close(1000, "client went away")
 
         async def writer() -> None:
-            while True:
-                await session.wait_frames()
-                for frame in session.take_frames():
-                    await _send(websocket, frame)
+            # The client may vanish mid-send: that ends the session, not the server task.
+            try:
+                while True:
+                    await session.wait_frames()
+                    for frame in session.take_frames():
+                        await _send(websocket, frame)
+            except (WebSocketDisconnect, OSError):
+                session.close(1000, "client went away")
 
         tg.start_soon(reader)
         tg.start_soon(writer)

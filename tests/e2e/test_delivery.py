@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from websockets.asyncio.client import connect
 
 from protocol import commands as c
@@ -112,3 +113,27 @@ async def test_resume_beyond_history_gets_a_snapshot(
             snapshot: Snapshot = await late.expect(Snapshot)
             assert snapshot.reason == "history_truncated"
             assert snapshot.state.seq == 13
+
+
+async def test_member_vanishing_mid_stream_ends_only_its_session(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A member whose connection drops while frames are being sent to it is just gone:
+    no server error, and the room carries on for everyone else."""
+    # H6
+    async with raw_client(server, server.token(creator="cr")) as creator:
+        await live(creator, "cr")
+        for round_ in range(3):
+            async with raw_client(server, server.token(creator="cr")) as member:
+                await member.send(Join(room="cr"))
+                await member.expect(Snapshot)
+                for i in range(40):
+                    await creator.send(c.FeedComment(
+                        command_id=f"r{round_}-{i}", room="cr", comment_id=f"r{round_}-{i}",
+                        user=VIEWER, content="y" * 1500))
+                member.ws.transport.abort()  # gone without a close frame, mid-stream
+            last = (await creator.expect(Ack)).seq
+        await creator.send(c.FeedViewers(command_id="after", room="cr", total=1))
+        final: Ack = await creator.expect(Ack)
+        assert final.seq > last
+    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]
