@@ -8,6 +8,7 @@ error and carry on (H6).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Final, Generic, Literal, TypeVar, cast
 
@@ -122,8 +123,13 @@ class Codec:
         """Decode a server frame (for clients); raises only :class:`DecodeError`."""
 
 
+@functools.lru_cache(maxsize=16)
 def codec_for(subprotocol: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Codec:
-    """The codec a negotiated subprotocol names; KeyError if it is not one of ours."""
+    """The codec a negotiated subprotocol names; KeyError if it is not one of ours.
+
+    Shared: a codec holds no per-connection state, and one per session cost
+    ~1.8 KB of every idle connection (docs/benchmarks.md).
+    """
     return Codec(SUBPROTOCOLS[subprotocol], max_message_bytes)
 
 

@@ -1,8 +1,8 @@
 """One settings object, from environment variables with command-line flags on top.
 
 Every setting has one name used three ways: the :class:`Settings` attribute
-(``send_queue_size``), the environment variable (``LIVEPILOT_SEND_QUEUE_SIZE``)
-and the flag (``--send-queue-size``). :data:`OPTIONS` lists them all, with their
+(``send_buffer_bytes``), the environment variable (``LIVEPILOT_SEND_BUFFER_BYTES``)
+and the flag (``--send-buffer-bytes``). :data:`OPTIONS` lists them all, with their
 meaning; :func:`settings_table` renders that list for the README and the CLI
 may build its argument parser from it.
 
@@ -89,7 +89,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_burst: int = 100
     abuse_refusals: int = 20
     abuse_window_s: float = 10.0
-    send_queue_size: int = 1024
+    send_buffer_bytes: int = 1_048_576
     heartbeat_s: float = 20.0
     idle_timeout_s: float = 60.0
     history_retention: int = 10_000
@@ -221,9 +221,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("abuse_window_s", "Window of `abuse_refusals`, in seconds.",
            number(0.0, 3600.0)),
     Option(
-        "send_queue_size",
-        "Messages queued for one slow connection before it is closed as a slow consumer.",
-        integer(1, 1_000_000),
+        "send_buffer_bytes",
+        "Bytes waiting to be sent to one connection before it is closed as a slow consumer.",
+        integer(1024, 1 << 30),
     ),
     Option("heartbeat_s", "Seconds between server pings.", number(0.0, 3600.0)),
     Option(

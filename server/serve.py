@@ -21,6 +21,7 @@ from protocol.errors import CloseCode
 from server.app import create_app
 from server.config import Settings
 from server.runtime import Runtime, wall_clock
+from server.wire import LivepilotWebSocketProtocol
 
 __all__ = ["DRAIN_TIMEOUT_S", "LivepilotServer", "build_server", "uvicorn_config"]
 
@@ -35,7 +36,7 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         lifespan="on",
-        ws="websockets-sansio",
+        ws=LivepilotWebSocketProtocol,  # websockets-sansio + the direct send path
         # The app answers frames up to max_message_bytes with TOO_LARGE itself;
         # only far bigger ones are cut by the transport (close 1009).
         ws_max_size=settings.max_message_bytes * 4,

@@ -3,15 +3,18 @@
 Before accept: the Origin allowlist and subprotocol negotiation (and a token
 offered as a ``livepilot.auth.<token>`` subprotocol, for browsers that cannot
 send a first frame fast enough). After accept: the first frame must be
-``hello`` with a valid token. Then three tasks, owned by one task group, serve
-the session: a reader (decode, rate limit, dispatch to the hub), a writer
-(drains the session's bounded outbox) and a watchdog (token expiry, idle
-timeout). Whatever ends the session closes the socket with a code from
+``hello`` with a valid token. Then the connection's own task reads (decode,
+rate limit, dispatch to the hub) until the client goes or the session is
+closed; frames to the client are written by the hub's fan-out straight to the
+socket (:mod:`server.wire`), or, under an ASGI server without that extension,
+by a writer task. Token expiry and the idle timeout are a loop timer, not a
+task. Whatever ends the session closes the socket with a code from
 :mod:`protocol.errors`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -40,7 +43,8 @@ from protocol.messages import (
 )
 from server.auth import AuthError, verify
 from server.hub.ratelimit import AbuseMeter, TokenBucket
-from server.hub.session import Session
+from server.hub.session import Session, Sink
+from server.wire import SINK_EXTENSION
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -50,9 +54,9 @@ __all__ = ["AUTH_SUBPROTOCOL_PREFIX", "websocket_endpoint"]
 AUTH_SUBPROTOCOL_PREFIX: Final = "livepilot.auth."
 logger = logging.getLogger("livepilot.ws")
 FLUSH_ON_CLOSE_S: Final = 1.0
+"""How long a closing session may take to flush what is queued (e.g. access_changed)."""
 MAX_IN_FLIGHT: Final = 64
 """Commands of one connection that may be waiting for durability at once."""
-"""How long a closing session may take to flush what is queued (e.g. access_changed)."""
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -75,18 +79,23 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept(subprotocol=subprotocol)
     codec = codec_for(subprotocol, settings.max_message_bytes)
-    session = await _authenticate(websocket, rt, codec, header_token)
+    make_sink: Callable[[bool], Sink] | None = websocket.scope.get(
+        "extensions", {}).get(SINK_EXTENSION)
+    sink = make_sink(codec.binary) if make_sink is not None else None
+    session = await _authenticate(websocket, rt, codec, header_token, sink)
     if session is None:
         return
     rt.hub.connect(session)
+    watch = _Watch(rt, session)
     try:
         await _serve(websocket, rt, session)
     finally:
+        watch.cancel()
         rt.hub.disconnect(session)
-    await _close(websocket, session)
+    await _close(websocket, rt, session)
 
 
-async def _receive(websocket: WebSocket, codec: Codec) -> str | bytes | None:
+async def _receive(websocket: WebSocket) -> str | bytes | None:
     """The next frame's payload; None when the client went away."""
     message = await websocket.receive()
     if message["type"] == "websocket.disconnect":
@@ -96,14 +105,15 @@ async def _receive(websocket: WebSocket, codec: Codec) -> str | bytes | None:
 
 
 async def _authenticate(
-    websocket: WebSocket, rt: Runtime, codec: Codec, header_token: str | None
+    websocket: WebSocket, rt: Runtime, codec: Codec, header_token: str | None,
+    sink: Sink | None,
 ) -> Session | None:
     """Read hello (within the idle timeout) and verify its token, or close."""
     settings = rt.settings
     frame: str | bytes | None = None
     with anyio.move_on_after(settings.idle_timeout_s):
         try:
-            frame = await _receive(websocket, codec)
+            frame = await _receive(websocket)
         except WebSocketDisconnect:
             return None
     if frame is None:
@@ -123,7 +133,8 @@ async def _authenticate(
         await _safe_close(websocket, principal.close_code, describe(principal.code))
         return None
     session = Session(uuid.uuid4().hex, principal.actor, codec, principal.expires_at,
-                      settings.send_queue_size)
+                      settings.send_buffer_bytes, sink=sink)
+    session.last_seen = time.monotonic()
     limits = Limits(max_message_bytes=settings.max_message_bytes, rate_per_s=settings.rate_per_s,
                     burst=settings.rate_burst, heartbeat_s=settings.heartbeat_s)
     session.send(Welcome(session_id=session.id, limits=limits, actor=principal.actor))
@@ -131,33 +142,40 @@ async def _authenticate(
 
 
 async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
-    last_seen = [time.monotonic()]
-    async with anyio.create_task_group() as tg:
+    """Read until the client goes or the session is closed; let commands in flight finish.
 
-        async def reader() -> None:
-            with contextlib.suppress(WebSocketDisconnect):
-                await _read_loop(websocket, rt, session, last_seen, tg)
-            session.close(1000, "client went away")
-
-        async def writer() -> None:
-            # The client may vanish mid-send: that ends the session, not the server task.
-            try:
-                while True:
-                    await session.wait_frames()
-                    for frame in session.take_frames():
-                        await _send(websocket, frame)
-            except (WebSocketDisconnect, OSError):
+    Closing the session (by the hub, the watch, or the reader) cancels reading
+    at once; the commands it already submitted run on to their durable end.
+    """
+    async with anyio.create_task_group() as commands:
+        with anyio.CancelScope() as reading:
+            session.on_close = reading.cancel
+            if session.is_closed:  # closed before it started (e.g. shutting down)
+                reading.cancel()
+            async with anyio.create_task_group() as io:
+                if session.sink is None:
+                    io.start_soon(_write_loop, websocket, session)
+                with contextlib.suppress(WebSocketDisconnect):
+                    await _read_loop(websocket, rt, session, commands)
                 session.close(1000, "client went away")
 
-        tg.start_soon(reader)
-        tg.start_soon(writer)
-        tg.start_soon(_watchdog, rt, session, last_seen)
-        await session.closed.wait()
-        tg.cancel_scope.cancel()
+
+async def _write_loop(websocket: WebSocket, session: Session) -> None:
+    """Drain the outbox (only under an ASGI server without the direct sink)."""
+    # The client may vanish mid-send: that ends the session, not the server task.
+    try:
+        while not session.is_closed:
+            await session.wait_frames()
+            if session.is_closed:
+                return  # what is left is flushed by _close
+            for frame in session.take_frames():
+                await _send(websocket, session, frame)
+    except (WebSocketDisconnect, OSError):
+        session.close(1000, "client went away")
 
 
 async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
-                     last_seen: list[float], tg: TaskGroup) -> None:
+                     commands: TaskGroup) -> None:
     settings = rt.settings
     codec = session.codec
     hub = rt.hub
@@ -165,11 +183,11 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
     in_flight = anyio.Semaphore(MAX_IN_FLIGHT)
     abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
     while True:
-        frame = await _receive(websocket, codec)
-        if frame is None:
+        frame = await _receive(websocket)
+        if frame is None or session.is_closed:
             return
         now = time.monotonic()
-        last_seen[0] = now
+        session.last_seen = now
         if isinstance(frame, bytes) != codec.binary:
             session.send(_error(Code.WRONG_FRAME_TYPE))
             continue
@@ -218,7 +236,7 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
                 def spawn(fn: Callable[..., Awaitable[None]], *args: object) -> None:
                     nonlocal spawned
                     spawned = True
-                    tg.start_soon(_released, in_flight, fn, *args)
+                    commands.start_soon(_released, in_flight, fn, *args)
 
                 try:
                     await hub.command(session, message, spawn)
@@ -235,48 +253,69 @@ async def _released(slot: anyio.Semaphore, fn: Callable[..., Awaitable[None]],
         slot.release()
 
 
-async def _watchdog(rt: Runtime, session: Session, last_seen: list[float]) -> None:
-    """Close at token expiry (unless refreshed) or after the idle timeout."""
-    idle = rt.settings.idle_timeout_s
-    while True:
-        until_expiry = (session.expires_at - rt.clock()) / 1000
-        until_idle = last_seen[0] + idle - time.monotonic()
+class _Watch:
+    """Close a session at token expiry (unless refreshed) or after the idle timeout.
+
+    A loop timer re-armed when it fires, not a task: a task per connection cost
+    several KB of every idle connection (docs/benchmarks.md, idle).
+    """
+
+    __slots__ = ("_handle", "_rt", "_session")
+
+    def __init__(self, rt: Runtime, session: Session) -> None:
+        self._rt = rt
+        self._session = session
+        self._handle: asyncio.TimerHandle | None = None
+        self._check()
+
+    def _check(self) -> None:
+        session = self._session
+        if session.is_closed:
+            return
+        until_expiry = (session.expires_at - self._rt.clock()) / 1000
+        until_idle = session.last_seen + self._rt.settings.idle_timeout_s - time.monotonic()
         if until_expiry <= 0:
             session.send(_error(Code.TOKEN_EXPIRED))
             session.close(CloseCode.TOKEN_EXPIRED, "token expired")
-            return
-        if until_idle <= 0:
+        elif until_idle <= 0:
             session.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
-            return
-        await anyio.sleep(min(until_expiry, until_idle) + 0.001)
+        else:
+            self._handle = asyncio.get_running_loop().call_later(
+                min(until_expiry, until_idle) + 0.001, self._check)
+
+    def cancel(self) -> None:
+        """Stop watching (the session ended)."""
+        if self._handle is not None:
+            self._handle.cancel()
 
 
-async def _send(websocket: WebSocket, frame: str | bytes) -> None:
+async def _send(websocket: WebSocket, session: Session, frame: bytes) -> None:
     # The ASGI message straight to the server: Starlette's send_text/send_bytes only
     # re-check a state that the session's lifecycle already guarantees.
-    if isinstance(frame, str):
-        await websocket._send({"type": "websocket.send", "text": frame})
-    else:
+    if session.codec.binary:
         await websocket._send({"type": "websocket.send", "bytes": frame})
+    else:
+        await websocket._send({"type": "websocket.send", "text": frame.decode()})
 
 
-async def _close(websocket: WebSocket, session: Session) -> None:
-    """Flush what is queued (unless the client is the problem), then close with the code."""
-    if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
-        with anyio.move_on_after(FLUSH_ON_CLOSE_S):
-            for frame in session.take_frames():
-                try:
-                    await _send(websocket, frame)
-                except Exception:  # the socket is gone; nothing left to flush to
-                    break
+async def _close(websocket: WebSocket, rt: Runtime, session: Session) -> None:
+    """Close with the session's code; without a sink, flush what is queued first
+    (unless the client is the problem). With one, it is closed already."""
+    if session.sink is None:
+        if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
+            with anyio.move_on_after(FLUSH_ON_CLOSE_S):
+                for frame in session.take_frames():
+                    try:
+                        await _send(websocket, session, frame)
+                    except Exception:  # the socket is gone; nothing left to flush to
+                        break
+        await _safe_close(websocket, session.close_code, session.close_reason)
     if session.close_code == CloseCode.SLOW_CONSUMER:
-        rt: Runtime = websocket.app.state.runtime
         rt.metrics.slow_consumers.inc()
     logger.log(logging.DEBUG if session.close_code == 1000 else logging.INFO, "session closed",
                extra={"session": session.id, "role": session.actor.role,
                       "agency": session.actor.agency, "code": session.close_code,
                       "reason": session.close_reason})
-    await _safe_close(websocket, session.close_code, session.close_reason)
 
 
 async def _safe_close(websocket: WebSocket, code: int, reason: str) -> None:

@@ -119,7 +119,7 @@ class Env:
 
     def session(self, actor: Actor) -> Session:
         """A hub session (as the WebSocket endpoint makes one), connected."""
-        session = Session(f"s-{actor.id}", actor, Codec("json"), T0 + 10 * DAY, 1000)
+        session = Session(f"s-{actor.id}", actor, Codec("json"), T0 + 10 * DAY, 1 << 20)
         self.runtime.hub.connect(session)
         return session
 
@@ -330,7 +330,7 @@ async def test_unlink_by_agency_cuts_staff_off(env: Env) -> None:
                                      headers=env.staff())
     assert unlinked.status_code == 200, unlinked.text
     assert [e["type"] for e in unlinked.json()["events"]] == ["link_removed"]
-    assert console.closed.is_set()
+    assert console.is_closed
     assert console.close_code == CloseCode.ACCESS_REVOKED
     assert any(f["type"] == "access_changed" and f["status"] == "unlinked"
                for f in frames(console))

@@ -51,7 +51,7 @@ def test_every_variable_is_parsed() -> None:
         "LIVEPILOT_RATE_BURST": "40",
         "LIVEPILOT_ABUSE_REFUSALS": "7",
         "LIVEPILOT_ABUSE_WINDOW_S": "30",
-        "LIVEPILOT_SEND_QUEUE_SIZE": "256",
+        "LIVEPILOT_SEND_BUFFER_BYTES": "262144",
         "LIVEPILOT_HEARTBEAT_S": "5",
         "LIVEPILOT_IDLE_TIMEOUT_S": "15.5",
         "LIVEPILOT_HISTORY_RETENTION": "0",
@@ -73,7 +73,7 @@ def test_every_variable_is_parsed() -> None:
         rate_burst=40,
         abuse_refusals=7,
         abuse_window_s=30.0,
-        send_queue_size=256,
+        send_buffer_bytes=262_144,
         heartbeat_s=5.0,
         idle_timeout_s=15.5,
         history_retention=0,
@@ -156,7 +156,7 @@ def test_string_overrides_are_parsed_like_the_environment() -> None:
         ("LIVEPILOT_RATE_BURST", "1.5"),
         ("LIVEPILOT_ABUSE_REFUSALS", "0"),
         ("LIVEPILOT_ABUSE_WINDOW_S", "-3"),
-        ("LIVEPILOT_SEND_QUEUE_SIZE", "0"),
+        ("LIVEPILOT_SEND_BUFFER_BYTES", "0"),
         ("LIVEPILOT_HEARTBEAT_S", "0"),
         ("LIVEPILOT_HISTORY_RETENTION", "-1"),
         ("LIVEPILOT_SNAPSHOT_INTERVAL", "0"),
@@ -293,9 +293,9 @@ def test_unknown_variables_are_reported() -> None:
 def test_names_are_mechanical() -> None:
     """Attribute, variable and flag are one name: port, LIVEPILOT_PORT, --port."""
     assert [opt.name for opt in OPTIONS] == list(Settings.__struct_fields__)
-    port = option("send_queue_size")
+    port = option("send_buffer_bytes")
     assert (port.env, port.flag, port.default) == (
-        "LIVEPILOT_SEND_QUEUE_SIZE", "--send-queue-size", 1024,
+        "LIVEPILOT_SEND_BUFFER_BYTES", "--send-buffer-bytes", 1_048_576,
     )
     assert option("jwt_secret").flag is None
 

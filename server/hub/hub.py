@@ -212,7 +212,7 @@ class Hub:
                     reason: SnapshotReason = "join" if last_seq is None else "history_truncated"
                     session.send(Snapshot(room=live.room, seq=live.state.seq, state=live.state,
                                           reason=reason))
-                if not session.closed.is_set():  # unless it went away meanwhile
+                if not session.is_closed:  # unless it went away meanwhile
                     live.members[session.id] = session
                     session.rooms.add(live.room)
                     self._presence(live)
@@ -425,7 +425,7 @@ class Hub:
                 session.deliver(msgpack_frame)
             else:
                 if json_frame is None:
-                    json_frame = self._json.encode(message).decode()
+                    json_frame = self._json.encode(message)
                 session.deliver(json_frame)
 
     def close_all(self, code: int, reason: str) -> None:

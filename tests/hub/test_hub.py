@@ -35,7 +35,7 @@ def make_hub(log: MemoryRoomLog | None = None, *, granted: bool = True) -> Hub:
 
 
 def session(actor: Actor, sid: str) -> Session:
-    return Session(sid, actor, CODEC, expires_at=NOW + 3_600_000, queue_size=1000)
+    return Session(sid, actor, CODEC, expires_at=NOW + 3_600_000, max_buffered=1 << 20)
 
 
 def drain(s: Session) -> list[ServerMessage]:

@@ -14,21 +14,21 @@ ACTOR = Actor(role="creator", id="cr")
 def test_overflow_closes_the_session_as_slow() -> None:
     """Delivering into a full outbox closes the session with SLOW_CONSUMER, without waiting."""
     # H6 (backpressure)
-    session = Session("s1", ACTOR, Codec("json"), expires_at=0, queue_size=2)
-    session.deliver("a")
-    session.deliver("b")
-    assert not session.closed.is_set()
-    session.deliver("c")
-    assert session.closed.is_set()
+    session = Session("s1", ACTOR, Codec("json"), expires_at=0, max_buffered=2)
+    session.deliver(b"a")
+    session.deliver(b"b")
+    assert not session.is_closed
+    session.deliver(b"c")
+    assert session.is_closed
     assert session.close_code == CloseCode.SLOW_CONSUMER
     assert session.pending() == 2
-    session.deliver("d")  # after close: dropped, not queued
+    session.deliver(b"d")  # after close: dropped, not queued
     assert session.pending() == 2
 
 
 def test_first_close_wins() -> None:
     """A second close request does not change the code of the first."""
-    session = Session("s1", ACTOR, Codec("json"), expires_at=0, queue_size=2)
+    session = Session("s1", ACTOR, Codec("json"), expires_at=0, max_buffered=2)
     session.close(CloseCode.ACCESS_REVOKED, "revoked")
     session.close(CloseCode.GOING_AWAY, "bye")
     assert (session.close_code, session.close_reason) == (CloseCode.ACCESS_REVOKED, "revoked")
@@ -36,11 +36,11 @@ def test_first_close_wins() -> None:
 
 def test_frames_follow_the_session_format() -> None:
     """JSON sessions queue text frames; MessagePack sessions queue bytes."""
-    text = Session("s1", ACTOR, Codec("json"), expires_at=0, queue_size=4)
-    binary = Session("s2", ACTOR, Codec("msgpack"), expires_at=0, queue_size=4)
+    text = Session("s1", ACTOR, Codec("json"), expires_at=0, max_buffered=64)
+    binary = Session("s2", ACTOR, Codec("msgpack"), expires_at=0, max_buffered=64)
     text.send(Pong(nonce=1))
     binary.send(Pong(nonce=1))
-    assert text.take_frames() == ['{"type":"pong","nonce":1}']
+    assert text.take_frames() == [b'{"type":"pong","nonce":1}']
     [frame] = binary.take_frames()
     assert isinstance(frame, bytes)
     assert Codec("msgpack").decode_server(frame) == Pong(nonce=1)

@@ -1,0 +1,114 @@
+"""livepilot's WebSocket protocol for uvicorn: ASGI, plus a direct send path.
+
+uvicorn's ``websockets-sansio`` protocol, with one ASGI extension added to the
+connection's scope: ``scope["extensions"]["livepilot.sink"]``, a :class:`DirectSink`
+that writes a frame to the socket's transport synchronously. Fan-out then costs
+what ``websockets.broadcast`` costs (frame, ``transport.write``) instead of an
+ASGI round trip per frame through a writer task per connection (decision 0007,
+measured in docs/benchmarks.md). Everything else (handshake, reading, pings,
+the closing handshake) is uvicorn's, and the endpoint still works under any
+ASGI server: without the extension it falls back to its writer task.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Final
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Opcode
+
+__all__ = ["SINK_EXTENSION", "DirectSink", "LivepilotWebSocketProtocol", "frame_header"]
+
+SINK_EXTENSION: Final = "livepilot.sink"
+READ_AHEAD: Final = 16
+"""Messages read from a socket before reading pauses until the app takes them."""
+CLOSE_TIMEOUT_S: Final = 10.0
+"""How long a closing connection waits for the peer's close frame."""
+
+_FIN: Final = 0x80
+
+
+def frame_header(opcode: Opcode, length: int) -> bytes:
+    """The header of one unmasked, unfragmented, uncompressed frame (RFC 6455 §5.2)."""
+    if length < 126:
+        return bytes((_FIN | opcode, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", _FIN | opcode, 126, length)
+    return struct.pack("!BBQ", _FIN | opcode, 127, length)
+
+
+class DirectSink:
+    """Write frames of one connection straight to its transport, never waiting.
+
+    A frame is written whole or not at all, so frames written here and those
+    uvicorn writes (pings, pongs, the close frame) never interleave mid-frame.
+    """
+
+    __slots__ = ("_opcode", "_protocol")
+
+    def __init__(self, protocol: LivepilotWebSocketProtocol, binary: bool) -> None:
+        self._protocol = protocol
+        self._opcode = Opcode.BINARY if binary else Opcode.TEXT
+
+    def write(self, frame: bytes) -> None:
+        """Frame ``frame`` and write it; dropped once the connection is closing."""
+        p = self._protocol
+        if p.close_sent or p.disconnected:
+            return
+        if p.conn.extensions:  # permessage-deflate: the frame must go through the codec
+            if self._opcode == Opcode.TEXT:
+                p.conn.send_text(frame)
+            else:
+                p.conn.send_binary(frame)
+            p.transport.write(b"".join(p.conn.data_to_send()))
+        else:
+            p.transport.write(frame_header(self._opcode, len(frame)) + frame)
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the kernel."""
+        return self._protocol.transport.get_write_buffer_size()
+
+    def close(self, code: int, reason: str) -> None:
+        """Send the close frame after what is written; the app's reads end at once."""
+        self._protocol.close_now(code, reason[:120])  # a close reason fits 123 bytes
+
+
+class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol with the ``livepilot.sink`` extension."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # The app task is created but has not run yet: the scope can still grow.
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][SINK_EXTENSION] = self.sink
+
+    def sink(self, binary: bool) -> DirectSink:
+        """A sink for this connection's frames, text or binary."""
+        return DirectSink(self, binary)
+
+    def send_receive_event_to_app(self) -> None:
+        # uvicorn pauses reading after every message until the app takes it (two
+        # epoll changes per message); pausing once READ_AHEAD messages wait keeps
+        # the bound and saves them.
+        paused = self.read_paused
+        self.read_paused = True  # keeps the base class from pausing
+        super().send_receive_event_to_app()
+        self.read_paused = paused
+        if not paused and self.queue.qsize() >= READ_AHEAD and not self.transport.is_closing():
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def close_now(self, code: int, reason: str) -> None:
+        """What uvicorn does for an ASGI ``websocket.close``, without waiting."""
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT_S, self.transport.close)
