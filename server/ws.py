@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -147,6 +147,7 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
     Closing the session (by the hub, the watch, or the reader) cancels reading
     at once; the commands it already submitted run on to their durable end.
     """
+    in_flight = _InFlight(MAX_IN_FLIGHT)
     async with anyio.create_task_group() as commands:
         with anyio.CancelScope() as reading:
             session.on_close = reading.cancel
@@ -156,8 +157,10 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
                 if session.sink is None:
                     io.start_soon(_write_loop, websocket, session)
                 with contextlib.suppress(WebSocketDisconnect):
-                    await _read_loop(websocket, rt, session, commands)
+                    await _read_loop(websocket, rt, session, commands, in_flight)
                 session.close(1000, "client went away")
+        # Commands answered in callbacks may still start tasks in this group.
+        await in_flight.idle()
 
 
 async def _write_loop(websocket: WebSocket, session: Session) -> None:
@@ -175,12 +178,11 @@ async def _write_loop(websocket: WebSocket, session: Session) -> None:
 
 
 async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
-                     commands: TaskGroup) -> None:
+                     commands: TaskGroup, in_flight: _InFlight) -> None:
     settings = rt.settings
     codec = session.codec
     hub = rt.hub
     bucket = TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic())
-    in_flight = anyio.Semaphore(MAX_IN_FLIGHT)
     abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
     while True:
         frame = await _receive(websocket)
@@ -230,27 +232,53 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
                 session.send(_error(Code.ALREADY_AUTHENTICATED))
             case _:
                 # Read on while the command becomes durable, but only so far ahead.
-                await in_flight.acquire()
-                spawned = False
-
-                def spawn(fn: Callable[..., Awaitable[None]], *args: object) -> None:
-                    nonlocal spawned
-                    spawned = True
-                    commands.start_soon(_released, in_flight, fn, *args)
-
+                await in_flight.take()
+                answered = None
                 try:
-                    await hub.command(session, message, spawn)
+                    answered = await hub.command(session, message, commands.start_soon)
                 finally:
-                    if not spawned:
+                    if answered is None:
                         in_flight.release()
+                    else:
+                        answered.add_done_callback(in_flight.release)
 
 
-async def _released(slot: anyio.Semaphore, fn: Callable[..., Awaitable[None]],
-                    *args: object) -> None:
-    try:
-        await fn(*args)
-    finally:
-        slot.release()
+class _InFlight:
+    """A connection's commands submitted and not answered yet, at most ``limit``.
+
+    A counter rather than a semaphore: taking a free slot must not suspend
+    (a semaphore's checkpoint cost a scheduler round trip per command).
+    """
+
+    __slots__ = ("_changed", "_count", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._count = 0
+        self._limit = limit
+        self._changed: anyio.Event | None = None
+
+    async def take(self) -> None:
+        """Take a slot, waiting only while every slot is taken."""
+        while self._count >= self._limit:
+            await self._wait()
+        self._count += 1
+
+    def release(self, _: object = None) -> None:
+        """Give a slot back (also usable as a future's done callback)."""
+        self._count -= 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def idle(self) -> None:
+        """Return once no command is in flight."""
+        while self._count:
+            await self._wait()
+
+    async def _wait(self) -> None:
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
 
 
 class _Watch:

@@ -1,19 +1,19 @@
-"""The hub: rooms cached in memory, commands decided, appended, then fanned out.
+"""The hub: rooms cached in memory, sessions, joins, fan-out.
 
-Flow of one command (ARCHITECTURE.md): authorize against the grant looked up
-*now* (every command, R6) -> ``decide`` against the room's cached state ->
-append to the room log (atomic, idempotent on the command id, durable) ->
-``evolve`` the cache -> fan the events out to every member, each event encoded
-once per wire format -> ack the sender (after the append is durable, H4).
+Flow of one command (ARCHITECTURE.md), in :mod:`server.hub.pipeline`: authorize
+against the grant looked up *now* (every command, R6) -> ``decide`` against the
+room's cached state -> append to the room log (atomic, idempotent on the command
+id, durable) -> fan the events out to every member, each event encoded once per
+wire format -> ack the sender (after the append is durable, H4).
 
-One lock per room serializes deciding and appending, so every member sees one
-total order with gap-free seqs (H2). Fan-out never waits: each member has a
-bounded outbox and is closed as a slow consumer when it overflows.
+A room's commands are decided one at a time against its state and reach the
+log in that order, so every member sees one total order with gap-free seqs
+(H2). Fan-out never waits: a member whose socket does not keep up is closed as
+a slow consumer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -22,31 +22,27 @@ from typing import Final
 import anyio
 import msgspec
 
-from protocol.commands import BagList, Command
 from protocol.errors import CloseCode, Code, describe, is_retryable
 from protocol.events import CreatorNotified, LiveEnded
 from protocol.messages import (
     AccessChanged,
-    Ack,
-    BagListing,
     Error,
     Event,
     Notification,
     Presence,
-    Refused,
     Resumed,
-    RoomCommand,
     Snapshot,
     SnapshotReason,
 )
-from protocol.model import Actor, RoomState
+from protocol.model import RoomState
 from server.domain.grants import AccessEnd, Caller, Grant
 from server.domain.refusal import Refusal
-from server.domain.room import decide, decide_enter, evolve, list_bag, new_room
+from server.domain.room import decide_enter, evolve, new_room
 from server.hub.auditor import Auditor
-from server.hub.liveroom import RETRY, LiveRoom, Outcome, Submitted
+from server.hub.liveroom import LiveRoom
+from server.hub.pipeline import CommandPipeline
 from server.hub.session import Frame, Session
-from server.journal import AuditEntry, Journal
+from server.journal import Journal
 from server.log.base import PendingEvent, RoomLog
 from server.metrics import Metrics
 
@@ -54,17 +50,14 @@ __all__ = ["GrantLookup", "Hub", "LiveRoom"]
 
 logger = logging.getLogger("livepilot.hub")
 
-Spawn = Callable[..., object]
-"""A task group's ``start_soon``: ``spawn(async_fn, *args)``."""
 GrantLookup = Callable[[str, str, int], Grant | None]
 """``(agency, creator, now) -> Grant | None``: the access in force right now."""
 
 MAX_RESUME_EVENTS: Final = 10_000
 """A resume needing more events than this gets a snapshot instead (H3)."""
-MAX_CONFLICT_RETRIES: Final = 3
 
 
-class Hub:
+class Hub(CommandPipeline):
     """Every room and session of one server node."""
 
     def __init__(
@@ -254,131 +247,6 @@ class Hub:
         members = list({s.actor: None for s in live.members.values()})
         self._broadcast(live, Presence(room=live.room, members=members))
 
-    # --- commands -------------------------------------------------------------
-
-    async def command(self, session: Session, command: RoomCommand,
-                      spawn: Spawn | None = None) -> None:
-        """Decide, append, fan out and answer one room command.
-
-        With ``spawn`` (a task group's ``start_soon``), this returns once the
-        command is submitted and the rest (waiting for durability, bookkeeping)
-        runs in a task it starts: the connection reads its next command meanwhile,
-        and its commands still reach the log in the order they were read.
-        """
-        caller = self.caller(session, command.room)
-        refusal = self._precheck(caller, command.room)
-        if refusal is not None:
-            await self._refuse(session, caller, command, refusal)
-            return
-        live = await self.room(command.room)
-        # Shielded: a session closed mid-command (slow, revoked, gone) must not
-        # cancel a command between the log and the room's state.
-        with anyio.CancelScope(shield=True):
-            first = await self._decide_and_submit(live, session, caller, command)
-        if spawn is not None and isinstance(first, Submitted):
-            spawn(self._finish, session, caller, command, live, first)
-        else:
-            await self._finish(session, caller, command, live, first)
-
-    async def _finish(self, session: Session, caller: Caller, command: RoomCommand,
-                      live: LiveRoom, outcome: Outcome | Submitted) -> None:
-        """Wait for a submitted command, decide it again after a conflict, then count,
-        audit and answer it (the ack itself was sent by publish())."""
-        tries = 1
-        while True:
-            if isinstance(outcome, Submitted):
-                with anyio.CancelScope(shield=True):
-                    outcome = await outcome.outcome
-            if outcome != RETRY:  # RETRY: decided on a state the log did not take
-                break
-            if tries == MAX_CONFLICT_RETRIES:
-                outcome = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
-                break
-            tries += 1
-            with anyio.CancelScope(shield=True):
-                outcome = await self._decide_and_submit(live, session, caller, command)
-        if isinstance(outcome, Refusal):
-            await self._resync(live)
-            await self._refuse(session, caller, command, outcome)
-        elif isinstance(outcome, int) and outcome >= 0:
-            name = str(type(command).__struct_config__.tag)
-            self.metrics.command_done(name, "ok")
-            await self._store_notes()
-            await self._audit(caller.actor, command, name, None, outcome)
-            if live.since_snapshot >= self.snapshot_interval:
-                await self._snapshot(live)
-
-    async def _refuse(self, session: Session, caller: Caller, command: RoomCommand,
-                      refusal: Refusal) -> None:
-        name = str(type(command).__struct_config__.tag)
-        # The refusal is on the audit trail before the client hears of it (R10).
-        await self._audit(caller.actor, command, name, refusal.code, None)
-        session.send(Refused(command_id=command.command_id, code=refusal.code,
-                             message=refusal.message or describe(refusal.code)))
-        self.metrics.command_done(name, refusal.code.name)
-
-    async def _resync(self, live: LiveRoom) -> None:
-        """After a failed append, bring the room's state back to the log's."""
-        if live.diverged:
-            with anyio.CancelScope(shield=True):
-                async with live.lock:
-                    await live.settle(lambda: self._load(live.room))
-
-    async def _decide_and_submit(
-        self, live: LiveRoom, session: Session, caller: Caller, command: RoomCommand
-    ) -> Outcome | Submitted:
-        """Decide under the room lock and submit the append (not waiting for it).
-
-        Or the outcome already: a refusal, RETRY, or -1 when answered here (a
-        query, or a resend of a command applied or in flight)."""
-        cid = command.command_id
-        async with live.lock:
-            if live.diverged:
-                await live.settle(lambda: self._load(live.room))
-            now = self.clock()
-            decision = decide(live.state, caller, command, now)
-            if isinstance(decision, Refusal):
-                return await self._refused_or_resent(live, session, cid, decision)
-            if isinstance(command, BagList):
-                items = list_bag(live.state, command.category, command.in_stock)
-                session.send(BagListing(command_id=cid, room=live.room, items=items))
-                self.metrics.command_done("bag_list", "ok")
-                return -1
-            pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
-                       for b in decision]
-            return live.submit(self.log, cid, pending, session)
-
-    async def _refused_or_resent(
-        self, live: LiveRoom, session: Session, cid: str, refusal: Refusal
-    ) -> Outcome:
-        """A refused command may be a resend (H1): of one in flight (wait for it), or
-        of one applied (the first ack again). Otherwise the refusal stands."""
-        twin = next((e for e in live.inflight if e.command_id == cid), None)
-        if twin is not None:
-            outcome = await asyncio.shield(twin.outcome)
-            if not isinstance(outcome, int):
-                return RETRY  # the first attempt did not stick: decide this one afresh
-            session.send(Ack(command_id=cid, seq=outcome))
-            return -1
-        done = await self.log.lookup_command(live.room, cid)
-        if done is None:
-            return refusal
-        session.send(Ack(command_id=cid, seq=done.last_seq))
-        return -1
-
-    async def _audit(self, actor: Actor, command: Command, name: str, code: int | None,
-                     seq: int | None) -> None:
-        # Platform activity is not an action of anyone: only commands are audited (R16).
-        if command.family == "feed":
-            return
-        entry = AuditEntry(at=self.clock(), creator=command.room, actor=actor,
-                           family=command.family, action=name, command_id=command.command_id,
-                           code=code, seq=seq)
-        if code is None:
-            self.auditor.record(entry)  # written in the next batch, off the command path
-        else:
-            await self.auditor.write([entry])  # on the trail before the refusal is sent
-
     def _on_event(self, live: LiveRoom, event: Event) -> None:
         """A durable event, in order: fan it out, and apply what it means for members."""
         started = time.perf_counter()
@@ -392,25 +260,6 @@ class Hub:
         elif isinstance(body, LiveEnded):
             self._end_live_part(live)
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
-
-    async def _store_notes(self) -> None:
-        """Store published notifications in the creators' inboxes (R14, R15)."""
-        if self._notes:
-            notes, self._notes = self._notes, []
-            await self.journal.notify(notes)
-
-    async def _snapshot(self, live: LiveRoom) -> None:
-        """Save the room's state (settled: exactly the log) and trim old history."""
-        with anyio.CancelScope(shield=True):
-            async with live.lock:
-                if live.since_snapshot < self.snapshot_interval:
-                    return  # another command saved it meanwhile
-                await live.settle(lambda: self._load(live.room))
-                await self.log.save_snapshot(live.room, live.state)
-                live.since_snapshot = 0
-                if self.history_retention >= 0:
-                    await self.log.trim(live.room,
-                                        live.state.seq + 1 - self.history_retention)
 
     # --- fan-out --------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import anyio
+import anyio.abc
 
 from protocol import commands as c
 from protocol.codec import Codec
@@ -264,3 +266,82 @@ async def test_a_resend_of_a_command_still_in_flight_gets_its_ack() -> None:
     second = [m for m in drain(again) if isinstance(m, Ack | Refused)]
     assert first == second == [Ack(command_id="add", seq=2)]
     assert [i.product_id for i in (await hub.room("cr")).state.bag] == ["p1"]
+
+
+class Spawned:
+    """A task group's ``start_soon`` that counts what it starts."""
+
+    def __init__(self, tg: anyio.abc.TaskGroup) -> None:
+        self.tg = tg
+        self.started = 0
+
+    def __call__(self, fn: Callable[..., Coroutine[Any, Any, object]], *args: object) -> None:
+        self.started += 1
+        self.tg.start_soon(fn, *args)
+
+
+async def test_pipelined_command_is_answered_without_a_task() -> None:
+    """With spawn, an accepted command returns at once and is acked, counted and
+    audited by a callback when durable: no task is started for it."""
+    # H4 (acked once durable) R16 (audited)
+    hub = make_hub()
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    async with anyio.create_task_group() as tg:
+        spawn = Spawned(tg)
+        answered = await hub.command(creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
+                                     spawn)
+        assert answered is not None
+        with anyio.fail_after(5):
+            await answered
+    assert spawn.started == 0
+    assert Ack(command_id="m1", seq=2) in drain(creator)
+    await hub.auditor.flushed()
+    trail = await hub.journal.query_audit(AuditQuery(creator="cr"))
+    assert sorted((e.seq, e.action) for e in trail) == [(1, "start_live"), (2, "mute")]
+
+
+async def test_pipelined_command_with_work_left_runs_it_in_a_task() -> None:
+    """With spawn, a command that leaves work to wait for (a snapshot is due)
+    hands it to a task, and is answered once that is done."""
+    # H3 (snapshots bound the replay)
+    log = MemoryRoomLog()
+    hub = Hub(log, MemoryJournal(), lambda a, cr, now: Grant(agency=a, creator=cr),
+              clock=lambda: NOW, metrics=Metrics(), snapshot_interval=2)
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    async with anyio.create_task_group() as tg:
+        spawn = Spawned(tg)
+        answered = await hub.command(creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
+                                     spawn)
+        assert answered is not None
+        with anyio.fail_after(5):
+            await answered
+    assert spawn.started == 1
+    snapshot = await log.load_snapshot("cr")
+    assert snapshot is not None
+    assert snapshot.seq == 2
+
+
+async def test_pipelined_command_after_a_conflict_is_decided_again() -> None:
+    """With spawn, a command whose append conflicted is decided again in a task
+    and acked with the seq it really got."""
+    # H2 H5 (multi-node: optimistic append)
+    log = OtherNodeFirst()
+    hub = make_hub(log)
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    async with anyio.create_task_group() as tg:
+        spawn = Spawned(tg)
+        answered = await hub.command(creator, c.BagAdd(command_id="mine", room="cr",
+                                                       item=BagItem(product_id="p-mine")),
+                                     spawn)
+        assert answered is not None
+        with anyio.fail_after(5):
+            await answered
+    assert spawn.started == 1
+    acks = [m for m in drain(creator) if isinstance(m, Ack)]
+    assert acks[-1] == Ack(command_id="mine", seq=3)

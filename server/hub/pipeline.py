@@ -1,0 +1,281 @@
+"""The command half of the hub: decide, append, answer (mixed into :class:`Hub`).
+
+Flow of one room command: authorize against the grant in force *now* (R6) ->
+``decide`` against the room's optimistic state -> start the durable append
+(:meth:`LiveRoom.submit`) -> once durable, :meth:`LiveRoom.publish` fans the
+events out and acks the sender in order (H2, H4) -> count and audit it (R16).
+
+The common case never suspends between reading the room's state and starting
+the append, so it needs neither the room lock nor a cancel shield, and what
+follows the append runs in a future's callback instead of a task per command
+(decision 0007). Anything that has to wait (a retry after a conflict, a
+refusal to audit first, notifications to store, a snapshot due) runs in a task
+started by the caller's ``spawn``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import anyio
+
+from protocol.commands import BagList, Command
+from protocol.errors import Code, describe
+from protocol.events import EventBody
+from protocol.messages import Ack, BagListing, Notification, Refused, RoomCommand
+from protocol.model import Actor, RoomState
+from server.domain.grants import Caller
+from server.domain.refusal import Refusal
+from server.domain.room import decide, list_bag
+from server.hub.auditor import Auditor
+from server.hub.liveroom import RETRY, LiveRoom, Outcome, Submitted
+from server.hub.session import Session
+from server.journal import AuditEntry, Journal
+from server.log.base import PendingEvent, RoomLog
+from server.metrics import Metrics
+
+__all__ = ["MAX_CONFLICT_RETRIES", "CommandPipeline", "Spawn"]
+
+Spawn = Callable[..., object]
+"""A task group's ``start_soon``: ``spawn(async_fn, *args)``."""
+MAX_CONFLICT_RETRIES: Final = 3
+
+
+class CommandPipeline(abc.ABC):
+    """Room commands from decision to answer; :class:`~server.hub.hub.Hub` is the rest."""
+
+    log: RoomLog
+    journal: Journal
+    clock: Callable[[], int]
+    metrics: Metrics
+    auditor: Auditor
+    snapshot_interval: int
+    history_retention: int
+    rooms: dict[str, LiveRoom]
+    _notes: list[Notification]
+
+    @abc.abstractmethod
+    def caller(self, session: Session, creator: str) -> Caller:
+        """Who ``session`` is in ``creator``'s room, with the grant in force now."""
+
+    @abc.abstractmethod
+    def _precheck(self, caller: Caller, creator: str) -> Refusal | None: ...
+
+    @abc.abstractmethod
+    async def room(self, room_id: str) -> LiveRoom:
+        """The room, loaded if it is not in memory."""
+
+    @abc.abstractmethod
+    async def _load(self, room_id: str, state: RoomState | None = None) -> RoomState: ...
+
+    async def command(self, session: Session, command: RoomCommand,
+                      spawn: Spawn | None = None) -> asyncio.Future[None] | None:
+        """Decide, append, fan out and answer one room command.
+
+        Without ``spawn`` this returns once the command is answered. With one (a
+        task group's ``start_soon``), it returns once the command is submitted,
+        with a future that is done when the command is answered, or None if it is
+        already: the connection reads its next command meanwhile, and its
+        commands still reach the log in the order they were read. What is left
+        after the append (bookkeeping, a retry after a conflict) runs in a
+        callback, and in a task started by ``spawn`` only when it has to wait.
+        """
+        caller = self.caller(session, command.room)
+        refusal = self._precheck(caller, command.room)
+        if refusal is not None:
+            await self._refuse(session, caller, command, refusal)
+            return None
+        live = self.rooms.get(command.room) or await self.room(command.room)
+        call = _Call(session, caller, command, live)
+        # The common case runs without a suspension point: nothing can interleave,
+        # so it needs neither the room lock nor a shield.
+        first: Outcome | Submitted
+        fast = self._decide_now(call)
+        if fast is not None:
+            first = fast
+        else:
+            # Shielded: a session closed mid-command (slow, revoked, gone) must not
+            # cancel a command between the log and the room's state.
+            with anyio.CancelScope(shield=True):
+                first = await self._decide_and_submit(call)
+        if spawn is None or not isinstance(first, Submitted):
+            await self._finish(call, first)
+            return None
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def durable(outcome: asyncio.Future[Outcome]) -> None:
+            result = outcome.result()
+            if isinstance(result, int) and not self._notes and not self._snapshot_due(live):
+                self._done(caller, command, result)  # the usual case: nothing to wait for
+                answered.set_result(None)
+            else:
+                spawn(self._finish, call, result, answered)
+
+        first.outcome.add_done_callback(durable)
+        return answered
+
+    async def _finish(self, call: _Call, outcome: Outcome | Submitted,
+                      answered: asyncio.Future[None] | None = None) -> None:
+        """Wait for a submitted command, decide it again after a conflict, then count,
+        audit and answer it (the ack itself was sent by publish())."""
+        try:
+            tries = 1
+            while True:
+                if isinstance(outcome, Submitted):
+                    with anyio.CancelScope(shield=True):
+                        outcome = await outcome.outcome
+                if outcome != RETRY:  # RETRY: decided on a state the log did not take
+                    break
+                if tries == MAX_CONFLICT_RETRIES:
+                    outcome = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
+                    break
+                tries += 1
+                with anyio.CancelScope(shield=True):
+                    outcome = await self._decide_and_submit(call)
+            if isinstance(outcome, Refusal):
+                await self._resync(call.live)
+                await self._refuse(call.session, call.caller, call.command, outcome)
+            elif isinstance(outcome, int) and outcome >= 0:
+                self._done(call.caller, call.command, outcome)
+                await self._store_notes()
+                if self._snapshot_due(call.live):
+                    await self._snapshot(call.live)
+        finally:
+            if answered is not None and not answered.done():
+                answered.set_result(None)
+
+    def _done(self, caller: Caller, command: RoomCommand, seq: int) -> None:
+        """Count and audit an applied command (its audit entry goes in the next batch)."""
+        name = str(type(command).__struct_config__.tag)
+        self.metrics.command_done(name, "ok")
+        entry = self._audit_entry(caller.actor, command, name, None, seq)
+        if entry is not None:
+            self.auditor.record(entry)  # written in the next batch, off the command path
+
+    def _snapshot_due(self, live: LiveRoom) -> bool:
+        return live.since_snapshot >= self.snapshot_interval
+
+    async def _refuse(self, session: Session, caller: Caller, command: RoomCommand,
+                      refusal: Refusal) -> None:
+        name = str(type(command).__struct_config__.tag)
+        # The refusal is on the audit trail before the client hears of it (R10).
+        await self._audit_refusal(caller.actor, command, name, refusal.code)
+        session.send(Refused(command_id=command.command_id, code=refusal.code,
+                             message=refusal.message or describe(refusal.code)))
+        self.metrics.command_done(name, refusal.code.name)
+
+    async def _resync(self, live: LiveRoom) -> None:
+        """After a failed append, bring the room's state back to the log's."""
+        if live.diverged:
+            with anyio.CancelScope(shield=True):
+                async with live.lock:
+                    await live.settle(lambda: self._load(live.room))
+
+    async def _decide_and_submit(self, call: _Call) -> Outcome | Submitted:
+        """Decide under the room lock and submit the append (not waiting for it).
+
+        Or the outcome already: a refusal, RETRY, or -1 when answered here (a
+        query, or a resend of a command applied or in flight)."""
+        live = call.live
+        async with live.lock:
+            if live.diverged:
+                await live.settle(lambda: self._load(live.room))
+            now = self.clock()
+            decision = decide(live.state, call.caller, call.command, now)
+            if isinstance(decision, Refusal):
+                return await self._refused_or_resent(live, call.session,
+                                                     call.command.command_id, decision)
+            return self._submit(call, decision, now)
+
+    def _decide_now(self, call: _Call) -> Outcome | Submitted | None:
+        """:meth:`_decide_and_submit` without suspending, for a room nobody holds
+        and an accepted command; None otherwise (then take the lock)."""
+        live = call.live
+        if live.diverged or live.lock.locked():
+            return None
+        now = self.clock()
+        decision = decide(live.state, call.caller, call.command, now)
+        if isinstance(decision, Refusal):
+            return None  # maybe a resend: decided again under the lock
+        return self._submit(call, decision, now)
+
+    def _submit(self, call: _Call, decision: Sequence[EventBody], now: int) -> Outcome | Submitted:
+        """Answer a query, or start the append of an accepted command's events."""
+        live, command = call.live, call.command
+        if isinstance(command, BagList):
+            items = list_bag(live.state, command.category, command.in_stock)
+            call.session.send(BagListing(command_id=command.command_id, room=live.room,
+                                         items=items))
+            self.metrics.command_done("bag_list", "ok")
+            return -1
+        pending = [PendingEvent(at=now, actor=live.state.room, by=call.caller.actor, body=b)
+                   for b in decision]
+        return live.submit(self.log, command.command_id, pending, call.session)
+
+    async def _refused_or_resent(
+        self, live: LiveRoom, session: Session, cid: str, refusal: Refusal
+    ) -> Outcome:
+        """A refused command may be a resend (H1): of one in flight (wait for it), or
+        of one applied (the first ack again). Otherwise the refusal stands."""
+        twin = next((e for e in live.inflight if e.command_id == cid), None)
+        if twin is not None:
+            outcome = await asyncio.shield(twin.outcome)
+            if not isinstance(outcome, int):
+                return RETRY  # the first attempt did not stick: decide this one afresh
+            session.send(Ack(command_id=cid, seq=outcome))
+            return -1
+        done = await self.log.lookup_command(live.room, cid)
+        if done is None:
+            return refusal
+        session.send(Ack(command_id=cid, seq=done.last_seq))
+        return -1
+
+    async def _audit_refusal(self, actor: Actor, command: Command, name: str,
+                             code: int) -> None:
+        entry = self._audit_entry(actor, command, name, code, None)
+        if entry is not None:
+            await self.auditor.write([entry])  # on the trail before the refusal is sent
+
+    def _audit_entry(self, actor: Actor, command: Command, name: str, code: int | None,
+                     seq: int | None) -> AuditEntry | None:
+        # Platform activity is not an action of anyone: only commands are audited (R16).
+        if command.family == "feed":
+            return None
+        return AuditEntry(at=self.clock(), creator=command.room, actor=actor,
+                          family=command.family, action=name, command_id=command.command_id,
+                          code=code, seq=seq)
+
+    async def _store_notes(self) -> None:
+        """Store published notifications in the creators' inboxes (R14, R15)."""
+        if self._notes:
+            notes, self._notes = self._notes, []
+            await self.journal.notify(notes)
+
+    async def _snapshot(self, live: LiveRoom) -> None:
+        """Save the room's state (settled: exactly the log) and trim old history."""
+        with anyio.CancelScope(shield=True):
+            async with live.lock:
+                if live.since_snapshot < self.snapshot_interval:
+                    return  # another command saved it meanwhile
+                await live.settle(lambda: self._load(live.room))
+                await self.log.save_snapshot(live.room, live.state)
+                live.since_snapshot = 0
+                if self.history_retention >= 0:
+                    await self.log.trim(live.room,
+                                        live.state.seq + 1 - self.history_retention)
+
+
+class _Call:
+    """One room command on its way: who sent it, as whom, to which room."""
+
+    __slots__ = ("caller", "command", "live", "session")
+
+    def __init__(self, session: Session, caller: Caller, command: RoomCommand,
+                 live: LiveRoom) -> None:
+        self.session = session
+        self.caller = caller
+        self.command = command
+        self.live = live
