@@ -15,12 +15,39 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from server.config import Settings
 from server.runtime import Runtime, open_runtime, wall_clock
 from server.ws import websocket_endpoint
 
-__all__ = ["create_app"]
+__all__ = ["LivepilotApp", "create_app"]
+
+WS_PATH = "/ws"
+
+
+class LivepilotApp(Starlette):
+    """Starlette, with ``/ws`` connections handed straight to their endpoint.
+
+    A WebSocket connection lives as long as its client: every coroutine frame
+    between the server and the endpoint (middleware, router, route) stays in
+    memory all that time. Skipping them saves every idle connection several KB
+    (docs/benchmarks.md, idle); the route is declared all the same.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and _route_path(scope) == WS_PATH:
+            scope["app"] = self
+            await websocket_endpoint(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 async def healthz(request: Request) -> Response:
@@ -43,7 +70,7 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock) -> Starlette:
+def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock) -> LivepilotApp:
     """A livepilot app for ``settings``; its lifespan opens and closes the runtime."""
 
     @asynccontextmanager
@@ -54,7 +81,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock) -> 
             app.state.runtime = None
 
     routes: list[BaseRoute] = [
-        WebSocketRoute("/ws", websocket_endpoint),
+        WebSocketRoute(WS_PATH, websocket_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
@@ -65,4 +92,4 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock) -> 
         pass
     else:
         routes += api_routes()
-    return Starlette(routes=routes, lifespan=lifespan)
+    return LivepilotApp(routes=routes, lifespan=lifespan)

@@ -45,6 +45,9 @@ class Runtime:
     journal: Journal
     access: AccessService
     hub: Hub
+    spawn: Callable[..., object]
+    """Start a task owned by the runtime (``start_soon``): what is left of a command
+    after its append, when it has to wait (it outlives the connection that sent it)."""
 
 
 @asynccontextmanager
@@ -77,7 +80,7 @@ async def open_runtime(
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(hub.auditor.run)
             yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
-                          journal=journal, access=access, hub=hub)
+                          journal=journal, access=access, hub=hub, spawn=tasks.start_soon)
             tasks.cancel_scope.cancel()  # the auditor writes what is queued as it stops
     finally:
         hub.close_all(CloseCode.GOING_AWAY, "server shutting down")

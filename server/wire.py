@@ -12,13 +12,18 @@ ASGI server: without the extension it falls back to its writer task.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any, Final
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Opcode
+from websockets.protocol import State
 
-__all__ = ["SINK_EXTENSION", "DirectSink", "LivepilotWebSocketProtocol", "frame_header"]
+__all__ = [
+    "SINK_EXTENSION", "DirectSink", "LivepilotWebSocketProtocol", "fit_close_reason",
+    "frame_header",
+]
 
 SINK_EXTENSION: Final = "livepilot.sink"
 READ_AHEAD: Final = 16
@@ -38,6 +43,11 @@ def frame_header(opcode: Opcode, length: int) -> bytes:
     return struct.pack("!BBQ", _FIN | opcode, 127, length)
 
 
+def fit_close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame carries (123 bytes of UTF-8, RFC 6455 §5.5)."""
+    return reason.encode()[:123].decode(errors="ignore")
+
+
 class DirectSink:
     """Write frames of one connection straight to its transport, never waiting.
 
@@ -54,7 +64,9 @@ class DirectSink:
     def write(self, frame: bytes) -> None:
         """Frame ``frame`` and write it; dropped once the connection is closing."""
         p = self._protocol
-        if p.close_sent or p.disconnected:
+        # Not after either side's close frame: no data frame may follow it (RFC 6455
+        # §5.5.1), and the websockets protocol refuses to frame one.
+        if p.close_sent or p.disconnected or p.conn.state is not State.OPEN:
             return
         if p.conn.extensions:  # permessage-deflate: the frame must go through the codec
             if self._opcode == Opcode.TEXT:
@@ -71,11 +83,88 @@ class DirectSink:
 
     def close(self, code: int, reason: str) -> None:
         """Send the close frame after what is written; the app's reads end at once."""
-        self._protocol.close_now(code, reason[:120])  # a close reason fits 123 bytes
+        self._protocol.close_now(code, fit_close_reason(reason))
+
+
+class _Inbox:
+    """What uvicorn uses of ``asyncio.Queue`` (put_nowait, get, empty, qsize), for
+    one reader: a Queue holds four deques, ~2.5 KB of every idle connection."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []  # at most READ_AHEAD and a few control messages
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class _Flag:
+    """What uvicorn uses of ``asyncio.Event`` (set, clear, wait), without a deque
+    per connection until somebody waits."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
 
 class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol with the ``livepilot.sink`` extension."""
+    """uvicorn's sans-I/O WebSocket protocol with the ``livepilot.sink`` extension.
+
+    It relies on that class's internals (``queue``, ``writable``, ``conn``,
+    ``close_sent``...): uvicorn is pinned to the versions tests/test_wire.py ran on.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -85,7 +174,10 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][SINK_EXTENSION] = self.sink
 
     def sink(self, binary: bool) -> DirectSink:
-        """A sink for this connection's frames, text or binary."""
+        """A sink for this connection's frames, text or binary (after the handshake)."""
+        # The handshake's request and response are not needed any more; every idle
+        # connection would keep them (docs/benchmarks.md, idle).
+        self.request = self.response = None  # type: ignore[assignment]
         return DirectSink(self, binary)
 
     def send_receive_event_to_app(self) -> None:

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
-from anyio.abc import TaskGroup
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol.codec import Codec, DecodeError, codec_for, negotiate
@@ -44,7 +43,7 @@ from protocol.messages import (
 from server.auth import AuthError, verify
 from server.hub.ratelimit import AbuseMeter, TokenBucket
 from server.hub.session import Session, Sink
-from server.wire import SINK_EXTENSION
+from server.wire import SINK_EXTENSION, fit_close_reason
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -142,25 +141,30 @@ async def _authenticate(
 
 
 async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
-    """Read until the client goes or the session is closed; let commands in flight finish.
+    """Read until the client goes or the session is closed.
 
     Closing the session (by the hub, the watch, or the reader) cancels reading
-    at once; the commands it already submitted run on to their durable end.
+    at once; the commands it already submitted run on to their durable end
+    (what is left of them runs in the runtime's tasks, not the connection's).
+    No task of its own per connection: each one costs every idle connection
+    several KB (docs/benchmarks.md, idle).
     """
-    in_flight = _InFlight(MAX_IN_FLIGHT)
-    async with anyio.create_task_group() as commands:
-        with anyio.CancelScope() as reading:
-            session.on_close = reading.cancel
-            if session.is_closed:  # closed before it started (e.g. shutting down)
-                reading.cancel()
+    with anyio.CancelScope() as reading:
+        session.on_close = reading.cancel
+        if session.is_closed:  # closed before it started (e.g. shutting down)
+            reading.cancel()
+        if session.sink is not None:
+            await _read_until_closed(websocket, rt, session)
+        else:
             async with anyio.create_task_group() as io:
-                if session.sink is None:
-                    io.start_soon(_write_loop, websocket, session)
-                with contextlib.suppress(WebSocketDisconnect):
-                    await _read_loop(websocket, rt, session, commands, in_flight)
-                session.close(1000, "client went away")
-        # Commands answered in callbacks may still start tasks in this group.
-        await in_flight.idle()
+                io.start_soon(_write_loop, websocket, session)
+                await _read_until_closed(websocket, rt, session)
+
+
+async def _read_until_closed(websocket: WebSocket, rt: Runtime, session: Session) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
+        await _read_loop(websocket, rt, session)
+    session.close(1000, "client went away")
 
 
 async def _write_loop(websocket: WebSocket, session: Session) -> None:
@@ -177,13 +181,13 @@ async def _write_loop(websocket: WebSocket, session: Session) -> None:
         session.close(1000, "client went away")
 
 
-async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
-                     commands: TaskGroup, in_flight: _InFlight) -> None:
+async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> None:
     settings = rt.settings
+    in_flight = _InFlight(MAX_IN_FLIGHT)
     codec = session.codec
     hub = rt.hub
     bucket = TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic())
-    abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
+    abuse: AbuseMeter | None = None  # made on the first refusal: most connections never need one
     while True:
         frame = await _receive(websocket)
         if frame is None or session.is_closed:
@@ -207,6 +211,8 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
                                      message=describe(Code.RATE_LIMITED)))
             else:
                 session.send(_error(Code.RATE_LIMITED))
+            if abuse is None:
+                abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
             if abuse.refused(now):
                 session.close(CloseCode.ABUSE, "sustained rate-limit abuse")
                 return
@@ -235,7 +241,7 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
                 await in_flight.take()
                 answered = None
                 try:
-                    answered = await hub.command(session, message, commands.start_soon)
+                    answered = await hub.command(session, message, rt.spawn)
                 finally:
                     if answered is None:
                         in_flight.release()
@@ -269,11 +275,6 @@ class _InFlight:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
-
-    async def idle(self) -> None:
-        """Return once no command is in flight."""
-        while self._count:
-            await self._wait()
 
     async def _wait(self) -> None:
         if self._changed is None:
@@ -349,7 +350,7 @@ async def _close(websocket: WebSocket, rt: Runtime, session: Session) -> None:
 async def _safe_close(websocket: WebSocket, code: int, reason: str) -> None:
     # The peer (or the server shutting down) may have closed it already.
     with contextlib.suppress(Exception):
-        await websocket.close(code=code, reason=reason[:120])
+        await websocket.close(code=code, reason=fit_close_reason(reason))
 
 
 def _error(code: Code) -> Error:
