@@ -330,21 +330,23 @@ async def _send(websocket: WebSocket, session: Session, frame: bytes) -> None:
 async def _close(websocket: WebSocket, rt: Runtime, session: Session) -> None:
     """Close with the session's code; without a sink, flush what is queued first
     (unless the client is the problem). With one, it is closed already."""
-    if session.sink is None:
-        if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
-            with anyio.move_on_after(FLUSH_ON_CLOSE_S):
-                for frame in session.take_frames():
-                    try:
-                        await _send(websocket, session, frame)
-                    except Exception:  # the socket is gone; nothing left to flush to
-                        break
-        await _safe_close(websocket, session.close_code, session.close_reason)
     if session.close_code == CloseCode.SLOW_CONSUMER:
         rt.metrics.slow_consumers.inc()
     logger.log(logging.DEBUG if session.close_code == 1000 else logging.INFO, "session closed",
                extra={"session": session.id, "role": session.actor.role,
                       "agency": session.actor.agency, "code": session.close_code,
                       "reason": session.close_reason})
+    if session.sink is None:
+        # Bounded: the ASGI server's send waits while the client does not read,
+        # and a client that never reads must not keep this task (and its socket).
+        with anyio.move_on_after(FLUSH_ON_CLOSE_S):
+            if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
+                for frame in session.take_frames():
+                    try:
+                        await _send(websocket, session, frame)
+                    except Exception:  # the socket is gone; nothing left to flush to
+                        break
+            await _safe_close(websocket, session.close_code, session.close_reason)
 
 
 async def _safe_close(websocket: WebSocket, code: int, reason: str) -> None:
