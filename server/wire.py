@@ -48,6 +48,21 @@ def fit_close_reason(reason: str) -> str:
     return reason.encode()[:123].decode(errors="ignore")
 
 
+_last: list[Any] = [None, None, b""]
+"""The last frame built: (payload, opcode, frame). A fan-out writes one payload to
+every member in a row, so each event is framed once per format, not per member."""
+
+
+def _framed(opcode: Opcode, payload: bytes) -> bytes:
+    last = _last
+    if last[0] is payload and last[1] is opcode:
+        framed: bytes = last[2]
+        return framed
+    framed = frame_header(opcode, len(payload)) + payload
+    last[0], last[1], last[2] = payload, opcode, framed
+    return framed
+
+
 class DirectSink:
     """Write frames of one connection straight to its transport, never waiting.
 
@@ -75,7 +90,7 @@ class DirectSink:
                 p.conn.send_binary(frame)
             p.transport.write(b"".join(p.conn.data_to_send()))
         else:
-            p.transport.write(frame_header(self._opcode, len(frame)) + frame)
+            p.transport.write(_framed(self._opcode, frame))
 
     def buffered(self) -> int:
         """Bytes written and not yet taken by the kernel."""
@@ -83,7 +98,7 @@ class DirectSink:
 
     def close(self, code: int, reason: str) -> None:
         """Send the close frame after what is written; the app's reads end at once."""
-        self._protocol.close_now(code, fit_close_reason(reason))
+        self._protocol.close_now(code, reason)
 
 
 class _Inbox:
@@ -196,6 +211,7 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         """What uvicorn does for an ASGI ``websocket.close``, without waiting."""
         if self.close_sent or self.disconnected or self.transport.is_closing():
             return
+        reason = fit_close_reason(reason)
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
@@ -203,4 +219,6 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT_S, self.transport.close)
+        # abort, not close: close() waits for the write buffer to drain, which a
+        # peer that stopped reading (a slow consumer) never lets happen.
+        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT_S, self.transport.abort)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Final, cast
 
 import anyio
 
@@ -30,7 +30,15 @@ from protocol.model import RoomState
 from server.domain.evolve import evolve
 from server.domain.refusal import Refusal
 from server.hub.session import Session
-from server.log.base import Appended, AppendResult, Conflict, Duplicate, PendingEvent, RoomLog
+from server.log.base import (
+    Appended,
+    AppendResult,
+    AppendsSoon,
+    Conflict,
+    Duplicate,
+    PendingEvent,
+    RoomLog,
+)
 
 __all__ = ["RETRY", "LiveRoom", "Outcome", "Submitted"]
 
@@ -40,6 +48,7 @@ Outcome = int | Refusal | str
 """The seq the command was acked with, a refusal, or :data:`RETRY`."""
 EventSink = Callable[["LiveRoom", Event], None]
 
+_APPENDS_SOON: dict[type, bool] = {}
 _STORAGE_FAILED = Refusal(Code.UNAVAILABLE, "storage unavailable; retry")
 
 
@@ -48,7 +57,7 @@ class Submitted:
 
     __slots__ = ("append", "command_id", "outcome", "predicted", "sender")
 
-    def __init__(self, append: asyncio.Task[AppendResult], predicted: list[Event],
+    def __init__(self, append: asyncio.Future[AppendResult], predicted: list[Event],
                  sender: Session | None, command_id: str | None) -> None:
         self.append = append
         self.predicted = predicted
@@ -84,8 +93,16 @@ class LiveRoom:
                   command_id=command_id)
             for i, p in enumerate(pending, start=1)
         ]
-        # Tasks start in creation order, so appends reach the log in submission order.
-        append = asyncio.ensure_future(log.append(self.room, command_id, pending, seq))
+        # Queued now (or, for a log that cannot, by a task: tasks start in creation
+        # order), so appends reach the log in submission order.
+        append: asyncio.Future[AppendResult]
+        soon = _APPENDS_SOON.get(type(log))
+        if soon is None:  # a Protocol isinstance check is slow: once per log class
+            soon = _APPENDS_SOON[type(log)] = isinstance(log, AppendsSoon)
+        if soon:
+            append = cast(AppendsSoon, log).append_soon(self.room, command_id, pending, seq)
+        else:
+            append = asyncio.ensure_future(log.append(self.room, command_id, pending, seq))
         entry = Submitted(append, predicted, sender, command_id)
         self.inflight.append(entry)
         for event in predicted:

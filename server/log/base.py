@@ -27,8 +27,9 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 import msgspec
 from msgspec import Struct
@@ -39,6 +40,7 @@ from protocol.model import Actor, Id, Millis, RoomState
 __all__ = [
     "AppendResult",
     "Appended",
+    "AppendsSoon",
     "Conflict",
     "Duplicate",
     "LogClosedError",
@@ -172,6 +174,23 @@ class RoomLog(Protocol):
 
     async def close(self) -> None:
         """Finish pending writes and release the storage; idempotent."""
+        ...
+
+
+@runtime_checkable
+class AppendsSoon(Protocol):
+    """A :class:`RoomLog` that can queue an append without a coroutine: the hub
+    then starts each append with no task of its own (one less per command)."""
+
+    def append_soon(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+    ) -> asyncio.Future[AppendResult]:
+        """:meth:`RoomLog.append`, queued now; appends queued in turn apply in turn.
+        Errors (:class:`LogError`) are set on the future, never raised here."""
         ...
 
 

@@ -10,6 +10,7 @@ thread, durability - is :mod:`server.log.sqlite_store` (:class:`SqliteStore`,
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -114,9 +115,19 @@ class SqliteRoomLog:
         expected_seq: int,
     ) -> AppendResult:
         """See :meth:`RoomLog.append`."""
+        return await self.append_soon(room, command_id, events, expected_seq)
+
+    def append_soon(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+    ) -> asyncio.Future[AppendResult]:
+        """See :class:`~server.log.base.AppendsSoon`."""
         check_append_args(expected_seq)
         pending = tuple(events)
-        return await self.store.write(
+        return self.store.write_soon(
             lambda conn: self._append(conn, room, command_id, pending, expected_seq)
         )
 

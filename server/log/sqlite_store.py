@@ -245,11 +245,23 @@ class SqliteStore:
         :class:`LogWriteError` is raised. ``fn`` must not commit, must be quick
         (it delays every write behind it) and must not touch the event loop.
         """
-        self._check_open()
+        return await self.write_soon(fn)
+
+    def write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """:meth:`write`, queued now: the future is done once committed (or failed).
+
+        Writes queued by successive calls run in that order. For callers that
+        need no coroutine (and no task) per write, e.g. the hub's appends.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        try:
+            self._check_open()
+        except LogError as e:
+            future.set_exception(e)
+            return future
         self._queue.put(_Job(fn, future, loop))
-        return await future
+        return future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on a read-only connection in a worker thread, in one read
