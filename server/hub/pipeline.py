@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -38,6 +39,8 @@ from server.log.base import PendingEvent, RoomLog
 from server.metrics import Metrics
 
 __all__ = ["MAX_CONFLICT_RETRIES", "CommandPipeline", "Spawn"]
+
+logger = logging.getLogger("livepilot.hub")
 
 Spawn = Callable[..., object]
 """A task group's ``start_soon``: ``spawn(async_fn, *args)``."""
@@ -107,12 +110,18 @@ class CommandPipeline(abc.ABC):
         answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def durable(outcome: asyncio.Future[Outcome]) -> None:
-            result = outcome.result()
-            if isinstance(result, int) and not self._notes and not self._snapshot_due(live):
-                self._done(caller, command, result)  # the usual case: nothing to wait for
+            try:
+                result = outcome.result()
+                if isinstance(result, int) and not self._notes and not self._snapshot_due(live):
+                    self._done(caller, command, result)  # the usual case: nothing to wait for
+                else:
+                    spawn(self._finish, call, result, answered)
+                    return
+            except Exception:  # a bug, or no task group left (shutting down)
+                logger.exception("finishing a command failed",
+                                 extra={"command_id": command.command_id})
+            if not answered.done():  # the connection's in-flight slot must come back
                 answered.set_result(None)
-            else:
-                spawn(self._finish, call, result, answered)
 
         first.outcome.add_done_callback(durable)
         return answered

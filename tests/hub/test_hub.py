@@ -345,3 +345,24 @@ async def test_pipelined_command_after_a_conflict_is_decided_again() -> None:
     assert spawn.started == 1
     acks = [m for m in drain(creator) if isinstance(m, Ack)]
     assert acks[-1] == Ack(command_id="mine", seq=3)
+
+
+async def test_pipelined_command_is_answered_even_when_no_task_can_start() -> None:
+    """When the work left cannot be started (no task group any more, at shutdown),
+    the command still counts as answered: the connection's slot comes back."""
+    log = MemoryRoomLog()
+    hub = Hub(log, MemoryJournal(), lambda a, cr, now: Grant(agency=a, creator=cr),
+              clock=lambda: NOW, metrics=Metrics(), snapshot_interval=2)
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+
+    def closed_group(fn: Callable[..., Coroutine[Any, Any, object]], *args: object) -> None:
+        raise RuntimeError("this task group is no longer active")
+
+    answered = await hub.command(creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
+                                 closed_group)
+    assert answered is not None
+    with anyio.fail_after(5):
+        await answered
+    assert Ack(command_id="m1", seq=2) in drain(creator)  # durable and acked all the same
