@@ -53,6 +53,15 @@ Synchronous = Literal["FULL", "EXTRA", "NORMAL"]
 DEFAULT_MAX_BATCH: Final = 1024
 BUSY_TIMEOUT_MS: Final = 10_000
 JOURNAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
+# Measured with the durable load test (docs/benchmarks.md): with SQLite's defaults
+# (a 2 MB page cache, a checkpoint every 1,000 WAL pages) the writer re-read
+# evicted pages and copied the WAL back into the file every few group commits.
+WRITER_CACHE_KIB: Final = 64 * 1024
+"""The writer's page cache (it holds the hot pages of every live room)."""
+WAL_AUTOCHECKPOINT_PAGES: Final = 20_000
+"""WAL pages (~80 MB) between automatic checkpoints (then truncated to the limit above)."""
+MMAP_BYTES: Final = 256 * 1024 * 1024
+"""Reads through a memory map rather than read() calls (every connection)."""
 
 _Outcome = tuple["asyncio.Future[Any]", object, BaseException | None]
 
@@ -152,6 +161,7 @@ class SqliteStore:
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
             if reader:
                 conn.execute("PRAGMA query_only = ON")
             else:
@@ -160,6 +170,8 @@ class SqliteStore:
                     raise LogError(f"{self.path}: cannot use WAL mode (got {mode!r})")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+                conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
                 conn.execute("PRAGMA foreign_keys = ON")
         except BaseException:
             conn.close()

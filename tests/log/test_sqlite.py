@@ -21,6 +21,7 @@ from protocol.model import RoomState
 from server.log.base import Appended, Duplicate, LogClosedError, LogError, LogWriteError
 from server.log.schema import SCHEMA, SCHEMA_VERSION, SchemaError, migrate, schema_version
 from server.log.sqlite import SqliteRoomLog, SqliteStore
+from server.log.sqlite_store import MMAP_BYTES, WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB
 from tests.log.conftest import pending
 
 ROOM = "room-1"
@@ -87,6 +88,21 @@ async def test_file_is_wal_with_the_current_schema(log: SqliteRoomLog, tmp_path:
     finally:
         conn.close()
     assert log.store.synchronous == "FULL"  # H4: fsync at every commit
+
+
+async def test_writer_is_tuned_for_group_commits(log: SqliteRoomLog) -> None:
+    """The writer keeps a large page cache, checkpoints rarely and reads through mmap;
+    the audit trail has no per-staff index (decision 0008)."""
+    def settings(conn: sqlite3.Connection) -> tuple[int, int, int, set[str]]:
+        def pragma(name: str) -> int:
+            return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        return pragma("cache_size"), pragma("wal_autocheckpoint"), pragma("mmap_size"), indexes
+
+    cache, checkpoint, mmap, indexes = await log.store.write(settings)
+    assert (cache, checkpoint, mmap) == (-WRITER_CACHE_KIB, WAL_AUTOCHECKPOINT_PAGES, MMAP_BYTES)
+    assert "journal_audit_by_agency" in indexes
+    assert "journal_audit_by_staff" not in indexes
 
 
 def test_migrate_is_idempotent_and_refuses_newer_files(tmp_path: Path) -> None:
