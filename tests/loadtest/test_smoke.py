@@ -97,3 +97,16 @@ async def test_scenario_produces_sane_numbers(scenario: str, tmp_path: Path) -> 
         fig = data["figures"][0]["key"]
         ratios = data["ratios"][fig]
         assert set(ratios) == {"raw", "sio"}
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory"])
+def test_hubbench_measures_commands(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m loadtest.hubbench`` runs at a tiny size and reports sane numbers."""
+    from loadtest import hubbench
+
+    argv = ["--rooms", "2", "--consoles", "1", "--seconds", "0.5", "--warmup", "0.2"]
+    assert hubbench.main([*argv, "--memory"] if store == "memory" else argv) == 0
+    out = capsys.readouterr().out
+    rate = float(out.split(" commands/s")[0].replace(",", ""))
+    assert rate > 0
+    assert ("SQLite writer thread" in out) == (store == "sqlite")
