@@ -12,7 +12,7 @@ from protocol import commands as c
 from protocol.codec import Codec
 from protocol.errors import Code
 from protocol.events import ProductAdded
-from protocol.messages import Ack, Event, Refused, ServerMessage, Snapshot
+from protocol.messages import Ack, Event, Refused, RoomCommand, ServerMessage, Snapshot
 from protocol.model import Actor, BagItem, Viewer
 from server.domain.grants import Grant
 from server.hub.hub import Hub
@@ -280,21 +280,38 @@ class Spawned:
         self.tg.start_soon(fn, *args)
 
 
+async def live_creator(hub: Hub) -> Session:
+    """The creator's session, connected, with the room live (seq 1)."""
+    creator = session(CREATOR, "c1")
+    hub.connect(creator)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    return creator
+
+
+async def pipelined(hub: Hub, sender: Session, command: RoomCommand,
+                    spawn: Callable[..., None]) -> None:
+    """Send ``command`` the way the endpoint does, then wait until it is answered."""
+    answered = await hub.command(sender, command, spawn)
+    assert answered is not None
+    with anyio.fail_after(5):
+        await answered
+
+
+def snapshotting_hub(log: MemoryRoomLog) -> Hub:
+    """A hub that saves a snapshot every 2 events."""
+    return Hub(log, MemoryJournal(), lambda a, cr, now: Grant(agency=a, creator=cr),
+               clock=lambda: NOW, metrics=Metrics(), snapshot_interval=2)
+
+
 async def test_pipelined_command_is_answered_without_a_task() -> None:
     """With spawn, an accepted command returns at once and is acked, counted and
     audited by a callback when durable: no task is started for it."""
     # H4 (acked once durable) R16 (audited)
     hub = make_hub()
-    creator = session(CREATOR, "c1")
-    hub.connect(creator)
-    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    creator = await live_creator(hub)
     async with anyio.create_task_group() as tg:
         spawn = Spawned(tg)
-        answered = await hub.command(creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
-                                     spawn)
-        assert answered is not None
-        with anyio.fail_after(5):
-            await answered
+        await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"), spawn)
     assert spawn.started == 0
     assert Ack(command_id="m1", seq=2) in drain(creator)
     await hub.auditor.flushed()
@@ -307,18 +324,11 @@ async def test_pipelined_command_with_work_left_runs_it_in_a_task() -> None:
     hands it to a task, and is answered once that is done."""
     # H3 (snapshots bound the replay)
     log = MemoryRoomLog()
-    hub = Hub(log, MemoryJournal(), lambda a, cr, now: Grant(agency=a, creator=cr),
-              clock=lambda: NOW, metrics=Metrics(), snapshot_interval=2)
-    creator = session(CREATOR, "c1")
-    hub.connect(creator)
-    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    hub = snapshotting_hub(log)
+    creator = await live_creator(hub)
     async with anyio.create_task_group() as tg:
         spawn = Spawned(tg)
-        answered = await hub.command(creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
-                                     spawn)
-        assert answered is not None
-        with anyio.fail_after(5):
-            await answered
+        await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"), spawn)
     assert spawn.started == 1
     snapshot = await log.load_snapshot("cr")
     assert snapshot is not None
@@ -329,19 +339,12 @@ async def test_pipelined_command_after_a_conflict_is_decided_again() -> None:
     """With spawn, a command whose append conflicted is decided again in a task
     and acked with the seq it really got."""
     # H2 H5 (multi-node: optimistic append)
-    log = OtherNodeFirst()
-    hub = make_hub(log)
-    creator = session(CREATOR, "c1")
-    hub.connect(creator)
-    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    hub = make_hub(OtherNodeFirst())
+    creator = await live_creator(hub)
     async with anyio.create_task_group() as tg:
         spawn = Spawned(tg)
-        answered = await hub.command(creator, c.BagAdd(command_id="mine", room="cr",
-                                                       item=BagItem(product_id="p-mine")),
-                                     spawn)
-        assert answered is not None
-        with anyio.fail_after(5):
-            await answered
+        await pipelined(hub, creator, c.BagAdd(command_id="mine", room="cr",
+                                               item=BagItem(product_id="p-mine")), spawn)
     assert spawn.started == 1
     acks = [m for m in drain(creator) if isinstance(m, Ack)]
     assert acks[-1] == Ack(command_id="mine", seq=3)
@@ -350,19 +353,12 @@ async def test_pipelined_command_after_a_conflict_is_decided_again() -> None:
 async def test_pipelined_command_is_answered_even_when_no_task_can_start() -> None:
     """When the work left cannot be started (no task group any more, at shutdown),
     the command still counts as answered: the connection's slot comes back."""
-    log = MemoryRoomLog()
-    hub = Hub(log, MemoryJournal(), lambda a, cr, now: Grant(agency=a, creator=cr),
-              clock=lambda: NOW, metrics=Metrics(), snapshot_interval=2)
-    creator = session(CREATOR, "c1")
-    hub.connect(creator)
-    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    hub = snapshotting_hub(MemoryRoomLog())
+    creator = await live_creator(hub)
 
     def closed_group(fn: Callable[..., Coroutine[Any, Any, object]], *args: object) -> None:
         raise RuntimeError("this task group is no longer active")
 
-    answered = await hub.command(creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
-                                 closed_group)
-    assert answered is not None
-    with anyio.fail_after(5):
-        await answered
+    await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
+                    closed_group)
     assert Ack(command_id="m1", seq=2) in drain(creator)  # durable and acked all the same
