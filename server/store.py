@@ -5,14 +5,15 @@ R16; creator inbox, R14/R15) and :class:`SqliteAccessEventStore` the
 :class:`~server.access_service.AccessEventStore` (R1-R9), both on the node's
 one :class:`~server.log.sqlite_store.SqliteStore`: every write goes through its
 group-committing writer thread, so it is durable when the call returns, and
-every read runs on its reader pool. Tables: migration 2 of
+every read runs on its reader pool. Tables: migrations 2 and 3 of
 :mod:`server.log.schema`.
 
 * ``journal_audit``: one row per entry, with the actor split into columns
   (``role``, ``actor``, ``agency``, ``staff`` - the actor's id when a staff
   member, else NULL) so every :class:`~server.journal.AuditQuery` filter is a
-  column test; indexed by (creator, at), (creator, agency, at) and
-  (creator, staff, at). Newest first is ``at`` descending, then insertion order
+  column test; indexed by (creator, at) and (creator, agency, at) (a staff
+  filter without the agency scans the creator's trail: decision 0008). Newest
+  first is ``at`` descending, then insertion order
   descending (as :class:`~server.journal.MemoryJournal` when ``at`` never goes
   back).
 * ``journal_notifications``: the :class:`~protocol.messages.Notification`

@@ -1,4 +1,8 @@
-"""The WebSocket endpoint ``/ws``: protocol v1 over Starlette, thin on purpose.
+"""The WebSocket endpoint ``/ws``: protocol v1 over ASGI, thin on purpose.
+
+(:class:`server.app.LivepilotApp` hands ``/ws`` connections here directly, past
+Starlette's middleware and router; the endpoint still takes Starlette's
+``WebSocket``.)
 
 Before accept: the Origin allowlist and subprotocol negotiation (and a token
 offered as a ``livepilot.auth.<token>`` subprotocol, for browsers that cannot
@@ -337,15 +341,16 @@ async def _close(websocket: WebSocket, rt: Runtime, session: Session) -> None:
                       "agency": session.actor.agency, "code": session.close_code,
                       "reason": session.close_reason})
     if session.sink is None:
-        # Bounded: the ASGI server's send waits while the client does not read,
-        # and a client that never reads must not keep this task (and its socket).
-        with anyio.move_on_after(FLUSH_ON_CLOSE_S):
-            if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
+        # Each step bounded: the ASGI server's send waits while the client does not
+        # read, and a client that never reads must not keep this task (and socket).
+        if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
+            with anyio.move_on_after(FLUSH_ON_CLOSE_S):
                 for frame in session.take_frames():
                     try:
                         await _send(websocket, session, frame)
                     except Exception:  # the socket is gone; nothing left to flush to
                         break
+        with anyio.move_on_after(FLUSH_ON_CLOSE_S):
             await _safe_close(websocket, session.close_code, session.close_reason)
 
 

@@ -91,7 +91,10 @@ class CommandPipeline(abc.ABC):
         if refusal is not None:
             await self._refuse(session, caller, command, refusal)
             return None
-        live = self.rooms.get(command.room) or await self.room(command.room)
+        live = self.rooms.get(command.room)
+        if live is None:
+            live = await self.room(command.room)
+            caller = self.caller(session, command.room)  # access may have changed meanwhile (R6)
         call = _Call(session, caller, command, live)
         # The common case runs without a suspension point: nothing can interleave,
         # so it needs neither the room lock nor a shield.
@@ -112,49 +115,67 @@ class CommandPipeline(abc.ABC):
         def durable(outcome: asyncio.Future[Outcome]) -> None:
             try:
                 result = outcome.result()
-                if isinstance(result, int) and not self._notes and not self._snapshot_due(live):
-                    self._done(caller, command, result)  # the usual case: nothing to wait for
-                else:
-                    spawn(self._finish, call, result, answered)
-                    return
+                if isinstance(result, int) and result >= 0:
+                    # Counted and audited here, before anything that could fail to start.
+                    self._done(call.caller, command, result)
+                    if not self._notes and not self._snapshot_due(live):
+                        answered.set_result(None)  # the usual case: nothing to wait for
+                        return
+                spawn(self._after, call, result, answered)
             except Exception:  # a bug, or no task group left (shutting down)
                 logger.exception("finishing a command failed",
                                  extra={"command_id": command.command_id})
-            if not answered.done():  # the connection's in-flight slot must come back
-                answered.set_result(None)
+                if not answered.done():  # the connection's in-flight slot must come back
+                    answered.set_result(None)
 
         first.outcome.add_done_callback(durable)
         return answered
 
-    async def _finish(self, call: _Call, outcome: Outcome | Submitted,
-                      answered: asyncio.Future[None] | None = None) -> None:
+    async def _after(self, call: _Call, outcome: Outcome, answered: asyncio.Future[None]) -> None:
+        """What is left of a pipelined command after its append, in a runtime task:
+        store notifications and snapshot (applied), or retry or refuse it.
+
+        It runs beside every other connection's: a failure here is logged, never
+        raised into the runtime's task group (it would stop the node)."""
+        try:
+            if isinstance(outcome, int) and outcome >= 0:
+                await self._after_applied(call.live)
+            else:
+                await self._finish(call, outcome)
+        except Exception:
+            logger.exception("finishing a command failed",
+                             extra={"command_id": call.command.command_id})
+        finally:
+            if not answered.done():
+                answered.set_result(None)
+
+    async def _finish(self, call: _Call, outcome: Outcome | Submitted) -> None:
         """Wait for a submitted command, decide it again after a conflict, then count,
         audit and answer it (the ack itself was sent by publish())."""
-        try:
-            tries = 1
-            while True:
-                if isinstance(outcome, Submitted):
-                    with anyio.CancelScope(shield=True):
-                        outcome = await outcome.outcome
-                if outcome != RETRY:  # RETRY: decided on a state the log did not take
-                    break
-                if tries == MAX_CONFLICT_RETRIES:
-                    outcome = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
-                    break
-                tries += 1
+        tries = 1
+        while True:
+            if isinstance(outcome, Submitted):
                 with anyio.CancelScope(shield=True):
-                    outcome = await self._decide_and_submit(call)
-            if isinstance(outcome, Refusal):
-                await self._resync(call.live)
-                await self._refuse(call.session, call.caller, call.command, outcome)
-            elif isinstance(outcome, int) and outcome >= 0:
-                self._done(call.caller, call.command, outcome)
-                await self._store_notes()
-                if self._snapshot_due(call.live):
-                    await self._snapshot(call.live)
-        finally:
-            if answered is not None and not answered.done():
-                answered.set_result(None)
+                    outcome = await outcome.outcome
+            if outcome != RETRY:  # RETRY: decided on a state the log did not take
+                break
+            if tries == MAX_CONFLICT_RETRIES:
+                outcome = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
+                break
+            tries += 1
+            with anyio.CancelScope(shield=True):
+                outcome = await self._decide_and_submit(call)
+        if isinstance(outcome, Refusal):
+            await self._resync(call.live)
+            await self._refuse(call.session, call.caller, call.command, outcome)
+        elif isinstance(outcome, int) and outcome >= 0:
+            self._done(call.caller, call.command, outcome)
+            await self._after_applied(call.live)
+
+    async def _after_applied(self, live: LiveRoom) -> None:
+        await self._store_notes()
+        if self._snapshot_due(live):
+            await self._snapshot(live)
 
     def _done(self, caller: Caller, command: RoomCommand, seq: int) -> None:
         """Count and audit an applied command (its audit entry goes in the next batch)."""
@@ -192,6 +213,9 @@ class CommandPipeline(abc.ABC):
         async with live.lock:
             if live.diverged:
                 await live.settle(lambda: self._load(live.room))
+            # Waiting for the lock (or a settle) may have taken a while: decide with
+            # the access in force now, not when the command was read (R6).
+            call.caller = self.caller(call.session, call.command.room)
             now = self.clock()
             decision = decide(live.state, call.caller, call.command, now)
             if isinstance(decision, Refusal):
@@ -246,7 +270,10 @@ class CommandPipeline(abc.ABC):
                              code: int) -> None:
         entry = self._audit_entry(actor, command, name, code, None)
         if entry is not None:
-            await self.auditor.write([entry])  # on the trail before the refusal is sent
+            # On the trail before the refusal is sent (R10), even if the session is
+            # closed (and its reading cancelled) meanwhile.
+            with anyio.CancelScope(shield=True):
+                await self.auditor.write([entry])
 
     def _audit_entry(self, actor: Actor, command: Command, name: str, code: int | None,
                      seq: int | None) -> AuditEntry | None:

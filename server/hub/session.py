@@ -95,14 +95,17 @@ class Session:
         """Write (or queue) an encoded frame; past the buffer bound, close as slow."""
         if self.is_closed:
             return
+        # Past the bound only with something already waiting: one frame bigger than
+        # the bound (a large snapshot) still goes to a client that keeps up.
         sink = self.sink
         if sink is not None:
-            if sink.buffered() + len(frame) > self._max:
+            waiting = sink.buffered()
+            if waiting and waiting + len(frame) > self._max:
                 self.close(CloseCode.SLOW_CONSUMER, "send buffer overflow")
                 return
             sink.write(frame)
             return
-        if self._queued + len(frame) > self._max:
+        if self._queued and self._queued + len(frame) > self._max:
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow")
             return
         if self._queue is None:

@@ -190,7 +190,8 @@ class AppendsSoon(Protocol):
         expected_seq: int,
     ) -> asyncio.Future[AppendResult]:
         """:meth:`RoomLog.append`, queued now; appends queued in turn apply in turn.
-        Errors (:class:`LogError`) are set on the future, never raised here."""
+        Storage errors (:class:`LogError`) are set on the future, never raised
+        here; invalid arguments raise ``ValueError`` at once, as ``append`` does."""
         ...
 
 

@@ -13,7 +13,7 @@ from protocol.codec import Codec
 from protocol.errors import Code
 from protocol.events import ProductAdded
 from protocol.messages import Ack, Event, Refused, RoomCommand, ServerMessage, Snapshot
-from protocol.model import Actor, BagItem, Viewer
+from protocol.model import Actor, BagItem, RoomState, Viewer
 from server.domain.grants import Grant
 from server.hub.hub import Hub
 from server.hub.session import Session
@@ -362,3 +362,54 @@ async def test_pipelined_command_is_answered_even_when_no_task_can_start() -> No
     await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
                     closed_group)
     assert Ack(command_id="m1", seq=2) in drain(creator)  # durable and acked all the same
+    await hub.auditor.flushed()  # R16: and on the audit trail
+    trail = await hub.journal.query_audit(AuditQuery(creator="cr", family="moderation"))
+    assert [(e.action, e.seq) for e in trail] == [("mute", 2)]
+
+
+class SnapshotsFail(MemoryRoomLog):
+    """A log whose snapshots cannot be written (a full disk, say)."""
+
+    async def save_snapshot(self, room: str, state: RoomState) -> None:
+        raise LogWriteError("disk full")
+
+
+async def test_failing_work_left_of_a_command_does_not_stop_its_task_group() -> None:
+    """Work left of a command that fails (here: its snapshot) is logged; the task
+    group it runs in (the runtime's, shared by the whole node) carries on."""
+    hub = snapshotting_hub(SnapshotsFail())
+    creator = await live_creator(hub)
+    async with anyio.create_task_group() as tg:
+        spawn = Spawned(tg)
+        await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"), spawn)
+        await pipelined(hub, creator, c.Mute(command_id="m2", room="cr", user_id="u2"), spawn)
+    assert spawn.started == 2  # both ran their (failing) snapshot; the group was not cancelled
+    acks = [m for m in drain(creator) if isinstance(m, Ack)]
+    assert [a.command_id for a in acks][-2:] == ["m1", "m2"]
+
+
+async def test_command_waiting_for_the_room_uses_the_access_in_force_when_decided() -> None:
+    """A staff command held behind the room lock (a join, a snapshot) is decided with
+    the grant in force when it gets the lock: revoked meanwhile, it is refused."""
+    # R6 (every command is checked against the access in force) R9 (revoke)
+    granted = {"ag": True}
+    log = MemoryRoomLog()
+    hub = Hub(log, MemoryJournal(),
+              lambda a, cr, now: Grant(agency=a, creator=cr) if granted[a] else None,
+              clock=lambda: NOW, metrics=Metrics())
+    creator = await live_creator(hub)
+    staff = session(STAFF, "s1")
+    hub.connect(staff)
+    live = await hub.room("cr")
+    async with anyio.create_task_group() as tg:
+        await live.lock.acquire()  # as a join settling or a snapshot would
+        tg.start_soon(hub.command, staff, c.BagAdd(command_id="late", room="cr",
+                                                   item=BagItem(product_id="p1")))
+        await anyio.wait_all_tasks_blocked()  # the command waits for the lock
+        granted["ag"] = False
+        assert hub.access_ended("ag", "cr", "revoked") == 1
+        live.lock.release()
+    events = await log.read_since("cr", 0, 100)
+    assert events is not None
+    assert [e.command_id for e in events] == ["go"]
+    assert creator.is_closed is False

@@ -44,3 +44,15 @@ def test_frames_follow_the_session_format() -> None:
     [frame] = binary.take_frames()
     assert isinstance(frame, bytes)
     assert Codec("msgpack").decode_server(frame) == Pong(nonce=1)
+
+
+def test_one_frame_bigger_than_the_bound_goes_to_a_client_that_keeps_up() -> None:
+    """A frame bigger than the bound is queued when nothing is waiting (a large
+    snapshot); only what comes on top of it closes the session as slow."""
+    # H6 (backpressure bounds what waits, not what is sent)
+    session = Session("s1", ACTOR, Codec("json"), expires_at=0, max_buffered=4)
+    session.deliver(b"0123456789")
+    assert not session.is_closed
+    assert session.pending() == 10
+    session.deliver(b"x")
+    assert session.close_code == CloseCode.SLOW_CONSUMER
