@@ -335,6 +335,10 @@ class SqliteStore:
                 try:
                     result = job.fn(conn)
                 except Exception as exc:
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back itself (a full disk,
+                        # an I/O error): the batch is lost, and this is why.
+                        raise
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     outcomes.append((job, None, exc))

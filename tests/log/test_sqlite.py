@@ -251,6 +251,25 @@ async def test_failed_commit_fails_the_whole_batch(log: SqliteRoomLog) -> None:
     assert isinstance(result, Appended)
 
 
+async def test_a_full_disk_fails_the_batch_with_its_real_cause(log: SqliteRoomLog) -> None:
+    """When SQLite rolls a batch back itself (disk full), its writes fail with that
+    cause, not a "no such savepoint" from undoing one job; the store goes on."""
+    store = log.store
+    await log.append(ROOM, "c0", [pending("a")], 0)
+
+    def fill_up(conn: sqlite3.Connection) -> None:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    await store.write(fill_up)
+    with pytest.raises(LogWriteError) as failed:
+        await log.append(ROOM, "c1", [pending("x" * 200_000)], 1)
+    assert "full" in str(failed.value)
+    assert "savepoint" not in str(failed.value)
+    await store.write(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
+    assert isinstance(await log.append(ROOM, "c2", [pending("b")], 1), Appended)
+
+
 async def test_reads_do_not_wait_for_the_writer(log: SqliteRoomLog) -> None:
     """While the writer thread is busy, reads are served from the committed state."""
     await log.append(ROOM, "c1", [pending("a")], 0)
