@@ -190,8 +190,16 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def sink(self, binary: bool) -> DirectSink:
         """A sink for this connection's frames, text or binary (after the handshake)."""
-        # The handshake's request and response are not needed any more; every idle
-        # connection would keep them (docs/benchmarks.md, idle).
+        # The handshake is over: its request, response and headers are not needed any
+        # more, and every idle connection would keep them (~3 KB; docs/benchmarks.md,
+        # idle). websockets' parser keeps the request object itself, so its headers
+        # are emptied in place; so is the scope's list (the endpoint read Origin).
+        request = getattr(self, "request", None)
+        if request is not None:
+            request.headers.clear()
+        headers = self.scope.get("headers")
+        if isinstance(headers, list):
+            headers.clear()
         self.request = self.response = None  # type: ignore[assignment]
         return DirectSink(self, binary)
 

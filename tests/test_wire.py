@@ -262,6 +262,20 @@ async def test_scope_carries_the_sink_extension() -> None:
         assert isinstance(w.sink(True), DirectSink)
 
 
+async def test_making_the_sink_lets_go_of_the_handshake() -> None:
+    """Once the sink is made (after accept), the handshake's request, response and
+    headers are released: an idle connection does not keep them."""
+    async with wire() as w:
+        request = w.protocol.request
+        assert len(request.headers) > 0
+        assert len(w.scope["headers"]) > 0
+        w.sink(False)
+        assert w.protocol.request is None
+        assert w.protocol.response is None
+        assert len(request.headers) == 0  # websockets' parser still holds the request
+        assert w.scope["headers"] == []
+
+
 # --- read-ahead ---------------------------------------------------------------------
 
 
