@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final, cast
+from typing import Final
 
 import anyio
 
@@ -33,7 +33,6 @@ from server.hub.session import Session
 from server.log.base import (
     Appended,
     AppendResult,
-    AppendsSoon,
     Conflict,
     Duplicate,
     PendingEvent,
@@ -48,7 +47,6 @@ Outcome = int | Refusal | str
 """The seq the command was acked with, a refusal, or :data:`RETRY`."""
 EventSink = Callable[["LiveRoom", Event], None]
 
-_APPENDS_SOON: dict[type, bool] = {}
 _STORAGE_FAILED = Refusal(Code.UNAVAILABLE, "storage unavailable; retry")
 
 
@@ -93,16 +91,8 @@ class LiveRoom:
                   command_id=command_id)
             for i, p in enumerate(pending, start=1)
         ]
-        # Queued now (or, for a log that cannot, by a task: tasks start in creation
-        # order), so appends reach the log in submission order.
-        append: asyncio.Future[AppendResult]
-        soon = _APPENDS_SOON.get(type(log))
-        if soon is None:  # a Protocol isinstance check is slow: once per log class
-            soon = _APPENDS_SOON[type(log)] = isinstance(log, AppendsSoon)
-        if soon:
-            append = cast(AppendsSoon, log).append_soon(self.room, command_id, pending, seq)
-        else:
-            append = asyncio.ensure_future(log.append(self.room, command_id, pending, seq))
+        # Queued now, so appends reach the log in submission order.
+        append = log.append_soon(self.room, command_id, pending, seq)
         entry = Submitted(append, predicted, sender, command_id)
         self.inflight.append(entry)
         for event in predicted:

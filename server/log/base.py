@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, Protocol
 
 import msgspec
 from msgspec import Struct
@@ -40,7 +40,6 @@ from protocol.model import Actor, Id, Millis, RoomState
 __all__ = [
     "AppendResult",
     "Appended",
-    "AppendsSoon",
     "Conflict",
     "Duplicate",
     "LogClosedError",
@@ -134,6 +133,19 @@ class RoomLog(Protocol):
         """
         ...
 
+    def append_soon(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+    ) -> asyncio.Future[AppendResult]:
+        """:meth:`append`, queued now: appends queued in turn apply in turn (the hub
+        pipelines a room's commands on this). Storage errors (:class:`LogError`) are
+        set on the future, never raised here; invalid arguments raise ``ValueError``
+        at once, as ``append`` does."""
+        ...
+
     async def read_since(self, room: str, after_seq: int, limit: int) -> list[Event] | None:
         """Up to ``limit`` events with seq > ``after_seq``, in order, gap-free.
 
@@ -174,24 +186,6 @@ class RoomLog(Protocol):
 
     async def close(self) -> None:
         """Finish pending writes and release the storage; idempotent."""
-        ...
-
-
-@runtime_checkable
-class AppendsSoon(Protocol):
-    """A :class:`RoomLog` that can queue an append without a coroutine: the hub
-    then starts each append with no task of its own (one less per command)."""
-
-    def append_soon(
-        self,
-        room: str,
-        command_id: str | None,
-        events: Sequence[PendingEvent],
-        expected_seq: int,
-    ) -> asyncio.Future[AppendResult]:
-        """:meth:`RoomLog.append`, queued now; appends queued in turn apply in turn.
-        Storage errors (:class:`LogError`) are set on the future, never raised
-        here; invalid arguments raise ``ValueError`` at once, as ``append`` does."""
         ...
 
 

@@ -72,6 +72,17 @@ class MemoryRoomLog:
     def _room(self, room: str) -> _Room | None:
         return self._store.rooms.get(room)
 
+    def append_soon(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+    ) -> asyncio.Future[AppendResult]:
+        """See :meth:`RoomLog.append_soon` (a task: tasks start in creation order)."""
+        check_append_args(expected_seq)
+        return asyncio.ensure_future(self.append(room, command_id, events, expected_seq))
+
     async def append(
         self,
         room: str,

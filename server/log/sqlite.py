@@ -124,7 +124,7 @@ class SqliteRoomLog:
         events: Sequence[PendingEvent],
         expected_seq: int,
     ) -> asyncio.Future[AppendResult]:
-        """See :class:`~server.log.base.AppendsSoon`."""
+        """See :meth:`~server.log.base.RoomLog.append_soon`."""
         check_append_args(expected_seq)
         pending = tuple(events)
         return self.store.write_soon(

@@ -368,3 +368,21 @@ async def test_closed_log_refuses_calls(log: RoomLog) -> None:
         await log.append(ROOM, "c1", [pending("a")], 0)
     with pytest.raises(LogClosedError):
         await log.read_since(ROOM, 0, 10)
+
+
+async def test_append_soon_applies_in_call_order(log: RoomLog) -> None:
+    """Appends queued with append_soon apply in the order they were queued."""
+    # H2 (one order per room: the hub pipelines a room's commands on this)
+    first = log.append_soon(ROOM, "c1", [pending("a")], 0)
+    second = log.append_soon(ROOM, "c2", [pending("b")], 1)
+    results = await asyncio.gather(first, second)
+    assert [r.last_seq for r in results if isinstance(r, Appended)] == [1, 2]
+    assert [e.command_id for e in await all_events(log, ROOM)] == ["c1", "c2"]
+
+
+async def test_append_soon_on_a_closed_log_fails_its_future(log: RoomLog) -> None:
+    """append_soon never raises for a closed log: the error is on the future."""
+    await log.close()
+    future = log.append_soon(ROOM, "c1", [pending("a")], 0)
+    with pytest.raises(LogClosedError):
+        await future

@@ -162,27 +162,6 @@ async def test_store_starts_once_and_refuses_use_when_not_running(tmp_path: Path
         await store.read(lambda conn: 1)
 
 
-async def test_append_soon_applies_in_call_order(log: SqliteRoomLog) -> None:
-    """Appends queued with append_soon (no task each) apply in the order queued."""
-    # H2 (one order per room)
-    first = log.append_soon(ROOM, "c1", [pending("a")], 0)
-    second = log.append_soon(ROOM, "c2", [pending("b")], 1)
-    results = await asyncio.gather(first, second)
-    assert [r.last_seq for r in results if isinstance(r, Appended)] == [1, 2]
-    events = await log.read_since(ROOM, 0, 10)
-    assert events is not None
-    assert [e.command_id for e in events] == ["c1", "c2"]
-
-
-async def test_append_soon_on_a_closed_store_fails_its_future(tmp_path: Path) -> None:
-    """append_soon never raises for a closed store: the error is on the future."""
-    opened = await SqliteRoomLog.open(tmp_path / "closed.db")
-    await opened.close()
-    future = opened.append_soon(ROOM, "c1", [pending("a")], 0)
-    with pytest.raises(LogClosedError):
-        await future
-
-
 # --- the writer thread ---------------------------------------------------------------
 
 
