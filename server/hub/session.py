@@ -53,7 +53,7 @@ class Session:
     """A connected, authenticated client."""
 
     __slots__ = (
-        "_closed_event", "_max", "_queue", "_queued", "_wakeup", "actor", "close_code",
+        "_max", "_queue", "_queued", "_wakeup", "actor", "close_code",
         "close_reason", "codec", "expires_at", "id", "is_closed", "last_seen", "on_close",
         "rooms", "sink",
     )  # fmt: skip
@@ -80,12 +80,6 @@ class Session:
         self._queue: deque[Frame] | None = None
         self._queued = 0
         self._wakeup: anyio.Event | None = None
-        self._closed_event: anyio.Event | None = None
-
-    @property
-    def format(self) -> str:
-        """The session's wire format: ``json`` or ``msgpack``."""
-        return self.codec.format
 
     def send(self, message: Message) -> None:
         """Encode and deliver a message to this session only (never waits)."""
@@ -124,19 +118,10 @@ class Session:
         self.close_reason = reason
         if self.sink is not None:
             self.sink.close(code, reason)
-        if self._closed_event is not None:
-            self._closed_event.set()
         if self._wakeup is not None:
             self._wakeup.set()
         if self.on_close is not None:
             self.on_close()
-
-    async def wait_closed(self) -> None:
-        """Return once the session is closed."""
-        if not self.is_closed:
-            if self._closed_event is None:
-                self._closed_event = anyio.Event()
-            await self._closed_event.wait()
 
     async def wait_frames(self) -> None:
         """Return once a frame is queued or the session is closed (the writer's only wait)."""
