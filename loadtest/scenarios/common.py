@@ -8,6 +8,7 @@ message. Counters are plain attributes bumped from picows callbacks.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -16,13 +17,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from rich.progress import Progress
 
 from loadtest.env import CpuMeter, CpuSample, Pinning
 from loadtest.hist import Latencies
 from loadtest.peer import Peer, gather_limited
+from loadtest.report import Result
 from loadtest.systems import SYSTEMS
 from loadtest.systems.base import ACK, EVENT, Running, Sizes, System, launch
 
@@ -266,6 +268,23 @@ def make_system(name: str, payload: int) -> System:
 def failed(error: BaseException) -> dict[str, object]:
     """A system's figures when its run failed."""
     return {"valid": False, "invalid_reason": f"{type(error).__name__}: {error}"}
+
+
+def scenario_params(opts: argparse.Namespace) -> dict[str, Any]:
+    """A run's options, as its result records them."""
+    return {k: v for k, v in vars(opts).items() if not callable(v)}
+
+
+async def measure_each(ctx: Context, result: Result,
+                       measure: Callable[[str], Awaitable[dict[str, Any]]]) -> Result:
+    """Fill ``result`` with ``measure(system)`` for every system of the run; one
+    system failing does not hide the others."""
+    for name in ctx.systems:
+        try:
+            result.systems[name] = await measure(name)
+        except Exception as e:
+            result.systems[name] = failed(e)
+    return result
 
 
 def closed_count(rooms: Sequence[Room]) -> int:

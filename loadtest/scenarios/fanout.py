@@ -25,12 +25,13 @@ from loadtest.scenarios.common import (
     Counters,
     close_rooms,
     closed_count,
-    failed,
     feed_pacer,
     livepilot_sizes,
     make_system,
+    measure_each,
     open_rooms,
     room_names,
+    scenario_params,
     window,
 )
 from loadtest.systems.base import Sizes
@@ -174,12 +175,7 @@ def plot(result: Result, fig: Any) -> None:
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:
     sizes, _ = livepilot_sizes(opts.payload)
-    params = {k: v for k, v in vars(opts).items() if not callable(v)}
+    params = scenario_params(opts)
     params["frame_bytes"] = sizes.feed
     result = Result("fanout", params, {}, FIGURES, plot=plot)
-    for name in ctx.systems:
-        try:
-            result.systems[name] = await ramp(ctx, name, opts, sizes)
-        except Exception as e:  # one system failing must not hide the others
-            result.systems[name] = failed(e)
-    return result
+    return await measure_each(ctx, result, lambda system: ramp(ctx, system, opts, sizes))

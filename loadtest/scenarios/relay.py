@@ -28,12 +28,13 @@ from loadtest.scenarios.common import (
     close_rooms,
     closed_count,
     command_pacer,
-    failed,
     feed_pacer,
     livepilot_sizes,
     make_system,
+    measure_each,
     open_rooms,
     room_names,
+    scenario_params,
     window,
 )
 from loadtest.systems.base import Sizes
@@ -147,23 +148,23 @@ def plot(result: Result, fig: Any) -> None:
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:
     sizes, _ = livepilot_sizes(opts.payload)
-    params = {k: v for k, v in vars(opts).items() if not callable(v)}
+    params = scenario_params(opts)
     params.update(frame_bytes=sizes.feed, command_bytes=sizes.command)
     result = Result("relay", params, {}, FIGURES, plot=plot)
-    for name in ctx.systems:
-        try:
-            cap, bounded = None, False
-            if opts.feed_rate is None:
-                cap, bounded = await capacity(ctx, name, opts, sizes)
-                rate = cap * opts.load
-            else:
-                rate = opts.feed_rate
-            result.systems[name] = {"capacity": cap,
-                                    **await measure(ctx, name, opts, sizes, rate)}
-            if bounded:
-                result.systems[name]["note"] = (
-                    f"capacity {cap:,.0f}/s is a lower bound (the load generator saturated "
-                    "first): the feed ran below half the true capacity")
-        except Exception as e:  # one system failing must not hide the others
-            result.systems[name] = failed(e)
-    return result
+
+    async def at_half_capacity(name: str) -> dict[str, Any]:
+        cap, bounded = None, False
+        if opts.feed_rate is None:
+            cap, bounded = await capacity(ctx, name, opts, sizes)
+            rate = cap * opts.load
+        else:
+            rate = opts.feed_rate
+        figures: dict[str, Any] = {"capacity": cap,
+                                   **await measure(ctx, name, opts, sizes, rate)}
+        if bounded:
+            figures["note"] = (
+                f"capacity {cap:,.0f}/s is a lower bound (the load generator saturated "
+                "first): the feed ran below half the true capacity")
+        return figures
+
+    return await measure_each(ctx, result, at_half_capacity)

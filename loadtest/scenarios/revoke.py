@@ -26,10 +26,11 @@ from loadtest.report import Figure, Result, Target, latency_curves
 from loadtest.scenarios.common import (
     AGENCY,
     Context,
-    failed,
     livepilot_sizes,
     make_system,
+    measure_each,
     room_names,
+    scenario_params,
 )
 from loadtest.systems.base import Running, Sizes, System
 
@@ -126,11 +127,6 @@ def plot(result: Result, fig: Any) -> None:
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:
     sizes, _ = livepilot_sizes(150)
-    params = {k: v for k, v in vars(opts).items() if not callable(v)}
+    params = scenario_params(opts)
     result = Result("revoke", params, {}, FIGURES, plot=plot)
-    for name in ctx.systems:
-        try:
-            result.systems[name] = await measure(ctx, name, opts, sizes)
-        except Exception as e:  # one system failing must not hide the others
-            result.systems[name] = failed(e)
-    return result
+    return await measure_each(ctx, result, lambda system: measure(ctx, system, opts, sizes))
