@@ -68,6 +68,8 @@ class DirectSink:
 
     A frame is written whole or not at all, so frames written here and those
     uvicorn writes (pings, pongs, the close frame) never interleave mid-frame.
+    Frames written in one turn of the event loop go out together at its end
+    (:meth:`LivepilotWebSocketProtocol.write_frame`).
     """
 
     __slots__ = ("_opcode", "_protocol")
@@ -79,22 +81,20 @@ class DirectSink:
     def write(self, frame: bytes) -> None:
         """Frame ``frame`` and write it; dropped once the connection is closing."""
         p = self._protocol
-        # Not after either side's close frame: no data frame may follow it (RFC 6455
-        # §5.5.1), and the websockets protocol refuses to frame one.
-        if p.close_sent or p.disconnected or p.conn.state is not State.OPEN:
+        if not p.is_open():
             return
         if p.conn.extensions:  # permessage-deflate: the frame must go through the codec
             if self._opcode == Opcode.TEXT:
                 p.conn.send_text(frame)
             else:
                 p.conn.send_binary(frame)
-            p.transport.write(b"".join(p.conn.data_to_send()))
+            p.write_frame(b"".join(p.conn.data_to_send()))
         else:
-            p.transport.write(_framed(self._opcode, frame))
+            p.write_frame(_framed(self._opcode, frame))
 
     def buffered(self) -> int:
         """Bytes written and not yet taken by the kernel."""
-        return self._protocol.transport.get_write_buffer_size()
+        return self._protocol.buffered()
 
     def close(self, code: int, reason: str) -> None:
         """Send the close frame after what is written; the app's reads end at once."""
@@ -173,6 +173,8 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
+        self._out: list[bytes] | None = None
+        self._out_bytes = 0
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -208,8 +210,52 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
+    def is_open(self) -> bool:
+        """Whether a data frame may still be sent: neither side's close frame is out.
+
+        RFC 6455 §5.5.1: no data frame may follow a close frame, and websockets
+        refuses to frame one (with deflate).
+        """
+        return not (self.close_sent or self.disconnected or self.conn.state is not State.OPEN)
+
+    def write_frame(self, data: bytes) -> None:
+        """Write whole frames at the end of this turn of the event loop.
+
+        A fan-out or a batch of durable appends writes many frames to the same
+        socket in one turn (events, then the sender's ack): one write, hence one
+        system call and one TCP segment, instead of one each. The frames go out
+        after the callbacks already scheduled, before any I/O is polled again.
+        """
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self.loop.call_soon(self.flush_frames)
+        else:
+            out.append(data)
+        self._out_bytes += len(data)
+
+    def flush_frames(self) -> None:
+        """Write the frames :meth:`write_frame` holds (dropped if the connection is closing)."""
+        out = self._out
+        if out is None:
+            return
+        self._out = None
+        self._out_bytes = 0
+        if not self.is_open() or self.transport.is_closing():
+            return
+        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def buffered(self) -> int:
+        """Bytes of frames written and not yet taken by the kernel."""
+        return self.transport.get_write_buffer_size() + self._out_bytes
+
+    async def send(self, message: Any) -> None:
+        self.flush_frames()  # the sink's frames first: they were written before
+        await super().send(message)
+
     def close_now(self, code: int, reason: str) -> None:
         """What uvicorn does for an ASGI ``websocket.close``, without waiting."""
+        self.flush_frames()  # what was written goes before the close frame
         if self.close_sent or self.disconnected or self.transport.is_closing():
             return
         reason = fit_close_reason(reason)

@@ -212,6 +212,11 @@ async def wire(*, deflate: bool = False) -> AsyncIterator[Wire]:
             await asyncio.gather(*state.tasks)
 
 
+async def end_of_turn() -> None:
+    """Return after every callback scheduled so far has run (the sink's flush among them)."""
+    await asyncio.sleep(0)
+
+
 async def drain(protocol: LivepilotWebSocketProtocol) -> list[Mapping[str, Any]]:
     """Every event waiting for the app (taken from the queue, not through receive())."""
     events: list[Mapping[str, Any]] = []
@@ -233,6 +238,7 @@ async def test_sink_frames_arrive_whole_and_decoded(deflate: bool, binary: bool)
         payloads = [b"", b"{}", b"x" * 4000, bytes(range(200)) * 300 if binary else b"y" * 70_000]
         for payload in payloads:
             sink.write(payload)
+        await end_of_turn()
         on_wire = sum(len(b) for b in w.transport.written)
         frames = w.client_receives()
         assert [bytes(f.data) for f in frames] == payloads
@@ -247,12 +253,62 @@ async def test_sink_frames_arrive_whole_and_decoded(deflate: bool, binary: bool)
 
 
 async def test_sink_reports_the_transport_write_buffer() -> None:
-    """buffered() is what the transport has not handed to the kernel yet."""
+    """buffered() is what the transport has not handed to the kernel yet, plus the
+    frames held until the end of the turn."""
     async with wire() as w:
         sink = w.sink(False)
         assert sink.buffered() == 0
         w.transport.buffer_size = 12_345
         assert sink.buffered() == 12_345
+        sink.write(b"x" * 200)
+        assert sink.buffered() == 12_345 + len(frame_header(Opcode.TEXT, 200)) + 200
+        await end_of_turn()
+        assert sink.buffered() == 12_345  # the recording transport "sent" it at once
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+async def test_frames_of_one_turn_go_out_in_one_write(deflate: bool) -> None:
+    """Frames written in one turn of the loop are held, then written together, in order."""
+    async with wire(deflate=deflate) as w:
+        sink = w.sink(False)
+        payloads = [f"event {i}".encode() for i in range(5)]
+        for payload in payloads:
+            sink.write(payload)
+        assert w.transport.written == []
+        await end_of_turn()
+        assert len(w.transport.written) == 1
+        assert [bytes(f.data) for f in w.client_receives()] == payloads
+        sink.write(b"next turn")
+        await end_of_turn()
+        assert [bytes(f.data) for f in w.client_receives()] == [b"next turn"]
+
+
+async def test_an_asgi_send_goes_after_the_frames_held() -> None:
+    """A frame sent through ASGI after sink writes follows them on the wire."""
+    async with wire() as w:
+        w.sink(False).write(b"first")
+        with anyio.fail_after(TIMEOUT):
+            await w.protocol.send({"type": "websocket.send", "text": "second"})
+        assert [bytes(f.data) for f in w.client_receives()] == [b"first", b"second"]
+
+
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+async def test_frames_held_when_the_peer_closes_are_dropped(deflate: bool) -> None:
+    """Frames held when the peer's close frame arrives never follow the close echo."""
+    async with wire(deflate=deflate) as w:
+        w.sink(False).write(b"fan-out to a member that is leaving")
+        w.peer_closes()
+        await end_of_turn()
+        assert [f.opcode for f in w.client_receives()] == [Opcode.CLOSE]
+
+
+async def test_frames_held_when_the_connection_is_lost_are_dropped() -> None:
+    """Frames held when the connection is lost are not written to the dead transport."""
+    async with wire() as w:
+        w.sink(False).write(b"nobody there")
+        w.protocol.connection_lost(None)
+        await end_of_turn()
+        assert w.transport.written == []
 
 
 async def test_scope_carries_the_sink_extension() -> None:
