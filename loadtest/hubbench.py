@@ -81,7 +81,6 @@ async def run(opts: argparse.Namespace) -> None:
                   metrics=Metrics())
         state = State()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(hub.auditor.run)
             for r in range(opts.rooms):
                 room = f"cr{r}"
                 creator = Session(f"c{r}", Actor(role="creator", id=room), CODEC, FOREVER, 1 << 30)

@@ -78,10 +78,8 @@ async def open_runtime(
     try:
         await access.start()
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(hub.auditor.run)
             yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
                           journal=journal, access=access, hub=hub, spawn=tasks.start_soon)
-            tasks.cancel_scope.cancel()  # the auditor writes what is queued as it stops
     finally:
         hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
         await log.close()

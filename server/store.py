@@ -8,7 +8,9 @@ group-committing writer thread, so it is durable when the call returns, and
 every read runs on its reader pool. Tables: migrations 2 and 3 of
 :mod:`server.log.schema`.
 
-* ``journal_audit``: one row per entry, with the actor split into columns
+* ``journal_audit``: one row per entry - refusals and access actions; a command
+  applied since schema 4 is recorded in the room log instead (decision 0009;
+  :class:`~server.hub.auditor.Auditor` reads both) - with the actor split into columns
   (``role``, ``actor``, ``agency``, ``staff`` - the actor's id when a staff
   member, else NULL) so every :class:`~server.journal.AuditQuery` filter is a
   column test; indexed by (creator, at) and (creator, agency, at) (a staff

@@ -1,62 +1,48 @@
-"""Audit entries written in batches, off the command path.
+"""The audit trail (R16): where each kind of entry is kept, and the trail read whole.
 
-An acked command's audit entry need not delay the next command of its
-connection: :meth:`Auditor.record` queues it and :meth:`Auditor.run` (a task
-owned by the runtime's task group) writes everything queued in one batch. A
-refusal is written before the client hears of it (:meth:`Auditor.write`), and a
-reader of the trail calls :meth:`Auditor.flushed` first, so what was acked is
-on the trail when anyone looks (R16). Without a running writer (tests that build
-a hub alone), :meth:`record` entries wait for :meth:`flushed`, which writes them.
+An applied command's audit record travels with its append (a
+:class:`~server.log.base.CommandRecord` kept in the room log with the command's
+idempotency key, decision 0009): acked means on the trail, at no write of its
+own. Everything else - refusals (written before the client hears of them, R10),
+access actions - is an :class:`~server.journal.AuditEntry` in the journal.
+:meth:`Auditor.trail` reads both as one trail.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Sequence
 
-import anyio
-
-from server.journal import AuditEntry, Journal
+from server.journal import AuditEntry, AuditQuery, Journal
+from server.log.base import AppliedQuery, RoomLog
 
 __all__ = ["Auditor"]
 
 
 class Auditor:
-    """Queues audit entries and writes them in batches."""
+    """Writes the journal's audit entries; reads the whole trail."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, log: RoomLog) -> None:
         self.journal = journal
-        self._queue: list[AuditEntry] = []
-        self._wakeup = anyio.Event()
-        self._lock = anyio.Lock()
-
-    def record(self, entry: AuditEntry) -> None:
-        """Queue an entry; it is written with the next batch."""
-        self._queue.append(entry)
-        self._wakeup.set()
+        self.log = log
 
     async def write(self, entries: Sequence[AuditEntry]) -> None:
-        """Write entries now (after whatever is queued), durably when this returns."""
-        await self.flushed()
+        """Write entries to the journal, durably when this returns."""
         await self.journal.audit(entries)
 
-    async def flushed(self) -> None:
-        """Return once every entry recorded so far is written."""
-        async with self._lock:
-            await self._write_queued()
-
-    async def _write_queued(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            await self.journal.audit(batch)
-
-    async def run(self) -> None:
-        """Write queued entries as they come, until cancelled (then write the rest)."""
-        try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup = anyio.Event()
-                async with self._lock:
-                    await self._write_queued()
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.flushed()
+    async def trail(self, query: AuditQuery) -> list[AuditEntry]:
+        """The creator's trail matching ``query``: the journal's entries and the
+        room's applied commands, newest first, at most ``query.limit``."""
+        entries = await self.journal.query_audit(query)
+        applied = await self.log.applied(query.creator, AppliedQuery(
+            agency=query.agency, staff=query.staff, family=query.family, since=query.since,
+            until=query.until, limit=query.limit))
+        commands = [
+            AuditEntry(at=a.record.at, creator=query.creator, actor=a.record.by,
+                       family=a.record.family, action=a.record.action,
+                       command_id=a.command_id, seq=a.last_seq)
+            for a in applied
+        ]
+        merged = heapq.merge(entries, commands, key=lambda e: e.at, reverse=True)
+        return list(itertools.islice(merged, max(query.limit, 0)))

@@ -84,7 +84,7 @@ class Hub(CommandPipeline):
         self._drained = anyio.Event()
         self._creators: dict[str, set[Session]] = {}
         """The creator's own sessions, by creator id: where notifications go live."""
-        self.auditor = Auditor(journal)
+        self.auditor = Auditor(journal, log)
         """Writes audit entries in batches; its ``run`` is owned by the runtime."""
         self._notes: list[Notification] = []
         """Notifications published but not yet stored in the inbox."""

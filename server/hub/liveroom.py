@@ -33,6 +33,7 @@ from server.hub.session import Session
 from server.log.base import (
     Appended,
     AppendResult,
+    CommandRecord,
     Conflict,
     Duplicate,
     PendingEvent,
@@ -83,8 +84,9 @@ class LiveRoom:
         """Called for each durable event, in order: fan-out and its side effects."""
 
     def submit(self, log: RoomLog, command_id: str | None, pending: Sequence[PendingEvent],
-               sender: Session | None) -> Submitted:
-        """Under the lock: start the append and fold its predicted events now."""
+               sender: Session | None, record: CommandRecord | None = None) -> Submitted:
+        """Under the lock: start the append (with the command's audit ``record``)
+        and fold its predicted events now."""
         seq = self.state.seq
         predicted = [
             Event(room=self.room, seq=seq + i, at=p.at, actor=p.actor, by=p.by, body=p.body,
@@ -92,7 +94,7 @@ class LiveRoom:
             for i, p in enumerate(pending, start=1)
         ]
         # Queued now, so appends reach the log in submission order.
-        append = log.append_soon(self.room, command_id, pending, seq)
+        append = log.append_soon(self.room, command_id, pending, seq, record)
         entry = Submitted(append, predicted, sender, command_id)
         self.inflight.append(entry)
         for event in predicted:

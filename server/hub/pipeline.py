@@ -1,9 +1,10 @@
 """The command half of the hub: decide, append, answer (mixed into :class:`Hub`).
 
 Flow of one room command: authorize against the grant in force *now* (R6) ->
-``decide`` against the room's optimistic state -> start the durable append
-(:meth:`LiveRoom.submit`) -> once durable, :meth:`LiveRoom.publish` fans the
-events out and acks the sender in order (H2, H4) -> count and audit it (R16).
+``decide`` against the room's optimistic state -> start the durable append,
+which carries the command's audit record (:meth:`LiveRoom.submit`, R16) -> once
+durable, :meth:`LiveRoom.publish` fans the events out and acks the sender in
+order (H2, H4) -> count it.
 
 The common case never suspends between reading the room's state and starting
 the append, so it needs neither the room lock nor a cancel shield, and what
@@ -35,7 +36,7 @@ from server.hub.auditor import Auditor
 from server.hub.liveroom import RETRY, LiveRoom, Outcome, Submitted
 from server.hub.session import Session
 from server.journal import AuditEntry, Journal
-from server.log.base import PendingEvent, RoomLog
+from server.log.base import CommandRecord, PendingEvent, RoomLog
 from server.metrics import Metrics
 
 __all__ = ["MAX_CONFLICT_RETRIES", "CommandPipeline", "Spawn"]
@@ -116,8 +117,8 @@ class CommandPipeline(abc.ABC):
             try:
                 result = outcome.result()
                 if isinstance(result, int) and result >= 0:
-                    # Counted and audited here, before anything that could fail to start.
-                    self._done(call.caller, command, result)
+                    # Counted here, before anything that could fail to start.
+                    self._done(command)
                     if not self._notes and not self._snapshot_due(live):
                         answered.set_result(None)  # the usual case: nothing to wait for
                         return
@@ -169,7 +170,7 @@ class CommandPipeline(abc.ABC):
             await self._resync(call.live)
             await self._refuse(call.session, call.caller, call.command, outcome)
         elif isinstance(outcome, int) and outcome >= 0:
-            self._done(call.caller, call.command, outcome)
+            self._done(call.command)
             await self._after_applied(call.live)
 
     async def _after_applied(self, live: LiveRoom) -> None:
@@ -177,13 +178,9 @@ class CommandPipeline(abc.ABC):
         if self._snapshot_due(live):
             await self._snapshot(live)
 
-    def _done(self, caller: Caller, command: RoomCommand, seq: int) -> None:
-        """Count and audit an applied command (its audit entry goes in the next batch)."""
-        name = str(type(command).__struct_config__.tag)
-        self.metrics.command_done(name, "ok")
-        entry = self._audit_entry(caller.actor, command, name, None, seq)
-        if entry is not None:
-            self.auditor.record(entry)  # written in the next batch, off the command path
+    def _done(self, command: RoomCommand) -> None:
+        """Count an applied command (its audit record went with its append)."""
+        self.metrics.command_done(str(type(command).__struct_config__.tag), "ok")
 
     def _snapshot_due(self, live: LiveRoom) -> bool:
         return live.since_snapshot >= self.snapshot_interval
@@ -244,9 +241,14 @@ class CommandPipeline(abc.ABC):
                                          items=items))
             self.metrics.command_done("bag_list", "ok")
             return -1
-        pending = [PendingEvent(at=now, actor=live.state.room, by=call.caller.actor, body=b)
+        actor = call.caller.actor
+        pending = [PendingEvent(at=now, actor=live.state.room, by=actor, body=b)
                    for b in decision]
-        return live.submit(self.log, command.command_id, pending, call.session)
+        # Platform activity is not an action of anyone: only commands are audited (R16).
+        record = None if command.family == "feed" else CommandRecord(
+            at=now, by=actor, family=command.family,
+            action=str(type(command).__struct_config__.tag))
+        return live.submit(self.log, command.command_id, pending, call.session, record)
 
     async def _refused_or_resent(
         self, live: LiveRoom, session: Session, cid: str, refusal: Refusal

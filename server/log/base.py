@@ -23,6 +23,10 @@ Rules every implementation keeps:
   the snapshot instead.
 * Idempotency keys are retained as long as their command's events are: trimming
   a command's events forgets its id too (the H1 window is the retained history).
+  Except a command appended with a :class:`CommandRecord` (who applied it, what
+  it was): that record is the room's audit trail of applied commands (R16), so
+  it and the command's key are kept for good, and it is stored in the same
+  atomic append as the events - an acknowledged command is on the trail.
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from protocol.model import Actor, Id, Millis, RoomState
 __all__ = [
     "AppendResult",
     "Appended",
+    "AppliedCommand",
+    "AppliedQuery",
+    "CommandRecord",
     "Conflict",
     "Duplicate",
     "LogClosedError",
@@ -63,6 +70,28 @@ class PendingEvent(Struct, frozen=True, kw_only=True):
     actor: Id
     by: Actor
     body: EventBody
+
+
+class CommandRecord(Struct, frozen=True, kw_only=True):
+    """Who applied a command, when, and what it was: kept with its idempotency key,
+    the audit trail of the room's applied commands (R16)."""
+
+    at: Millis
+    by: Actor
+    """The real actor (the events show the creator to the audience)."""
+    family: str
+    """The command's family (``live``, ``bag``...)."""
+    action: str
+    """The command's ``type`` tag."""
+
+
+class AppliedCommand(Struct, frozen=True, kw_only=True):
+    """A command applied with a :class:`CommandRecord`, as :meth:`RoomLog.applied` lists it."""
+
+    command_id: str
+    last_seq: int
+    """The seq it was acked with."""
+    record: CommandRecord
 
 
 class Appended(Struct, frozen=True, kw_only=True):
@@ -104,6 +133,31 @@ class Conflict(Struct, frozen=True, kw_only=True):
 AppendResult = Appended | Duplicate | Conflict
 
 
+class AppliedQuery(Struct, frozen=True, kw_only=True):
+    """Filters of :meth:`RoomLog.applied`: every given one must match."""
+
+    agency: str | None = None
+    staff: str | None = None
+    """A staff member's id (the actor is that staff member)."""
+    family: str | None = None
+    since: int | None = None
+    """``at >= since``."""
+    until: int | None = None
+    """``at < until``."""
+    limit: int = 100
+
+    def matches(self, record: CommandRecord) -> bool:
+        """Whether a record passes every filter (the memory log's query)."""
+        by = record.by
+        return (
+            (self.agency is None or by.agency == self.agency)
+            and (self.staff is None or (by.role == "staff" and by.id == self.staff))
+            and (self.family is None or record.family == self.family)
+            and (self.since is None or record.at >= self.since)
+            and (self.until is None or record.at < self.until)
+        )
+
+
 class LogError(Exception):
     """Base of the log's own errors (I/O, lifecycle); never raised for a refusal."""
 
@@ -125,11 +179,14 @@ class RoomLog(Protocol):
         command_id: str | None,
         events: Sequence[PendingEvent],
         expected_seq: int,
+        record: CommandRecord | None = None,
     ) -> AppendResult:
         """Atomically store ``events`` as the next seqs of ``room`` if the log is at
         ``expected_seq`` and ``command_id`` is new there (see the module notes).
 
         ``command_id`` None appends without an idempotency key (server-made events).
+        ``record``, with a ``command_id``, is stored with the key in the same
+        append and kept for good (:meth:`applied`).
         """
         ...
 
@@ -139,6 +196,7 @@ class RoomLog(Protocol):
         command_id: str | None,
         events: Sequence[PendingEvent],
         expected_seq: int,
+        record: CommandRecord | None = None,
     ) -> asyncio.Future[AppendResult]:
         """:meth:`append`, queued now: appends queued in turn apply in turn (the hub
         pipelines a room's commands on this). Storage errors (:class:`LogError`) are
@@ -161,6 +219,11 @@ class RoomLog(Protocol):
 
     async def lookup_command(self, room: str, command_id: str) -> Duplicate | None:
         """The seqs of a command already applied in the room (what a resend gets)."""
+        ...
+
+    async def applied(self, room: str, query: AppliedQuery) -> list[AppliedCommand]:
+        """The room's recorded commands matching every filter of ``query``, newest
+        first (latest ``at``, then latest seq), at most ``query.limit``."""
         ...
 
     async def save_snapshot(self, room: str, state: RoomState) -> None:

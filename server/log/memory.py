@@ -21,6 +21,9 @@ from protocol.model import RoomState
 from server.log.base import (
     Appended,
     AppendResult,
+    AppliedCommand,
+    AppliedQuery,
+    CommandRecord,
     Conflict,
     Duplicate,
     LogClosedError,
@@ -43,7 +46,8 @@ class _Room:
         self.trimmed_seq = 0
         """Every event with seq <= trimmed_seq is gone; events[0] has seq trimmed_seq + 1."""
         self.events: list[bytes] = []
-        self.commands: dict[str, tuple[int, int]] = {}
+        self.commands: dict[str, tuple[int, int, CommandRecord | None]] = {}
+        """command id -> (first seq, last seq, record)."""
         self.snapshot: tuple[int, bytes] | None = None
 
 
@@ -78,10 +82,12 @@ class MemoryRoomLog:
         command_id: str | None,
         events: Sequence[PendingEvent],
         expected_seq: int,
+        record: CommandRecord | None = None,
     ) -> asyncio.Future[AppendResult]:
         """See :meth:`RoomLog.append_soon` (a task: tasks start in creation order)."""
         check_append_args(expected_seq)
-        return asyncio.ensure_future(self.append(room, command_id, events, expected_seq))
+        return asyncio.ensure_future(
+            self.append(room, command_id, events, expected_seq, record))
 
     async def append(
         self,
@@ -89,6 +95,7 @@ class MemoryRoomLog:
         command_id: str | None,
         events: Sequence[PendingEvent],
         expected_seq: int,
+        record: CommandRecord | None = None,
     ) -> AppendResult:
         """See :meth:`RoomLog.append`."""
         check_append_args(expected_seq)
@@ -104,7 +111,7 @@ class MemoryRoomLog:
         first = r.last_seq + 1
         r.last_seq += len(stored)
         if command_id is not None:
-            r.commands[command_id] = (first, r.last_seq)
+            r.commands[command_id] = (first, r.last_seq, record)
         return Appended(events=stored, last_seq=r.last_seq)
 
     async def read_since(self, room: str, after_seq: int, limit: int) -> list[Event] | None:
@@ -131,6 +138,18 @@ class MemoryRoomLog:
         r = self._room(room)
         seen = None if r is None else r.commands.get(command_id)
         return None if seen is None else Duplicate(first_seq=seen[0], last_seq=seen[1])
+
+    async def applied(self, room: str, query: AppliedQuery) -> list[AppliedCommand]:
+        """See :meth:`RoomLog.applied`."""
+        await self._enter()
+        r = self._room(room)
+        if r is None or query.limit <= 0:
+            return []
+        found = [AppliedCommand(command_id=cid, last_seq=last, record=record)
+                 for cid, (_, last, record) in r.commands.items()
+                 if record is not None and query.matches(record)]
+        found.sort(key=lambda a: (a.record.at, a.last_seq), reverse=True)
+        return found[: query.limit]
 
     async def save_snapshot(self, room: str, state: RoomState) -> None:
         """See :meth:`RoomLog.save_snapshot`."""
@@ -160,7 +179,8 @@ class MemoryRoomLog:
         dropped = cut - r.trimmed_seq
         del r.events[:dropped]
         r.trimmed_seq = cut
-        r.commands = {c: s for c, s in r.commands.items() if s[1] > cut}
+        # A recorded command is the audit trail (R16): it, and so its key, stays.
+        r.commands = {c: s for c, s in r.commands.items() if s[1] > cut or s[2] is not None}
         return dropped
 
     async def close(self) -> None:

@@ -102,7 +102,28 @@ JOURNAL_V3: Final[tuple[str, ...]] = (
     "DROP INDEX IF EXISTS journal_audit_by_staff",
 )
 
-SCHEMA: Final[tuple[Migration, ...]] = ((1, LOG_V1), (2, JOURNAL_V2), (3, JOURNAL_V3))
+LOG_V4: Final[tuple[str, ...]] = (
+    # A command applied by someone carries its audit record (R16) in its idempotency
+    # row, written in the same append as its events (decision 0009): acked means on
+    # the trail, and the three B-trees of a journal_audit row are not written for
+    # every command. Rows with ``at`` are kept for good; rows without (feed items,
+    # and commands applied before this step, whose audit entry is in journal_audit)
+    # are trimmed with their events, through the seq index that only they are in.
+    "ALTER TABLE log_commands ADD COLUMN at INTEGER",
+    "ALTER TABLE log_commands ADD COLUMN role TEXT",
+    "ALTER TABLE log_commands ADD COLUMN actor TEXT",
+    "ALTER TABLE log_commands ADD COLUMN agency TEXT",
+    "ALTER TABLE log_commands ADD COLUMN family TEXT",
+    "ALTER TABLE log_commands ADD COLUMN action TEXT",
+    "DROP INDEX log_commands_by_seq",
+    "CREATE INDEX log_commands_by_seq ON log_commands (room, last_seq) WHERE at IS NULL",
+    """CREATE INDEX log_commands_applied ON log_commands (room, at, last_seq)
+        WHERE at IS NOT NULL""",
+)
+
+SCHEMA: Final[tuple[Migration, ...]] = (
+    (1, LOG_V1), (2, JOURNAL_V2), (3, JOURNAL_V3), (4, LOG_V4),
+)
 SCHEMA_VERSION: Final = SCHEMA[-1][0]
 
 

@@ -18,10 +18,13 @@ from types import TracebackType
 from typing import Final, Self
 
 from protocol.messages import Event
-from protocol.model import RoomState
+from protocol.model import Actor, RoomState
 from server.log.base import (
     Appended,
     AppendResult,
+    AppliedCommand,
+    AppliedQuery,
+    CommandRecord,
     Conflict,
     Duplicate,
     PendingEvent,
@@ -49,6 +52,15 @@ _UPSERT_ROOM: Final = (
 _INSERT_COMMAND: Final = (
     "INSERT INTO log_commands (room, command_id, first_seq, last_seq) VALUES (?, ?, ?, ?)"
 )
+_INSERT_RECORDED: Final = (
+    "INSERT INTO log_commands (room, command_id, first_seq, last_seq, at, role, actor,"
+    " agency, family, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_APPLIED: Final = (
+    "SELECT command_id, last_seq, at, role, actor, agency, family, action"
+    " FROM log_commands WHERE room = ? AND at IS NOT NULL"
+)
+_INT64: Final = 2**63 - 1
 _SELECT_EVENTS: Final = (
     "SELECT data FROM log_events WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
@@ -113,9 +125,10 @@ class SqliteRoomLog:
         command_id: str | None,
         events: Sequence[PendingEvent],
         expected_seq: int,
+        record: CommandRecord | None = None,
     ) -> AppendResult:
         """See :meth:`RoomLog.append`."""
-        return await self.append_soon(room, command_id, events, expected_seq)
+        return await self.append_soon(room, command_id, events, expected_seq, record)
 
     def append_soon(
         self,
@@ -123,12 +136,13 @@ class SqliteRoomLog:
         command_id: str | None,
         events: Sequence[PendingEvent],
         expected_seq: int,
+        record: CommandRecord | None = None,
     ) -> asyncio.Future[AppendResult]:
         """See :meth:`~server.log.base.RoomLog.append_soon`."""
         check_append_args(expected_seq)
         pending = tuple(events)
         return self.store.write_soon(
-            lambda conn: self._append(conn, room, command_id, pending, expected_seq)
+            lambda conn: self._append(conn, room, command_id, pending, expected_seq, record=record)
         )
 
     def _append(
@@ -138,6 +152,8 @@ class SqliteRoomLog:
         command_id: str | None,
         events: tuple[PendingEvent, ...],
         expected_seq: int,
+        *,
+        record: CommandRecord | None,
     ) -> AppendResult:
         if command_id is not None:
             seen = conn.execute(_SELECT_COMMAND, (room, command_id)).fetchone()
@@ -156,7 +172,13 @@ class SqliteRoomLog:
                 conn.executemany(_INSERT_EVENT, [(room, e.seq, encode(e)) for e in stored])
             conn.execute(_UPSERT_ROOM, (room, new_last))
         if command_id is not None:
-            conn.execute(_INSERT_COMMAND, (room, command_id, last + 1, new_last))
+            if record is None:
+                conn.execute(_INSERT_COMMAND, (room, command_id, last + 1, new_last))
+            else:
+                by = record.by
+                conn.execute(_INSERT_RECORDED, (room, command_id, last + 1, new_last, record.at,
+                                                by.role, by.id, by.agency, record.family,
+                                                record.action))
         return Appended(events=stored, last_seq=new_last)
 
     async def save_snapshot(self, room: str, state: RoomState) -> None:
@@ -193,7 +215,9 @@ class SqliteRoomLog:
         dropped = conn.execute(
             "DELETE FROM log_events WHERE room = ? AND seq <= ?", (room, step)
         ).rowcount
-        conn.execute("DELETE FROM log_commands WHERE room = ? AND last_seq <= ?", (room, step))
+        # Recorded commands are the audit trail (R16): they, and so their keys, stay.
+        conn.execute("DELETE FROM log_commands WHERE room = ? AND last_seq <= ? AND at IS NULL",
+                     (room, step))
         conn.execute("UPDATE log_rooms SET trimmed_seq = ? WHERE room = ?", (step, room))
         return int(dropped), step == cut
 
@@ -223,6 +247,43 @@ class SqliteRoomLog:
         def op(conn: sqlite3.Connection) -> Duplicate | None:
             row = conn.execute(_SELECT_COMMAND, (room, command_id)).fetchone()
             return None if row is None else Duplicate(first_seq=row[0], last_seq=row[1])
+
+        return await self.store.read(op)
+
+    async def applied(self, room: str, query: AppliedQuery) -> list[AppliedCommand]:
+        """See :meth:`RoomLog.applied` (a staff or agency filter scans the room's
+        recorded commands newest first: there is no index per actor)."""
+        if query.limit <= 0:
+            return []
+        sql = [_SELECT_APPLIED]
+        args: list[object] = [room]
+        if query.agency is not None:
+            sql.append("AND agency = ?")
+            args.append(query.agency)
+        if query.staff is not None:
+            sql.append("AND role = 'staff' AND actor = ?")
+            args.append(query.staff)
+        if query.family is not None:
+            sql.append("AND family = ?")
+            args.append(query.family)
+        if query.since is not None:
+            sql.append("AND at >= ?")
+            args.append(max(query.since, -_INT64))
+        if query.until is not None:
+            sql.append("AND at < ?")
+            args.append(min(query.until, _INT64))
+        sql.append("ORDER BY at DESC, last_seq DESC LIMIT ?")
+        args.append(min(query.limit, _INT64))
+        text = " ".join(sql)
+
+        def op(conn: sqlite3.Connection) -> list[AppliedCommand]:
+            return [
+                AppliedCommand(command_id=command_id, last_seq=last_seq, record=CommandRecord(
+                    at=at, by=Actor(role=role, id=actor, agency=agency), family=family,
+                    action=action))
+                for command_id, last_seq, at, role, actor, agency, family, action
+                in conn.execute(text, args)
+            ]  # fmt: skip
 
         return await self.store.read(op)
 

@@ -121,7 +121,7 @@ async def test_staff_start_attempt_is_refused_and_audited(server: Server) -> Non
         assert refused.code == Code.CREATOR_ONLY
     from server.journal import AuditQuery
 
-    trail = await server.runtime.journal.query_audit(AuditQuery(creator=room, staff="anna"))
+    trail = await server.runtime.hub.auditor.trail(AuditQuery(creator=room, staff="anna"))
     assert [(e.action, e.code) for e in trail if e.family == "live"] == [
         ("start_live", Code.CREATOR_ONLY)
     ]

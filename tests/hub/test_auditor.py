@@ -1,12 +1,13 @@
-"""Audit entries written in batches, off the command path."""
+"""The audit trail: the journal's entries and the log's applied commands, read as one."""
 
 from __future__ import annotations
 
-import anyio
-
+from protocol.events import ProductPinned
 from protocol.model import Actor
 from server.hub.auditor import Auditor
 from server.journal import AuditEntry, AuditQuery, MemoryJournal
+from server.log.base import CommandRecord, PendingEvent
+from server.log.memory import MemoryRoomLog
 
 ACTOR = Actor(role="staff", id="st", agency="ag")
 
@@ -16,55 +17,49 @@ def entry(n: int, code: int | None = None) -> AuditEntry:
                       command_id=f"c{n}", code=code)
 
 
-class CountingJournal(MemoryJournal):
-    """Counts the writes (batches) it receives."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[int] = []
-
-    async def audit(self, entries: object) -> None:
-        batch = list(entries)  # type: ignore[call-overload]
-        self.batches.append(len(batch))
-        await super().audit(batch)
+async def applied(log: MemoryRoomLog, n: int, *, actor: Actor = ACTOR, room: str = "cr",
+                  family: str = "bag") -> None:
+    """Append one applied command ``a{n}`` at time ``n`` with its audit record."""
+    seq = await log.last_seq(room)
+    event = PendingEvent(at=n, actor=room, by=actor, body=ProductPinned(product_id="p"))
+    await log.append(room, f"a{n}", [event], seq,
+                     CommandRecord(at=n, by=actor, family=family, action="bag_pin"))
 
 
-async def test_recorded_entries_are_written_in_one_batch_by_the_runner() -> None:
-    """Entries recorded together are written together by the running writer."""
+async def test_the_trail_merges_applied_commands_and_journal_entries_newest_first() -> None:
+    """trail() is the journal's entries and the log's applied commands as one list,
+    newest first, cut at the limit."""
     # R16
-    journal = CountingJournal()
-    auditor = Auditor(journal)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(auditor.run)
-        for n in range(5):
-            auditor.record(entry(n))
-        await auditor.flushed()
-        tg.cancel_scope.cancel()
-    trail = await journal.query_audit(AuditQuery(creator="cr"))
-    assert [e.command_id for e in trail] == [f"c{n}" for n in reversed(range(5))]
-    assert sum(journal.batches) == 5
-    assert len(journal.batches) == 1
+    log = MemoryRoomLog()
+    auditor = Auditor(MemoryJournal(), log)
+    for n in (1, 4, 6):
+        await applied(log, n)
+    await auditor.write([entry(2, code=201), entry(5, code=201)])
+    trail = await auditor.trail(AuditQuery(creator="cr"))
+    assert [(e.at, e.command_id, e.code) for e in trail] == [
+        (6, "a6", None), (5, "c5", 201), (4, "a4", None), (2, "c2", 201), (1, "a1", None)]
+    assert [e.seq for e in trail if e.code is None] == [3, 2, 1]
+    assert all(e.actor == ACTOR and e.creator == "cr" for e in trail)
+    limited = await auditor.trail(AuditQuery(creator="cr", limit=2))
+    assert [e.command_id for e in limited] == ["a6", "c5"]
 
 
-async def test_a_refusal_is_written_after_what_was_queued_before_it() -> None:
-    """write() flushes the queue first, so the trail keeps the order things happened in."""
-    # R10 R16
-    journal = CountingJournal()
-    auditor = Auditor(journal)
-    auditor.record(entry(1))
-    await auditor.write([entry(2, code=201)])
-    trail = await journal.query_audit(AuditQuery(creator="cr"))
-    assert [(e.command_id, e.code) for e in trail] == [("c2", 201), ("c1", None)]
-
-
-async def test_stopping_the_runner_writes_what_is_left() -> None:
-    """Cancelling the writer (shutdown) still writes every queued entry."""
+async def test_the_trail_filters_both_sources_alike() -> None:
+    """Every filter of the query applies to applied commands as to journal entries."""
     # R16
-    journal = CountingJournal()
-    auditor = Auditor(journal)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(auditor.run)
-        await anyio.lowlevel.checkpoint()
-        tg.cancel_scope.cancel()
-        auditor.record(entry(9))
-    assert [e.command_id for e in await journal.query_audit(AuditQuery(creator="cr"))] == ["c9"]
+    log = MemoryRoomLog()
+    auditor = Auditor(MemoryJournal(), log)
+    other = Actor(role="staff", id="st2", agency="ag2")
+    await applied(log, 1)
+    await applied(log, 2, actor=other)
+    await applied(log, 3, family="moderation")
+    await applied(log, 4, room="someone-else")
+    await auditor.write([entry(5, code=201)])
+    by_agency = await auditor.trail(AuditQuery(creator="cr", agency="ag2"))
+    assert [e.command_id for e in by_agency] == ["a2"]
+    by_staff = await auditor.trail(AuditQuery(creator="cr", staff="st"))
+    assert [e.command_id for e in by_staff] == ["c5", "a3", "a1"]
+    by_family = await auditor.trail(AuditQuery(creator="cr", family="moderation"))
+    assert [e.command_id for e in by_family] == ["a3"]
+    window = await auditor.trail(AuditQuery(creator="cr", since=2, until=5))
+    assert [e.command_id for e in window] == ["a3", "a2"]

@@ -18,7 +18,13 @@ from server.domain.grants import Grant
 from server.hub.hub import Hub
 from server.hub.session import Session
 from server.journal import AuditQuery, MemoryJournal
-from server.log.base import AppendResult, LogWriteError, PendingEvent
+from server.log.base import (
+    AppendResult,
+    AppliedQuery,
+    CommandRecord,
+    LogWriteError,
+    PendingEvent,
+)
 from server.log.memory import MemoryRoomLog
 from server.metrics import Metrics
 
@@ -52,14 +58,15 @@ class OtherNodeFirst(MemoryRoomLog):
         self.raced = False
 
     async def append(self, room: str, command_id: str | None,
-                     events: Sequence[PendingEvent], expected_seq: int) -> AppendResult:
+                     events: Sequence[PendingEvent], expected_seq: int,
+                     record: CommandRecord | None = None) -> AppendResult:
         if not self.raced and command_id == "mine":
             self.raced = True
             other = PendingEvent(at=NOW, actor="cr", by=CREATOR,
                                  body=ProductAdded(item=BagItem(product_id="p-other"),
                                                    position=0))
             await super().append(room, "theirs", [other], expected_seq)
-        return await super().append(room, command_id, events, expected_seq)
+        return await super().append(room, command_id, events, expected_seq, record)
 
 
 async def test_conflict_reloads_and_decides_again() -> None:
@@ -92,9 +99,30 @@ async def test_resend_is_acked_once_and_audited_once() -> None:
     acks = [m for m in drain(creator) if isinstance(m, Ack) and m.command_id == "add"]
     assert len(acks) == 2
     assert acks[0] == acks[1]
-    await hub.auditor.flushed()
-    trail = await hub.journal.query_audit(AuditQuery(creator="cr", family="bag"))
+    trail = await hub.auditor.trail(AuditQuery(creator="cr", family="bag"))
     assert [(e.action, e.code) for e in trail] == [("bag_add", None)]
+
+
+async def test_an_applied_command_is_recorded_in_its_append() -> None:
+    """An acked command's audit record, with its real actor, is in the log with its
+    events: nothing waits in the journal's queue; platform activity is not recorded."""
+    # R16 H4
+    log = MemoryRoomLog()
+    hub = make_hub(log)
+    creator, staff = session(CREATOR, "c1"), session(STAFF, "s1")
+    for s in (creator, staff):
+        hub.connect(s)
+    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
+    await hub.command(staff, c.Mute(command_id="m1", room="cr", user_id="u1"))
+    await hub.command(creator, c.FeedComment(command_id="f1", room="cr", comment_id="f1",
+                                             user=Viewer(unique_id="v"), content="hi"))
+    assert Ack(command_id="m1", seq=2) in drain(staff)
+    applied = await log.applied("cr", AppliedQuery())
+    assert [(a.command_id, a.last_seq, a.record) for a in applied] == [
+        ("m1", 2, CommandRecord(at=NOW, by=STAFF, family="moderation", action="mute")),
+        ("go", 1, CommandRecord(at=NOW, by=CREATOR, family="live", action="start_live")),
+    ]
+    assert await hub.journal.query_audit(AuditQuery(creator="cr")) == []
 
 
 async def test_staff_without_grant_is_refused_before_the_room_loads() -> None:
@@ -136,7 +164,8 @@ class BrokenDisk(MemoryRoomLog):
     """A log whose writes fail, as on a full or failing disk."""
 
     async def append(self, room: str, command_id: str | None,
-                     events: Sequence[PendingEvent], expected_seq: int) -> AppendResult:
+                     events: Sequence[PendingEvent], expected_seq: int,
+                     record: CommandRecord | None = None) -> AppendResult:
         raise LogWriteError("disk I/O error")
 
 
@@ -164,12 +193,13 @@ class Gate(MemoryRoomLog):
         self.expect = 0
 
     async def append(self, room: str, command_id: str | None,
-                     events: Sequence[PendingEvent], expected_seq: int) -> AppendResult:
+                     events: Sequence[PendingEvent], expected_seq: int,
+                     record: CommandRecord | None = None) -> AppendResult:
         self.waiting += 1
         if self.waiting == self.expect:
             self.all_waiting.set()
         await self.gate.wait()
-        return await super().append(room, command_id, events, expected_seq)
+        return await super().append(room, command_id, events, expected_seq, record)
 
 
 def comment(i: int | str) -> c.FeedComment:
@@ -314,8 +344,7 @@ async def test_pipelined_command_is_answered_without_a_task() -> None:
         await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"), spawn)
     assert spawn.started == 0
     assert Ack(command_id="m1", seq=2) in drain(creator)
-    await hub.auditor.flushed()
-    trail = await hub.journal.query_audit(AuditQuery(creator="cr"))
+    trail = await hub.auditor.trail(AuditQuery(creator="cr"))
     assert sorted((e.seq, e.action) for e in trail) == [(1, "start_live"), (2, "mute")]
 
 
@@ -362,8 +391,8 @@ async def test_pipelined_command_is_answered_even_when_no_task_can_start() -> No
     await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
                     closed_group)
     assert Ack(command_id="m1", seq=2) in drain(creator)  # durable and acked all the same
-    await hub.auditor.flushed()  # R16: and on the audit trail
-    trail = await hub.journal.query_audit(AuditQuery(creator="cr", family="moderation"))
+    # R16: and on the audit trail
+    trail = await hub.auditor.trail(AuditQuery(creator="cr", family="moderation"))
     assert [(e.action, e.seq) for e in trail] == [("mute", 2)]
 
 
