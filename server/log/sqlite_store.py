@@ -3,25 +3,20 @@
 :class:`SqliteStore` owns the data file (WAL mode, single node, durable). Every
 write runs on ONE dedicated writer thread with *group commit*: the thread takes
 every write queued since its last commit (up to ``max_batch``), runs them in one
-transaction - each in its own savepoint, so one failing write does not undo the
-others - commits once, and only then resolves each caller's future. Under load
-one fsync covers hundreds of writes; an idle store commits each write at once
-(no batching delay). Reads run on a small pool of read-only connections in
-worker threads (WAL readers never block the writer, nor it them). The event
-loop never blocks on SQLite. The room log (:mod:`server.log.sqlite`) and other
-modules (grants, notifications, audit) use the same store and writer through
-:meth:`SqliteStore.write` / :meth:`SqliteStore.read`, and add their tables to
-:mod:`server.log.schema`.
+transaction - one failing write does not undo the others - commits once, and
+only then resolves each caller's future. Under load one fsync covers hundreds of
+writes; an idle store commits each write at once (no batching delay). Reads run
+on a small pool of read-only connections in worker threads (WAL readers never
+block the writer, nor it them). The event loop never blocks on SQLite. The room
+log (:mod:`server.log.sqlite`) and other modules (grants, notifications, audit)
+use the same store and writer through :meth:`SqliteStore.write` /
+:meth:`SqliteStore.read`, and add their tables to :mod:`server.log.schema`.
 
-Durability (H4). ``synchronous=FULL`` is the default: in WAL mode SQLite then
-fsyncs the WAL at every commit, so an acknowledged append survives a kill -9 of
-the process *and* a power loss or kernel crash of the machine. ``NORMAL`` would
-fsync only at checkpoints: still safe against a process crash (the commit is in
-the OS page cache once ``write()`` returned) but the last transactions can be
-lost on power loss, and H4 promises survival of a crash of the *node*. With
-group commit the fsync is paid once per batch, not once per command, so FULL
-costs little throughput under load; ``NORMAL`` stays available as an explicit
-option for deployments that accept that trade (e.g. disposable demo nodes).
+Durability (H4). ``synchronous=FULL`` (the default) fsyncs the WAL at every
+commit, so an acknowledged append survives a kill -9 *and* a power loss of the
+machine; with group commit the fsync is paid once per batch, so FULL costs
+little under load. ``NORMAL`` (fsync only at checkpoints: the last commits can
+be lost on power loss) stays an explicit option, e.g. for disposable demo nodes.
 
 asyncio only: futures are resolved with ``loop.call_soon_threadsafe``. A task
 cancelled while its write is queued does not withdraw the write: it is applied
@@ -251,11 +246,12 @@ class SqliteStore:
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` on the writer thread inside a transaction; return once committed.
 
-        ``fn`` runs in its own savepoint: if it raises, its changes are rolled
-        back and the exception is raised here; the rest of the batch commits.
-        If the commit itself fails, nothing of the batch is applied and
-        :class:`LogWriteError` is raised. ``fn`` must not commit, must be quick
-        (it delays every write behind it) and must not touch the event loop.
+        If ``fn`` raises, its changes are rolled back and the exception is
+        raised here; the rest of the batch commits. If the commit itself fails,
+        nothing of the batch is applied and :class:`LogWriteError` is raised.
+        ``fn`` must not commit, must be quick (it delays every write behind it),
+        must not touch the event loop, and must depend on nothing but the
+        database: when a write of its batch fails, it runs again.
         """
         return await self.write_soon(fn)
 
@@ -326,25 +322,22 @@ class SqliteStore:
             self._shutdown(conn)
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        """One transaction for the whole batch, then resolve every future."""
-        outcomes: list[tuple[_Job, object, BaseException | None]] = []
+        """One transaction for the whole batch, then resolve every future.
+
+        Jobs first run back to back with no savepoint of their own (two statements
+        per job saved: a job rarely fails). If one raises, the transaction is
+        rolled back and the batch runs again, each job in its own savepoint, so
+        only the failing ones are undone. A job may thus run twice; it depends on
+        nothing but the database (see :meth:`write`).
+        """
+        outcomes: list[tuple[_Job, object, BaseException | None]]
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = job.fn(conn)
-                except Exception as exc:
-                    if not conn.in_transaction:
-                        # SQLite rolled the whole transaction back itself (a full disk,
-                        # an I/O error): the batch is lost, and this is why.
-                        raise
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((job, None, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((job, result, None))
+            outcomes = self._run_together(conn, batch)
+            if any(error is not None for _, _, error in outcomes):
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes = self._run_isolated(conn, batch)
             conn.execute("COMMIT")
         except Exception as exc:
             if conn.in_transaction:
@@ -360,6 +353,42 @@ class SqliteStore:
             by_loop.setdefault(job.loop, []).append((job.future, result, error))
         for loop, items in by_loop.items():
             _post(loop, items)
+
+    @staticmethod
+    def _run_together(conn: sqlite3.Connection,
+                      batch: list[_Job]) -> list[tuple[_Job, object, BaseException | None]]:
+        """Run the jobs in the open transaction; stop at the first that raises."""
+        outcomes: list[tuple[_Job, object, BaseException | None]] = []
+        for job in batch:
+            try:
+                outcomes.append((job, job.fn(conn), None))
+            except Exception as exc:
+                if not conn.in_transaction:
+                    raise  # SQLite rolled everything back itself (a full disk, an I/O error)
+                return [(job, None, exc)]
+        return outcomes
+
+    @staticmethod
+    def _run_isolated(conn: sqlite3.Connection,
+                      batch: list[_Job]) -> list[tuple[_Job, object, BaseException | None]]:
+        """Run each job in its own savepoint: one that raises is undone alone."""
+        outcomes: list[tuple[_Job, object, BaseException | None]] = []
+        for job in batch:
+            conn.execute("SAVEPOINT job")
+            try:
+                result = job.fn(conn)
+            except Exception as exc:
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back itself (a full disk,
+                    # an I/O error): the batch is lost, and this is why.
+                    raise
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                outcomes.append((job, None, exc))
+            else:
+                conn.execute("RELEASE job")
+                outcomes.append((job, result, None))
+        return outcomes
 
     def _shutdown(self, conn: sqlite3.Connection) -> None:
         """Fail whatever is still queued (only after a writer failure), checkpoint, close."""

@@ -208,6 +208,29 @@ async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog) -> None
     ) is None
 
 
+async def test_a_batch_without_failures_runs_without_savepoints(log: SqliteRoomLog) -> None:
+    """Jobs of a batch where none fails run back to back: no savepoint per job."""
+    store = log.store
+    statements: list[str] = []
+
+    def trace_on(conn: sqlite3.Connection) -> None:
+        conn.set_trace_callback(statements.append)
+
+    def trace_off(conn: sqlite3.Connection) -> None:
+        conn.set_trace_callback(None)
+
+    gate = Gate(store)
+    await gate.close()
+    tasks = await queued(store, store.write(trace_on),
+                         *(log.append(ROOM, f"c{i}", [pending("a")], i) for i in range(3)),
+                         store.write(trace_off))
+    await gate.open()
+    await asyncio.gather(*tasks)
+    assert await log.last_seq(ROOM) == 3
+    assert sum("INSERT INTO log_events" in s for s in statements) == 3
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+
+
 async def test_failed_commit_fails_the_whole_batch(log: SqliteRoomLog) -> None:
     """If the batch's transaction cannot commit, no write of it is applied or acked."""
     store = log.store
