@@ -23,6 +23,7 @@ from loadtest.scenarios.common import (
     AGENCY,
     Context,
     Counters,
+    Pacer,
     close_rooms,
     closed_count,
     feed_pacer,
@@ -59,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per step")
     p.add_argument("--max-p99-ms", type=float, default=200.0,
                    help="a step with a higher delivery p99 is not sustained (200)")
+    p.add_argument("--refine", type=float, default=1.1,
+                   help="after the first step not sustained, go back to the last one that"
+                        " was and climb by this factor instead (1.1; 0: no refinement)")
 
 
 async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
@@ -80,10 +84,12 @@ async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
         feed = feed_pacer(system, rooms, sizes)
         meter = CpuMeter(run.pid, ctx.pin)
         steps: list[dict[str, Any]] = []
-        rate = float(opts.start)
+        plan = Ramp(opts.start, opts.factor, opts.max_steps, opts.refine)
+        rate: float | None = plan.rate
         ctx.progress.update(task, total=opts.max_steps, completed=0)
         try:
-            for i in range(opts.max_steps):
+            i = 0
+            while rate is not None:
                 ctx.progress.update(task, description=f"{scenario} {name}: {rate:,.0f}/s")
                 feed.start(rate / consoles)
                 counters.record = False
@@ -100,14 +106,70 @@ async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
                               "delivered": delivered, "sustained": ok, "dropped": dropped,
                               **cpu.as_dict(), "latency": lat})
                 ctx.progress.advance(task)
-                if not cpu.valid or not ok:
+                i += 1
+                if not cpu.valid:
                     break
-                rate *= opts.factor
+                was_refining = plan.refining
+                rate = plan.next(ok)
+                if plan.refining and not was_refining:
+                    await drained(feed, counters)  # the overloaded step's backlog first
         finally:
             await feed.stop()
             await close_rooms(rooms)
         ctx.progress.update(task, visible=False)
     return summarize(steps, opts)
+
+
+class Ramp:
+    """The rates a ramp offers: ``start``, then x ``factor`` while each step is
+    sustained (at most ``max_steps``). After the first step that is not, back to
+    the last one that was, climbing x ``refine`` up to the failed rate, until a
+    step is not sustained: the coarse steps are far apart (x1.4), this finds the
+    capacity between them. Pure: the ramp says which rate comes next."""
+
+    def __init__(self, start: float, factor: float, max_steps: int, refine: float) -> None:
+        self.rate = float(start)
+        self._factor, self._max_steps, self._refine = factor, max_steps, refine
+        self._coarse_steps = 0
+        self._last_sustained: float | None = None
+        self._ceiling: float | None = None
+
+    @property
+    def refining(self) -> bool:
+        """Whether the coarse ramp is over and the finer climb has begun."""
+        return self._ceiling is not None
+
+    def next(self, sustained: bool) -> float | None:
+        """The rate after a step at :attr:`rate` (sustained or not); None: the ramp is over."""
+        if self._ceiling is not None:
+            if not sustained:
+                return None
+            self.rate *= self._refine
+            return self.rate if self.rate < self._ceiling * 0.99 else None
+        self._coarse_steps += 1
+        if sustained:
+            self._last_sustained = self.rate
+            if self._coarse_steps >= self._max_steps:
+                return None
+            self.rate *= self._factor
+            return self.rate
+        last = self._last_sustained
+        if last is None or self._refine <= 1 or last * self._refine >= self.rate * 0.99:
+            return None
+        self._ceiling = self.rate
+        self.rate = last * self._refine
+        return self.rate
+
+
+async def drained(feed: Pacer, counters: Counters) -> None:
+    """Stop the feed and wait until the backlog of an overloaded step is delivered
+    (no delivery for half a second; at most 15 s), so the next step starts clean."""
+    feed.start(0)
+    deadline = asyncio.get_running_loop().time() + 15
+    last = -1
+    while counters.feed != last and asyncio.get_running_loop().time() < deadline:
+        last = counters.feed
+        await asyncio.sleep(0.5)
 
 
 def summarize(steps: list[dict[str, Any]], opts: argparse.Namespace) -> dict[str, Any]:
@@ -133,7 +195,7 @@ def summarize(steps: list[dict[str, Any]], opts: argparse.Namespace) -> dict[str
                    invalid_reason=(
                        f"the load generator saturated its core ({steps[-1]['loadgen_cpu']:.0f} %) "
                        f"at {steps[-1]['target']:,.0f}/s before the server did{bound}"))
-    elif steps[-1]["sustained"]:
+    elif all(s["sustained"] for s in steps):
         out["note"] = f"never saturated within {opts.max_steps} steps: a lower bound"
     elif best is None:
         out.update(valid=False, invalid_reason="not even the first step was sustained")
@@ -145,7 +207,7 @@ def plot(result: Result, fig: Any) -> None:
 
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for name, data in result.systems.items():
-        steps = data.get("steps") or []
+        steps = sorted(data.get("steps") or [], key=lambda s: s["target"])  # refined: not in order
         if not steps:
             continue
         style = "-" if data.get("valid") else ":"

@@ -1,0 +1,55 @@
+"""loadtest.scenarios.fanout: the rates a ramp offers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from loadtest.scenarios.fanout import Ramp
+
+
+def walk(ramp: Ramp, capacity: float) -> list[float]:
+    """The rates offered to a server that sustains every rate up to ``capacity``."""
+    rates: list[float] = []
+    rate: float | None = ramp.rate
+    while rate is not None:
+        rates.append(round(rate))
+        rate = ramp.next(rate <= capacity)
+    return rates
+
+
+def test_the_coarse_ramp_climbs_by_its_factor_while_sustained() -> None:
+    """Without refinement the ramp multiplies by its factor and stops at the first failure."""
+    assert walk(Ramp(1000, 2, 10, refine=0), capacity=5000) == [1000, 2000, 4000, 8000]
+
+
+def test_the_first_failure_sends_the_ramp_back_to_climb_finer() -> None:
+    """After the first step not sustained, the ramp climbs from the last sustained
+    rate by the finer factor, and stops at the first finer step not sustained."""
+    rates = walk(Ramp(1000, 2, 10, refine=1.25), capacity=6000)
+    assert rates == [1000, 2000, 4000, 8000, 5000, 6250]
+
+
+def test_refining_stops_below_the_rate_that_failed() -> None:
+    """The finer climb never offers the rate that already failed (or one above it)."""
+    ramp = Ramp(1000, 2, 10, refine=1.25)
+    rates = walk(ramp, capacity=7900)
+    # 7812 is sustained; the next, 9766, is past 8000, which failed: the ramp ends.
+    assert rates == [1000, 2000, 4000, 8000, 5000, 6250, 7812]
+    assert ramp.refining
+
+
+@pytest.mark.parametrize(("capacity", "expected"), [
+    (500, [1000]),  # nothing sustained: nothing to go back to
+    (10**9, [1000, 2000, 4000]),  # never saturated within max_steps
+])
+def test_no_refinement_without_a_sustained_step_and_a_failure(capacity: float,
+                                                              expected: Sequence[int]) -> None:
+    """Refinement needs a sustained step below a failed one."""
+    assert walk(Ramp(1000, 2, 3, refine=1.1), capacity) == expected
+
+
+def test_a_finer_factor_no_finer_than_the_gap_does_not_refine() -> None:
+    """When the finer step would reach the failed rate anyway, the ramp just ends."""
+    assert walk(Ramp(1000, 1.05, 10, refine=1.1), capacity=1060) == [1000, 1050, 1102]
