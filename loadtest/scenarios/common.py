@@ -89,7 +89,7 @@ class Counters:
         """Count a console's feed deliveries and its own commands' acks."""
         def on_data(data: bytes) -> None:
             i = data.find(b"@@")
-            if i < 0:
+            if i < 0 or i + 22 > len(data):  # not a tagged frame (or "@@" in other bytes)
                 return
             letter = data[i + 2]
             if letter == F:
@@ -108,7 +108,7 @@ class Counters:
         """Count the creator's echoes; time staff commands reaching it; answer them."""
         def on_data(data: bytes) -> None:
             i = data.find(b"@@")
-            if i < 0:
+            if i < 0 or i + 22 > len(data):  # not a tagged frame (or "@@" in other bytes)
                 return
             letter = data[i + 2]
             if letter == F:

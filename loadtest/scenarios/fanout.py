@@ -107,8 +107,8 @@ async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
                               **cpu.as_dict(), "latency": lat})
                 ctx.progress.advance(task)
                 i += 1
-                if not cpu.valid:
-                    break
+                if not cpu.valid or dropped:
+                    break  # dropped: closed as slow consumers, the rooms are not whole any more
                 was_refining = plan.refining
                 rate = plan.next(ok)
                 if plan.refining and not was_refining:
