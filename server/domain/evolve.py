@@ -69,6 +69,11 @@ _FAMILY: dict[type[EventBody], Family] = {
 none: a stream of comments must not make a staff member's bag move stale."""
 
 
+_ACTIVITY: frozenset[type[EventBody]] = frozenset(
+    {CommentPosted, Subscribed, Followed, GiftSent, ViewersChanged, CreatorNotified})
+"""Events that change no field of the state (the LIVE's figures aside: ``_measure``)."""
+
+
 def family_of(body: EventBody) -> Family | None:
     """The command family whose version this event advances, if any."""
     return _FAMILY.get(type(body))
@@ -103,7 +108,20 @@ def evolve(state: RoomState, event: Event) -> RoomState:
 
 def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
     """The fields of ``state`` that ``body`` replaces (metrics aside)."""
+    # The busiest events first: a match tries its cases in turn (~0.2 µs each).
+    if type(body) in _ACTIVITY:
+        return {}
     match body:
+        case OrderPlaced():
+            return _order(state, body)
+        case UserMuted(user_id=uid, until=until):
+            return {"muted": {**state.muted, uid: until}}
+        case UserUnmuted(user_id=uid):
+            return {"muted": {k: v for k, v in state.muted.items() if k != uid}}
+        case UserBlocked(user_id=uid, until=until):
+            return {"blocked": {**state.blocked, uid: until}}
+        case UserUnblocked(user_id=uid):
+            return {"blocked": {k: v for k, v in state.blocked.items() if k != uid}}
         case LiveStarted(live_id=live_id, title=title):
             summary = LiveSummary(live_id=live_id, started_at=at)
             return {"status": "live", "live_id": live_id, "title": title, "current": summary}
@@ -151,14 +169,6 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
             return {"billboard": None}
         case CommentSettingsChanged(settings=settings):
             return {"comment_settings": settings}
-        case UserMuted(user_id=uid, until=until):
-            return {"muted": {**state.muted, uid: until}}
-        case UserUnmuted(user_id=uid):
-            return {"muted": {k: v for k, v in state.muted.items() if k != uid}}
-        case UserBlocked(user_id=uid, until=until):
-            return {"blocked": {**state.blocked, uid: until}}
-        case UserUnblocked(user_id=uid):
-            return {"blocked": {k: v for k, v in state.blocked.items() if k != uid}}
         case LiveEventScheduled(event=ev) | LiveEventEdited(event=ev):
             return {"live_events": {**state.live_events, ev.event_id: ev}}
         case LiveEventCancelled(event_id=eid):
@@ -172,14 +182,8 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
             return {"campaigns": {**state.campaigns, c.campaign_id: c}}
         case ShowcaseUpdated(product_ids=ids):
             return {"showcase": list(ids)}
-        case OrderPlaced():
-            return _order(state, body)
         case ViolationReported(violation=v):
             return {"violations": [*state.violations, v]}
-        case CommentPosted() | Subscribed() | Followed() | GiftSent() | ViewersChanged():
-            return {}
-        case CreatorNotified():
-            return {}
     raise AssertionError(f"unhandled event {body!r}")  # pragma: no cover - the union is closed
 
 

@@ -30,10 +30,9 @@ MAX_PLANNED = 200
 """Per-room cap on LIVE events, product sets and campaigns."""
 
 
-def decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> list[EventBody] | Refusal | None:
-    """Pre-LIVE features (R12): LIVE events, product sets, campaigns, showcase.
-
-    None when ``cmd`` is not one of them."""
+def decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> list[EventBody] | Refusal:
+    """Pre-LIVE features (R12): LIVE events, product sets, campaigns, showcase
+    (the room decider hands over every command it does not decide itself)."""
     match cmd:
         case c.LiveEventSchedule(event=ev):
             if ev.event_id in s.live_events:
@@ -75,5 +74,4 @@ def decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> list[EventBody]
             return [CampaignSaved(campaign=camp)]
         case c.ShowcaseUpdate(product_ids=ids):
             return [ShowcaseUpdated(product_ids=list(dict.fromkeys(ids)))]
-        case _:
-            return None
+    raise AssertionError(f"not a planning command: {cmd!r}")  # pragma: no cover
