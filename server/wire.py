@@ -2,12 +2,13 @@
 
 uvicorn's ``websockets-sansio`` protocol, with one ASGI extension added to the
 connection's scope: ``scope["extensions"]["livepilot.sink"]``, a :class:`DirectSink`
-that writes a frame to the socket's transport synchronously. Fan-out then costs
-what ``websockets.broadcast`` costs (frame, ``transport.write``) instead of an
-ASGI round trip per frame through a writer task per connection (decision 0007,
-measured in docs/benchmarks.md). Everything else (handshake, reading, pings,
-the closing handshake) is uvicorn's, and the endpoint still works under any
-ASGI server: without the extension it falls back to its writer task.
+that writes a frame to the socket's transport without waiting (what one turn of the
+event loop writes to a socket leaves in one write at its end, decision 0010).
+Fan-out then costs what ``websockets.broadcast`` costs (frame, ``transport.write``)
+instead of an ASGI round trip per frame through a writer task per connection
+(decision 0007, measured in docs/benchmarks.md). Everything else (handshake,
+reading, pings, the closing handshake) is uvicorn's, and the endpoint still works
+under any ASGI server: without the extension it falls back to its writer task.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ READ_AHEAD: Final = 16
 """Messages read from a socket before reading pauses until the app takes them."""
 CLOSE_TIMEOUT_S: Final = 10.0
 """How long a closing connection waits for the peer's close frame."""
+FLUSH_AT_BYTES: Final = 64 * 1024
+"""Frames held for the end of the turn are written at once past this many bytes."""
 
 _FIN: Final = 0x80
 
@@ -64,7 +67,7 @@ def _framed(opcode: Opcode, payload: bytes) -> bytes:
 
 
 class DirectSink:
-    """Write frames of one connection straight to its transport, never waiting.
+    """Write frames of one connection to its transport, never waiting.
 
     A frame is written whole or not at all, so frames written here and those
     uvicorn writes (pings, pongs, the close frame) never interleave mid-frame.
@@ -224,7 +227,9 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         A fan-out or a batch of durable appends writes many frames to the same
         socket in one turn (events, then the sender's ack): one write, hence one
         system call and one TCP segment, instead of one each. The frames go out
-        after the callbacks already scheduled, before any I/O is polled again.
+        after the callbacks already scheduled in this turn, or as soon as
+        :data:`FLUSH_AT_BYTES` are held (a resume, a large snapshot), so the
+        kernel takes a burst as it comes, as it would without holding.
         """
         out = self._out
         if out is None:
@@ -233,6 +238,8 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         else:
             out.append(data)
         self._out_bytes += len(data)
+        if self._out_bytes >= FLUSH_AT_BYTES:
+            self.flush_frames()
 
     def flush_frames(self) -> None:
         """Write the frames :meth:`write_frame` holds (dropped if the connection is closing)."""
@@ -246,8 +253,12 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def buffered(self) -> int:
-        """Bytes of frames written and not yet taken by the kernel."""
-        return self.transport.get_write_buffer_size() + self._out_bytes
+        """Bytes of frames the transport could not hand to the kernel yet.
+
+        Frames held for the end of the turn are not counted: they were never
+        offered to the kernel, and they are fewer than :data:`FLUSH_AT_BYTES`.
+        """
+        return self.transport.get_write_buffer_size()
 
     async def send(self, message: Any) -> None:
         self.flush_frames()  # the sink's frames first: they were written before

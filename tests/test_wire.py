@@ -42,10 +42,12 @@ from protocol.messages import (
     Snapshot,
     Welcome,
 )
-from protocol.model import Viewer
+from protocol.model import Actor, Viewer
 from server import wire as wire_module
 from server.config import Settings, load_settings
+from server.hub.session import Session
 from server.wire import (
+    FLUSH_AT_BYTES,
     READ_AHEAD,
     SINK_EXTENSION,
     DirectSink,
@@ -253,17 +255,49 @@ async def test_sink_frames_arrive_whole_and_decoded(deflate: bool, binary: bool)
 
 
 async def test_sink_reports_the_transport_write_buffer() -> None:
-    """buffered() is what the transport has not handed to the kernel yet, plus the
-    frames held until the end of the turn."""
+    """buffered() is what the transport has not handed to the kernel yet; frames
+    held for the end of the turn were not offered to it and do not count."""
     async with wire() as w:
         sink = w.sink(False)
         assert sink.buffered() == 0
         w.transport.buffer_size = 12_345
         assert sink.buffered() == 12_345
         sink.write(b"x" * 200)
-        assert sink.buffered() == 12_345 + len(frame_header(Opcode.TEXT, 200)) + 200
+        assert w.transport.written == []
+        assert sink.buffered() == 12_345
+
+
+async def test_a_burst_is_written_as_it_grows_past_the_flush_size() -> None:
+    """Once FLUSH_AT_BYTES are held, they are written at once, before the turn ends."""
+    async with wire() as w:
+        sink = w.sink(True)
+        chunk = bytes(1000)
+        per_flush = -(-FLUSH_AT_BYTES // (len(chunk) + 4))  # frames until the flush
+        for _ in range(per_flush - 1):
+            sink.write(chunk)
+        assert w.transport.written == []
+        sink.write(chunk)
+        assert len(w.transport.written) == 1
+        sink.write(b"the rest")
         await end_of_turn()
-        assert sink.buffered() == 12_345  # the recording transport "sent" it at once
+        frames = w.client_receives()
+        assert len(frames) == per_flush + 1
+        assert bytes(frames[-1].data) == b"the rest"
+
+
+async def test_a_burst_larger_than_the_bound_does_not_close_a_reader_that_keeps_up() -> None:
+    """A resume's worth of events in one turn, well past send_buffer_bytes, reaches a
+    client whose kernel buffer takes it: the bound counts what the kernel refused."""
+    # H3 (a resume of many events must not close the session as slow)
+    async with wire() as w:
+        session = Session("s", Actor(role="creator", id="cr"), Codec("msgpack"),
+                          expires_at=2**50, max_buffered=16 * 1024, sink=w.sink(True))
+        frames = [bytes([i % 256]) * 500 for i in range(200)]  # ~100 KB in one turn
+        for frame in frames:
+            session.deliver(frame)
+        assert not session.is_closed
+        await end_of_turn()
+        assert [bytes(f.data) for f in w.client_receives()] == frames
 
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])

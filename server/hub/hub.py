@@ -85,7 +85,7 @@ class Hub(CommandPipeline):
         self._creators: dict[str, set[Session]] = {}
         """The creator's own sessions, by creator id: where notifications go live."""
         self.auditor = Auditor(journal, log)
-        """Writes audit entries in batches; its ``run`` is owned by the runtime."""
+        """Writes refusals to the journal; reads the whole audit trail (R16)."""
         self._notes: list[Notification] = []
         """Notifications published but not yet stored in the inbox."""
         self._json = msgspec.json.Encoder()

@@ -151,8 +151,8 @@ class CommandPipeline(abc.ABC):
                 answered.set_result(None)
 
     async def _finish(self, call: _Call, outcome: Outcome | Submitted) -> None:
-        """Wait for a submitted command, decide it again after a conflict, then count,
-        audit and answer it (the ack itself was sent by publish())."""
+        """Wait for a submitted command, decide it again after a conflict, then count
+        it, or audit and answer its refusal (the ack itself was sent by publish())."""
         tries = 1
         while True:
             if isinstance(outcome, Submitted):
@@ -270,21 +270,16 @@ class CommandPipeline(abc.ABC):
 
     async def _audit_refusal(self, actor: Actor, command: Command, name: str,
                              code: int) -> None:
-        entry = self._audit_entry(actor, command, name, code, None)
-        if entry is not None:
-            # On the trail before the refusal is sent (R10), even if the session is
-            # closed (and its reading cancelled) meanwhile.
-            with anyio.CancelScope(shield=True):
-                await self.auditor.write([entry])
-
-    def _audit_entry(self, actor: Actor, command: Command, name: str, code: int | None,
-                     seq: int | None) -> AuditEntry | None:
         # Platform activity is not an action of anyone: only commands are audited (R16).
         if command.family == "feed":
-            return None
-        return AuditEntry(at=self.clock(), creator=command.room, actor=actor,
-                          family=command.family, action=name, command_id=command.command_id,
-                          code=code, seq=seq)
+            return
+        entry = AuditEntry(at=self.clock(), creator=command.room, actor=actor,
+                           family=command.family, action=name, command_id=command.command_id,
+                           code=code)
+        # On the trail before the refusal is sent (R10), even if the session is
+        # closed (and its reading cancelled) meanwhile.
+        with anyio.CancelScope(shield=True):
+            await self.auditor.write([entry])
 
     async def _store_notes(self) -> None:
         """Store published notifications in the creators' inboxes (R14, R15)."""

@@ -223,7 +223,7 @@ class RoomLog(Protocol):
 
     async def applied(self, room: str, query: AppliedQuery) -> list[AppliedCommand]:
         """The room's recorded commands matching every filter of ``query``, newest
-        first (latest ``at``, then latest seq), at most ``query.limit``."""
+        first (latest ``at``, then latest seqs), at most ``query.limit``."""
         ...
 
     async def save_snapshot(self, room: str, state: RoomState) -> None:

@@ -145,11 +145,12 @@ class MemoryRoomLog:
         r = self._room(room)
         if r is None or query.limit <= 0:
             return []
-        found = [AppliedCommand(command_id=cid, last_seq=last, record=record)
-                 for cid, (_, last, record) in r.commands.items()
+        found = [(record.at, last, first, AppliedCommand(command_id=cid, last_seq=last,
+                                                         record=record))
+                 for cid, (first, last, record) in r.commands.items()
                  if record is not None and query.matches(record)]
-        found.sort(key=lambda a: (a.record.at, a.last_seq), reverse=True)
-        return found[: query.limit]
+        found.sort(key=lambda f: f[:3], reverse=True)  # as SQLite: at, last_seq, first_seq
+        return [f[3] for f in found[: query.limit]]
 
     async def save_snapshot(self, room: str, state: RoomState) -> None:
         """See :meth:`RoomLog.save_snapshot`."""

@@ -60,7 +60,13 @@ _SELECT_APPLIED: Final = (
     "SELECT command_id, last_seq, at, role, actor, agency, family, action"
     " FROM log_commands WHERE room = ? AND at IS NOT NULL"
 )
-_INT64: Final = 2**63 - 1
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+
+
+def _clamp(value: int) -> int:
+    """A bound as SQLite can bind it (every stored time fits in 64 bits)."""
+    return min(max(value, _INT64_MIN), _INT64_MAX)
 _SELECT_EVENTS: Final = (
     "SELECT data FROM log_events WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
@@ -268,12 +274,14 @@ class SqliteRoomLog:
             args.append(query.family)
         if query.since is not None:
             sql.append("AND at >= ?")
-            args.append(max(query.since, -_INT64))
+            args.append(_clamp(query.since))
         if query.until is not None:
             sql.append("AND at < ?")
-            args.append(min(query.until, _INT64))
-        sql.append("ORDER BY at DESC, last_seq DESC LIMIT ?")
-        args.append(min(query.limit, _INT64))
+            args.append(_clamp(query.until))
+        # Ties (one millisecond): the later command first; a command that changed
+        # nothing has its predecessor's last_seq, but a later first_seq.
+        sql.append("ORDER BY at DESC, last_seq DESC, first_seq DESC LIMIT ?")
+        args.append(_clamp(query.limit))
         text = " ".join(sql)
 
         def op(conn: sqlite3.Connection) -> list[AppliedCommand]:

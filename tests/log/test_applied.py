@@ -90,6 +90,19 @@ async def test_applied_is_newest_first_and_filtered(log: RoomLog) -> None:
     assert ids(await log.applied(ROOM, AppliedQuery(since=20, until=30))) == ["c3"]
     assert ids(await log.applied(ROOM, AppliedQuery(since=-2**70, until=2**70))) == [
         "c4", "c2", "c3", "c1"]
+    assert await log.applied(ROOM, AppliedQuery(since=2**70)) == []
+    assert await log.applied(ROOM, AppliedQuery(until=-2**70)) == []
+
+
+async def test_ties_in_time_list_the_later_command_first(log: RoomLog) -> None:
+    """Commands of the same millisecond are listed later first, even one that
+    changed nothing (it shares its predecessor's last seq)."""
+    # R16
+    await apply(log, 1, record(5))
+    await log.append(ROOM, "noop", [], 1, record(5))
+    await apply(log, 3, record(5))
+    assert ids(await log.applied(ROOM, AppliedQuery())) == ["c3", "noop", "c1"]
+    assert ids(await log.applied(ROOM, AppliedQuery(limit=2))) == ["c3", "noop"]
 
 
 async def test_records_and_their_keys_outlive_a_trim(log: RoomLog) -> None:

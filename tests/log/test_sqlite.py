@@ -181,8 +181,10 @@ async def test_queued_appends_commit_as_one_batch(log: SqliteRoomLog) -> None:
     assert store.stats.largest_batch >= 50
 
 
-async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog) -> None:
-    """A write that raises is rolled back alone; the rest of its batch commits."""
+@pytest.mark.parametrize("where", [0, 1, 2], ids=["first", "middle", "last"])
+async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog, where: int) -> None:
+    """A write that raises is rolled back alone, wherever it is in its batch; the
+    rest of the batch commits, each write once, with the results it would have had."""
     store = log.store
 
     def half_then_fail(conn: sqlite3.Connection) -> None:
@@ -191,15 +193,14 @@ async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog) -> None
 
     gate = Gate(store)
     await gate.close()
-    before, failing, after = await queued(
-        store,
-        log.append(ROOM, "c1", [pending("a")], 0),
-        store.write(half_then_fail),
-        log.append(ROOM, "c2", [pending("b")], 1),
-    )
+    writes: list[Awaitable[object]] = [log.append(ROOM, "c1", [pending("a")], 0),
+                                       log.append(ROOM, "c2", [pending("b")], 1)]
+    writes.insert(where, store.write(half_then_fail))
+    tasks = await queued(store, *writes)
+    failing = tasks.pop(where)
     await gate.open()
-    assert isinstance(await before, Appended)
-    assert isinstance(await after, Appended)
+    results = [await t for t in tasks]
+    assert [r.last_seq for r in results if isinstance(r, Appended)] == [1, 2]
     with pytest.raises(ValueError, match="boom"):
         await failing
     assert await log.last_seq(ROOM) == 2
