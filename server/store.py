@@ -41,12 +41,11 @@ from protocol.access import AccessEvent
 from protocol.messages import Notification
 from protocol.model import Actor
 from server.journal import AuditEntry, AuditQuery
+from server.log.sqlite import clamp_int64, trail_filters
 from server.log.sqlite_store import SqliteStore
 
 __all__ = ["SqliteAccessEventStore", "SqliteJournal"]
 
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
 
 _INSERT_AUDIT: Final = (
     "INSERT INTO journal_audit (creator, at, role, actor, agency, staff, family, action,"
@@ -64,10 +63,6 @@ _MARK_READ: Final = (
     "UPDATE journal_notifications SET read = 1"
     " WHERE creator = ? AND notification_id = ? AND read = 0"
 )
-
-def _clamp(value: int) -> int:
-    """A bound as SQLite can bind it (every stored time fits in 64 bits)."""
-    return min(max(value, _INT64_MIN), _INT64_MAX)
 
 
 def _audit_row(e: AuditEntry) -> tuple[object, ...]:
@@ -111,25 +106,9 @@ class SqliteJournal:
         """Entries matching every filter of ``query``, newest first, at most ``limit``."""
         if query.limit <= 0:
             return []
-        sql = [_SELECT_AUDIT]
-        args: list[object] = [query.creator]
-        if query.agency is not None:
-            sql.append("AND agency = ?")
-            args.append(query.agency)
-        if query.staff is not None:
-            sql.append("AND staff = ?")
-            args.append(query.staff)
-        if query.family is not None:
-            sql.append("AND family = ?")
-            args.append(query.family)
-        if query.since is not None:
-            sql.append("AND at >= ?")
-            args.append(_clamp(query.since))
-        if query.until is not None:
-            sql.append("AND at < ?")
-            args.append(_clamp(query.until))
-        sql.append("ORDER BY at DESC, id DESC LIMIT ?")
-        args.append(min(query.limit, _INT64_MAX))
+        filters, values = trail_filters(query, staff="AND staff = ?")
+        sql = [_SELECT_AUDIT, *filters, "ORDER BY at DESC, id DESC LIMIT ?"]
+        args = [query.creator, *values, clamp_int64(query.limit)]
         text = " ".join(sql)
 
         def op(conn: sqlite3.Connection) -> list[AuditEntry]:
@@ -155,7 +134,7 @@ class SqliteJournal:
         decode = self._decode_note
 
         def op(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
-            return list(conn.execute(text, (creator, min(limit, _INT64_MAX))))
+            return list(conn.execute(text, (creator, clamp_int64(limit))))
 
         rows = await self.store.read(op)
         notes: list[Notification] = []

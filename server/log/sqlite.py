@@ -15,7 +15,7 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Protocol, Self
 
 from protocol.messages import Event
 from protocol.model import Actor, RoomState
@@ -36,7 +36,10 @@ from server.log.base import (
 )
 from server.log.sqlite_store import DEFAULT_MAX_BATCH, SqliteStore, StoreStats, Synchronous
 
-__all__ = ["SqliteRoomLog", "SqliteStore", "StoreStats", "Synchronous"]
+__all__ = [
+    "SqliteRoomLog", "SqliteStore", "StoreStats", "Synchronous", "TrailFilters", "clamp_int64",
+    "trail_filters",
+]
 
 TRIM_CHUNK: Final = 2000
 
@@ -64,9 +67,41 @@ _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
 
-def _clamp(value: int) -> int:
+def clamp_int64(value: int) -> int:
     """A bound as SQLite can bind it (every stored time fits in 64 bits)."""
     return min(max(value, _INT64_MIN), _INT64_MAX)
+
+
+class TrailFilters(Protocol):
+    """The filters an audit query and :class:`AppliedQuery` share."""
+
+    @property
+    def agency(self) -> str | None: ...
+    @property
+    def staff(self) -> str | None: ...
+    @property
+    def family(self) -> str | None: ...
+    @property
+    def since(self) -> int | None: ...
+    @property
+    def until(self) -> int | None: ...
+
+
+def trail_filters(query: TrailFilters, *, staff: str) -> tuple[list[str], list[object]]:
+    """SQL conditions (each ``AND ...``) and their arguments for ``query``'s filters,
+    on columns ``agency``, ``family``, ``at``; ``staff`` is the staff condition."""
+    sql: list[str] = []
+    args: list[object] = []
+    for value, condition in ((query.agency, "AND agency = ?"), (query.staff, staff),
+                             (query.family, "AND family = ?")):
+        if value is not None:
+            sql.append(condition)
+            args.append(value)
+    for bound, condition in ((query.since, "AND at >= ?"), (query.until, "AND at < ?")):
+        if bound is not None:
+            sql.append(condition)
+            args.append(clamp_int64(bound))
+    return sql, args
 _SELECT_EVENTS: Final = (
     "SELECT data FROM log_events WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
@@ -261,27 +296,12 @@ class SqliteRoomLog:
         recorded commands newest first: there is no index per actor)."""
         if query.limit <= 0:
             return []
-        sql = [_SELECT_APPLIED]
-        args: list[object] = [room]
-        if query.agency is not None:
-            sql.append("AND agency = ?")
-            args.append(query.agency)
-        if query.staff is not None:
-            sql.append("AND role = 'staff' AND actor = ?")
-            args.append(query.staff)
-        if query.family is not None:
-            sql.append("AND family = ?")
-            args.append(query.family)
-        if query.since is not None:
-            sql.append("AND at >= ?")
-            args.append(_clamp(query.since))
-        if query.until is not None:
-            sql.append("AND at < ?")
-            args.append(_clamp(query.until))
+        filters, values = trail_filters(query, staff="AND role = 'staff' AND actor = ?")
         # Ties (one millisecond): the later command first; a command that changed
         # nothing has its predecessor's last_seq, but a later first_seq.
-        sql.append("ORDER BY at DESC, last_seq DESC, first_seq DESC LIMIT ?")
-        args.append(_clamp(query.limit))
+        sql = [_SELECT_APPLIED, *filters,
+               "ORDER BY at DESC, last_seq DESC, first_seq DESC LIMIT ?"]
+        args = [room, *values, clamp_int64(query.limit)]
         text = " ".join(sql)
 
         def op(conn: sqlite3.Connection) -> list[AppliedCommand]:
