@@ -19,7 +19,7 @@ from types import ModuleType
 from rich.console import Console
 from rich.progress import Progress
 
-from loadtest.env import machine, pinning
+from loadtest.env import cpu_steal, machine, pinning, steal_percent
 from loadtest.report import Result, save, show
 from loadtest.scenarios import SCENARIOS
 from loadtest.scenarios.common import SOURCE_ENV, Context
@@ -71,6 +71,7 @@ async def run_scenario(module: ModuleType, opts: argparse.Namespace,
     if opts.livepilot_source is not None:
         os.environ[SOURCE_ENV] = str(opts.livepilot_source.resolve())
     before = machine()
+    steal0 = cpu_steal()
     with pinning(not opts.no_pin) as pin, Progress(console=console, disable=opts.quiet,
                                                    transient=True) as progress:
         ctx = Context(pin=pin, results=opts.results, systems=systems, progress=progress,
@@ -78,6 +79,7 @@ async def run_scenario(module: ModuleType, opts: argparse.Namespace,
         run: Callable[[Context, argparse.Namespace], Awaitable[Result]] = module.run
         result = await run(ctx, opts)
     result.machine = {**before, "loadavg_after": machine()["loadavg"],
+                      "steal_percent": steal_percent(steal0, cpu_steal()),
                       "pinned": pin.server_core is not None,
                       "server_core": pin.server_core, "loadgen_core": pin.loadgen_core}
     show(result, console)

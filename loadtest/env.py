@@ -169,6 +169,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_steal() -> tuple[float, float]:
+    """(steal, total) CPU seconds of the whole machine so far: steal is time the
+    hypervisor gave other guests while this one had work (Linux; 0 elsewhere)."""
+    t = psutil.cpu_times()
+    return float(getattr(t, "steal", 0.0)), float(sum(t))
+
+
+def steal_percent(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """% of the machine's CPU time stolen by the hypervisor between two readings."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total * 100, 1) if total > 0 else 0.0
+
+
 def machine() -> dict[str, object]:
     """What the numbers were measured on, including how busy the machine was."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)

@@ -59,7 +59,9 @@ def table(data: dict[str, Any]) -> str:
     m = data["machine"]
     context = (f"Run {data['at']}, commit {m.get('commit', '?')}"
                f"{' + uncommitted server changes' if m.get('server_changes') else ''}; "
-               f"load average {m.get('loadavg')} before, {m.get('loadavg_after')} after.")
+               f"load average {m.get('loadavg')} before, {m.get('loadavg_after')} after"
+               + (f"; the hypervisor took {m['steal_percent']} % of the CPU time (steal)"
+                  if m.get("steal_percent") else "") + ".")
     return "\n".join([context, "", *lines, "", *notes]).rstrip() + "\n"
 
 
