@@ -15,6 +15,7 @@ from msgspec.structs import replace
 
 from protocol.messages import Notification
 from protocol.model import Actor
+from server.log.base import AppliedQuery
 
 __all__ = ["AuditEntry", "AuditQuery", "Journal", "MemoryJournal"]
 
@@ -36,27 +37,14 @@ class AuditEntry(Struct, frozen=True, kw_only=True):
     """The room seq the action reached, when applied."""
 
 
-class AuditQuery(Struct, frozen=True, kw_only=True):
-    """Filters of the audit trail: every given filter must match."""
+class AuditQuery(AppliedQuery, frozen=True, kw_only=True):
+    """Filters of the audit trail: the creator's, and every given filter must match."""
 
     creator: str
-    agency: str | None = None
-    staff: str | None = None
-    family: str | None = None
-    since: int | None = None
-    until: int | None = None
-    limit: int = 100
 
     def matches(self, e: AuditEntry) -> bool:
         """Whether an entry passes every filter (the memory journal's query)."""
-        return (
-            e.creator == self.creator
-            and (self.agency is None or e.actor.agency == self.agency)
-            and (self.staff is None or (e.actor.role == "staff" and e.actor.id == self.staff))
-            and (self.family is None or e.family == self.family)
-            and (self.since is None or e.at >= self.since)
-            and (self.until is None or e.at < self.until)
-        )
+        return e.creator == self.creator and self.passes(e.at, e.actor, e.family)
 
 
 class Journal(Protocol):

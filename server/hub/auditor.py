@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Sequence
 
 from server.journal import AuditEntry, AuditQuery, Journal
-from server.log.base import AppliedQuery, RoomLog
+from server.log.base import RoomLog
 
 __all__ = ["Auditor"]
 
@@ -35,9 +35,7 @@ class Auditor:
         """The creator's trail matching ``query``: the journal's entries and the
         room's applied commands, newest first, at most ``query.limit``."""
         entries = await self.journal.query_audit(query)
-        applied = await self.log.applied(query.creator, AppliedQuery(
-            agency=query.agency, staff=query.staff, family=query.family, since=query.since,
-            until=query.until, limit=query.limit))
+        applied = await self.log.applied(query.creator, query)  # the same filters
         commands = [
             AuditEntry(at=a.record.at, creator=query.creator, actor=a.record.by,
                        family=a.record.family, action=a.record.action,

@@ -134,7 +134,8 @@ AppendResult = Appended | Duplicate | Conflict
 
 
 class AppliedQuery(Struct, frozen=True, kw_only=True):
-    """Filters of :meth:`RoomLog.applied`: every given one must match."""
+    """Filters of :meth:`RoomLog.applied` (and of the audit trail, which adds the
+    creator: :class:`~server.journal.AuditQuery`): every given one must match."""
 
     agency: str | None = None
     staff: str | None = None
@@ -146,15 +147,15 @@ class AppliedQuery(Struct, frozen=True, kw_only=True):
     """``at < until``."""
     limit: int = 100
 
-    def matches(self, record: CommandRecord) -> bool:
-        """Whether a record passes every filter (the memory log's query)."""
-        by = record.by
+    def passes(self, at: int, by: Actor, family: str) -> bool:
+        """Whether an action at ``at``, by ``by``, of ``family`` passes every filter
+        (the memory implementations' queries)."""
         return (
             (self.agency is None or by.agency == self.agency)
             and (self.staff is None or (by.role == "staff" and by.id == self.staff))
-            and (self.family is None or record.family == self.family)
-            and (self.since is None or record.at >= self.since)
-            and (self.until is None or record.at < self.until)
+            and (self.family is None or family == self.family)
+            and (self.since is None or at >= self.since)
+            and (self.until is None or at < self.until)
         )
 
 

@@ -148,7 +148,7 @@ class MemoryRoomLog:
         found = [(record.at, last, first, AppliedCommand(command_id=cid, last_seq=last,
                                                          record=record))
                  for cid, (first, last, record) in r.commands.items()
-                 if record is not None and query.matches(record)]
+                 if record is not None and query.passes(record.at, record.by, record.family)]
         found.sort(key=lambda f: f[:3], reverse=True)  # as SQLite: at, last_seq, first_seq
         return [f[3] for f in found[: query.limit]]
 

@@ -15,7 +15,7 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Final, Protocol, Self
+from typing import Final, Self
 
 from protocol.messages import Event
 from protocol.model import Actor, RoomState
@@ -37,7 +37,7 @@ from server.log.base import (
 from server.log.sqlite_store import DEFAULT_MAX_BATCH, SqliteStore, StoreStats, Synchronous
 
 __all__ = [
-    "SqliteRoomLog", "SqliteStore", "StoreStats", "Synchronous", "TrailFilters", "clamp_int64",
+    "SqliteRoomLog", "SqliteStore", "StoreStats", "Synchronous", "clamp_int64",
     "trail_filters",
 ]
 
@@ -72,23 +72,9 @@ def clamp_int64(value: int) -> int:
     return min(max(value, _INT64_MIN), _INT64_MAX)
 
 
-class TrailFilters(Protocol):
-    """The filters an audit query and :class:`AppliedQuery` share."""
-
-    @property
-    def agency(self) -> str | None: ...
-    @property
-    def staff(self) -> str | None: ...
-    @property
-    def family(self) -> str | None: ...
-    @property
-    def since(self) -> int | None: ...
-    @property
-    def until(self) -> int | None: ...
-
-
-def trail_filters(query: TrailFilters, *, staff: str) -> tuple[list[str], list[object]]:
-    """SQL conditions (each ``AND ...``) and their arguments for ``query``'s filters,
+def trail_filters(query: AppliedQuery, *, staff: str) -> tuple[list[str], list[object]]:
+    """SQL conditions (each ``AND ...``) and their arguments for ``query``'s filters
+    (an :class:`AppliedQuery`, or the audit trail's, which is one),
     on columns ``agency``, ``family``, ``at``; ``staff`` is the staff condition."""
     sql: list[str] = []
     args: list[object] = []
