@@ -201,11 +201,12 @@ async def slow_member(served: Served, creator: Raw) -> AsyncIterator[SlowMember]
         yield member
 
 
-async def test_slow_consumer_is_closed_and_others_keep_receiving(
+@asynccontextmanager
+async def slow_room(
     make_settings: Callable[..., Settings],
-) -> None:
-    """A member that stops reading is closed with SLOW_CONSUMER; the others get everything."""
-    # H6 (backpressure: a slow client is disconnected, never waited for)
+) -> AsyncIterator[tuple[Served, Raw, SlowMember]]:
+    """A fallback-path server with a 16 KiB send bound, a live room whose creator
+    reads all along, and a member of it closed as a slow consumer."""
     settings = make_settings(send_buffer_bytes=16_384, rate_per_s=1_000_000.0,
                              rate_burst=1_000_000)
     async with (
@@ -214,12 +215,21 @@ async def test_slow_consumer_is_closed_and_others_keep_receiving(
     ):
         await live(creator, "cr")
         async with slow_member(served, creator) as slow:
-            assert slow.session.sink is None  # the outbox, not the direct sink
-            assert (slow.session.close_code, slow.session.close_reason) == (
-                CloseCode.SLOW_CONSUMER, "send queue overflow")
-            # Reading again within FLUSH_ON_CLOSE_S, the member gets the close frame.
-            _, close_code = await slow.raw.until_closed()
-            assert close_code == CloseCode.SLOW_CONSUMER
+            yield served, creator, slow
+
+
+async def test_slow_consumer_is_closed_and_others_keep_receiving(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A member that stops reading is closed with SLOW_CONSUMER; the others get everything."""
+    # H6 (backpressure: a slow client is disconnected, never waited for)
+    async with slow_room(make_settings) as (_served, creator, slow):
+        assert slow.session.sink is None  # the outbox, not the direct sink
+        assert (slow.session.close_code, slow.session.close_reason) == (
+            CloseCode.SLOW_CONSUMER, "send queue overflow")
+        # Reading again within FLUSH_ON_CLOSE_S, the member gets the close frame.
+        _, close_code = await slow.raw.until_closed()
+        assert close_code == CloseCode.SLOW_CONSUMER
         # The creator, reading all along, received every event in order.
         seen = await creator.events_until(slow.last)
         assert [e.seq for e in seen] == list(range(1, slow.last + 1))
@@ -230,24 +240,17 @@ async def test_slow_consumer_endpoint_ends_without_the_client_reading(
 ) -> None:
     """A slow consumer's endpoint ends, and is counted, without the client reading again."""
     # H6 (the hub never waits for a client: neither does the closing connection)
-    settings = make_settings(send_buffer_bytes=16_384, rate_per_s=1_000_000.0,
-                             rate_burst=1_000_000)
-    async with (
-        serving(settings) as served,
-        raw_client(served.srv, served.srv.token(creator="cr")) as creator,
-    ):
-        await live(creator, "cr")
-        async with slow_member(served, creator) as slow:
-            assert slow.session.close_code == CloseCode.SLOW_CONSUMER
-            try:
-                # The close is bounded by FLUSH_ON_CLOSE_S (uvicorn's websocket.close waits
-                # for the client to read): give it that, and then some.
-                await asyncio.wait({slow.task}, timeout=3 * FLUSH_ON_CLOSE_S)
-                assert slow.task.done()
-                assert served.srv.runtime.metrics.registry.get_sample_value(
-                    "livepilot_slow_consumer_disconnects_total") == 1
-            finally:
-                await slow.raw.until_closed()  # reading again, the member sees the end
+    async with slow_room(make_settings) as (served, _creator, slow):
+        assert slow.session.close_code == CloseCode.SLOW_CONSUMER
+        try:
+            # The close is bounded by FLUSH_ON_CLOSE_S (uvicorn's websocket.close waits
+            # for the client to read): give it that, and then some.
+            await asyncio.wait({slow.task}, timeout=3 * FLUSH_ON_CLOSE_S)
+            assert slow.task.done()
+            assert served.srv.runtime.metrics.registry.get_sample_value(
+                "livepilot_slow_consumer_disconnects_total") == 1
+        finally:
+            await slow.raw.until_closed()  # reading again, the member sees the end
 
 
 async def grant(srv: Server) -> None:
