@@ -19,8 +19,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Final, get_args
 
 import anyio
 
@@ -42,6 +43,11 @@ from server.metrics import Metrics
 __all__ = ["MAX_CONFLICT_RETRIES", "CommandPipeline", "Spawn"]
 
 logger = logging.getLogger("livepilot.hub")
+
+_ACTIONS: Final[Mapping[type, str]] = MappingProxyType(
+    {cls: str(cls.__struct_config__.tag) for cls in get_args(RoomCommand)})
+"""Each room command's ``type`` tag, its action on the audit trail (read per command)."""
+
 
 Spawn = Callable[..., object]
 """A task group's ``start_soon``: ``spawn(async_fn, *args)``."""
@@ -180,14 +186,14 @@ class CommandPipeline(abc.ABC):
 
     def _done(self, command: RoomCommand) -> None:
         """Count an applied command (its audit record went with its append)."""
-        self.metrics.command_done(str(type(command).__struct_config__.tag), "ok")
+        self.metrics.command_done(_ACTIONS[type(command)], "ok")
 
     def _snapshot_due(self, live: LiveRoom) -> bool:
         return live.since_snapshot >= self.snapshot_interval
 
     async def _refuse(self, session: Session, caller: Caller, command: RoomCommand,
                       refusal: Refusal) -> None:
-        name = str(type(command).__struct_config__.tag)
+        name = _ACTIONS[type(command)]
         # The refusal is on the audit trail before the client hears of it (R10).
         await self._audit_refusal(caller.actor, command, name, refusal.code)
         session.send(Refused(command_id=command.command_id, code=refusal.code,
@@ -247,7 +253,7 @@ class CommandPipeline(abc.ABC):
         # Platform activity is not an action of anyone: only commands are audited (R16).
         record = None if command.family == "feed" else CommandRecord(
             at=now, by=actor, family=command.family,
-            action=str(type(command).__struct_config__.tag))
+            action=_ACTIONS[type(command)])
         return live.submit(self.log, command.command_id, pending, call.session, record)
 
     async def _refused_or_resent(
