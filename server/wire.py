@@ -96,8 +96,10 @@ class DirectSink:
             p.write_frame(_framed(self._opcode, frame))
 
     def buffered(self) -> int:
-        """Bytes written and not yet taken by the kernel."""
-        return self._protocol.buffered()
+        """Bytes the transport could not hand to the kernel yet. Frames held for the
+        end of the turn are not counted: they were never offered to the kernel, and
+        they are fewer than :data:`FLUSH_AT_BYTES`."""
+        return self._protocol.transport.get_write_buffer_size()
 
     def close(self, code: int, reason: str) -> None:
         """Send the close frame after what is written; the app's reads end at once."""
@@ -251,14 +253,6 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.is_open() or self.transport.is_closing():
             return
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-
-    def buffered(self) -> int:
-        """Bytes of frames the transport could not hand to the kernel yet.
-
-        Frames held for the end of the turn are not counted: they were never
-        offered to the kernel, and they are fewer than :data:`FLUSH_AT_BYTES`.
-        """
-        return self.transport.get_write_buffer_size()
 
     async def send(self, message: Any) -> None:
         self.flush_frames()  # the sink's frames first: they were written before
