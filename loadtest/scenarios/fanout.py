@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--payload", type=int, default=150, help="feed item text bytes (150)")
     p.add_argument("--start", type=float, default=2000, help="first step, deliveries/s")
     p.add_argument("--factor", type=float, default=1.4, help="rate factor per step (1.4)")
-    p.add_argument("--max-steps", type=int, default=14)
+    p.add_argument("--max-steps", type=int, default=20,
+                   help="coarse steps at most (20: 2,000 x 1.4^19 is 1.2 M/s)")
     p.add_argument("--step", type=float, default=4.0, help="measured seconds per step (4)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per step")
     p.add_argument("--max-p99-ms", type=float, default=200.0,
