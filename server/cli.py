@@ -94,6 +94,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     import sys
 
     from server.config import ConfigError, unknown_variables
+    from server.gctune import tune_gc
     from server.logs import setup_logging
     from server.serve import build_server
 
@@ -119,7 +120,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         log.warning("using the public development JWT secret (--dev)")
     for name in unknown_variables(os.environ):
         log.warning("unknown setting in the environment", extra={"variable": name})
-    build_server(settings).run()
+    server = build_server(settings)
+    tune_gc()  # after the app is built: what start-up made is frozen
+    server.run()
     return 0
 
 
