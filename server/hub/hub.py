@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -55,6 +56,8 @@ GrantLookup = Callable[[str, str, int], Grant | None]
 
 MAX_RESUME_EVENTS: Final = 10_000
 """A resume needing more events than this gets a snapshot instead (H3)."""
+ROOM_IDLE_MS: Final = 300_000
+"""A room unused for this long (up to twice as long) leaves memory; its log keeps it."""
 
 
 class Hub(CommandPipeline):
@@ -70,6 +73,7 @@ class Hub(CommandPipeline):
         metrics: Metrics,
         snapshot_interval: int = 1000,
         history_retention: int = 10_000,
+        room_idle_ms: int = ROOM_IDLE_MS,
     ) -> None:
         self.log = log
         self.journal = journal
@@ -78,7 +82,14 @@ class Hub(CommandPipeline):
         self.metrics = metrics
         self.snapshot_interval = snapshot_interval
         self.history_retention = history_retention
+        self.room_idle_ms = room_idle_ms
         self.rooms: dict[str, LiveRoom] = {}
+        """The rooms in memory (an idle room leaves it: :meth:`_evict_idle`)."""
+        self._loaded: weakref.WeakValueDictionary[str, LiveRoom] = (
+            weakref.WeakValueDictionary())
+        """Every room object still alive, evicted or not: a task that still holds an
+        evicted room gets the same object back, so a room never has two."""
+        self._swept_at = clock()
         self.sessions: dict[str, Session] = {}
         self._loading = anyio.Lock()
         self._drained = anyio.Event()
@@ -152,12 +163,30 @@ class Hub(CommandPipeline):
         if live is not None:
             return live
         async with self._loading:
-            live = self.rooms.get(room_id)
+            live = self.rooms.get(room_id) or self._loaded.get(room_id)
             if live is None:
+                self._evict_idle()
                 live = LiveRoom(await self._load(room_id), self._on_event)
-                self.rooms[room_id] = live
-                self.metrics.rooms.set(len(self.rooms))
+                self._loaded[room_id] = live
+            self.rooms[room_id] = live
+            self.metrics.rooms.set(len(self.rooms))
         return live
+
+    def _evict_idle(self) -> None:
+        """Drop the rooms idle now and untouched since the last sweep (second chance).
+
+        Runs when a room is loaded, the only way memory grows, at most once per
+        ``room_idle_ms``. Dropping is all it takes: every event is in the log.
+        """
+        now = self.clock()
+        if now - self._swept_at < self.room_idle_ms:
+            return
+        self._swept_at = now
+        for room_id, live in list(self.rooms.items()):
+            if live.touched or not live.idle:
+                live.touched = False
+            else:
+                del self.rooms[room_id]
 
     async def _load(self, room_id: str, state: RoomState | None = None) -> RoomState:
         if state is None:
@@ -231,6 +260,7 @@ class Hub(CommandPipeline):
         session.rooms.discard(room_id)
         live = self.rooms.get(room_id)
         if live is not None and live.members.pop(session.id, None) is not None:
+            live.touched = True
             self._presence(live)
 
     def _end_live_part(self, live: LiveRoom) -> None:

@@ -68,8 +68,8 @@ class Submitted:
 class LiveRoom:
     """A room loaded in memory: optimistic state, members, lock, appends in flight."""
 
-    __slots__ = ("diverged", "inflight", "lock", "members", "on_event", "room",
-                 "since_snapshot", "state")
+    __slots__ = ("__weakref__", "diverged", "inflight", "lock", "members", "on_event",
+                 "room", "since_snapshot", "state", "touched")
 
     def __init__(self, state: RoomState, on_event: EventSink) -> None:
         self.room = state.room
@@ -82,11 +82,19 @@ class LiveRoom:
         self.diverged = False
         self.on_event = on_event
         """Called for each durable event, in order: fan-out and its side effects."""
+        self.touched = True
+        """Used since the hub's last sweep of idle rooms (a command, a member leaving)."""
+
+    @property
+    def idle(self) -> bool:
+        """Nobody in the room, no append in flight, no one holding the lock."""
+        return not (self.members or self.inflight or self.lock.locked())
 
     def submit(self, log: RoomLog, command_id: str | None, pending: Sequence[PendingEvent],
                sender: Session | None, record: CommandRecord | None = None) -> Submitted:
         """Under the lock: start the append (with the command's audit ``record``)
         and fold its predicted events now."""
+        self.touched = True
         seq = self.state.seq
         predicted = [
             Event(room=self.room, seq=seq + i, at=p.at, actor=p.actor, by=p.by, body=p.body,
