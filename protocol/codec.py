@@ -28,6 +28,7 @@ __all__ = [
     "Codec",
     "DecodeError",
     "Format",
+    "classify_decode_error",
     "codec_for",
     "negotiate",
 ]
@@ -51,7 +52,8 @@ class DecodeError(Exception):
         self.message = message
 
 
-def _classify(exc: msgspec.DecodeError) -> DecodeError:
+def classify_decode_error(exc: msgspec.DecodeError) -> DecodeError:
+    """The error code of what msgspec could not decode (bad UTF-8, bad shape, bad JSON)."""
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         # msgspec reports an unknown tag as "Invalid value '<tag>' - at `$.type`". Match
@@ -89,7 +91,7 @@ class _Side(Generic[T]):
         try:
             return self._decode(data)
         except msgspec.DecodeError as exc:
-            raise _classify(exc) from None
+            raise classify_decode_error(exc) from None
         except RecursionError:
             # msgspec on 3.11 recurses on nesting; very deep input ends here.
             raise DecodeError(Code.TOO_DEEP, "frame is nested too deeply") from None

@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from protocol import access as a
 from protocol.access import AccessEvent
+from protocol.codec import classify_decode_error
 from protocol.errors import Code, describe, is_retryable
 from protocol.model import Actor
 from server.auth import AuthError, verify
@@ -230,6 +231,9 @@ async def read_command(
     try:
         raw = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
+        # msgspec 0.23 reports bad UTF-8 as a DecodeError; earlier releases raised UnicodeError.
+        if classify_decode_error(exc).code == Code.INVALID_UTF8:
+            raise ApiError(Code.INVALID_UTF8, str(exc)) from None
         raise ApiError(Code.MALFORMED, f"the body is not JSON: {exc}") from None
     except RecursionError:  # msgspec on 3.11 recurses on nesting
         raise ApiError(Code.TOO_DEEP, "the body is nested too deeply") from None

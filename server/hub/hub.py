@@ -161,6 +161,7 @@ class Hub(CommandPipeline):
         """The room, loaded from its snapshot and log if it is not in memory."""
         live = self.rooms.get(room_id)
         if live is not None:
+            live.touched = True  # the caller is about to use it: not evicted by the next sweep
             return live
         async with self._loading:
             live = self.rooms.get(room_id) or self._loaded.get(room_id)
@@ -168,6 +169,7 @@ class Hub(CommandPipeline):
                 self._evict_idle()
                 live = LiveRoom(await self._load(room_id), self._on_event)
                 self._loaded[room_id] = live
+            live.touched = True
             self.rooms[room_id] = live
             self.metrics.rooms.set(len(self.rooms))
         return live
@@ -236,6 +238,9 @@ class Hub(CommandPipeline):
                                           reason=reason))
                 if not session.is_closed:  # unless it went away meanwhile
                     live.members[session.id] = session
+                    # A member's room is in memory, even if a sweep dropped it meanwhile.
+                    self.rooms[room_id] = live
+                    self.metrics.rooms.set(len(self.rooms))
                     session.rooms.add(live.room)
                     self._presence(live)
         await self._store_notes()
