@@ -121,7 +121,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     for name in unknown_variables(os.environ):
         log.warning("unknown setting in the environment", extra={"variable": name})
     server = build_server(settings)
-    tune_gc()  # after the app is built: what start-up made is frozen
+    tune_gc()  # after the app is built: its modules, classes and functions are frozen
     server.run()
     return 0
 

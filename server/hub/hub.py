@@ -57,7 +57,8 @@ GrantLookup = Callable[[str, str, int], Grant | None]
 MAX_RESUME_EVENTS: Final = 10_000
 """A resume needing more events than this gets a snapshot instead (H3)."""
 ROOM_IDLE_MS: Final = 300_000
-"""A room unused for this long (up to twice as long) leaves memory; its log keeps it."""
+"""A room idle and unused for at least this long leaves memory when the next room loads;
+its log keeps everything."""
 
 
 class Hub(CommandPipeline):
@@ -167,7 +168,11 @@ class Hub(CommandPipeline):
             live = self.rooms.get(room_id) or self._loaded.get(room_id)
             if live is None:
                 self._evict_idle()
-                live = LiveRoom(await self._load(room_id), self._on_event)
+                snapshot = await self.log.load_snapshot(room_id)
+                state = await self._load(room_id, snapshot or new_room(room_id, room_id))
+                live = LiveRoom(state, self._on_event)
+                # The events replayed count towards the next snapshot (and trim).
+                live.since_snapshot = state.seq - (snapshot.seq if snapshot is not None else 0)
                 self._loaded[room_id] = live
             live.touched = True
             self.rooms[room_id] = live
@@ -175,7 +180,7 @@ class Hub(CommandPipeline):
         return live
 
     def _evict_idle(self) -> None:
-        """Drop the rooms idle now and untouched since the last sweep (second chance).
+        """Drop the rooms idle now and neither used nor busy at or since the last sweep.
 
         Runs when a room is loaded, the only way memory grows, at most once per
         ``room_idle_ms``. Dropping is all it takes: every event is in the log.
@@ -185,10 +190,13 @@ class Hub(CommandPipeline):
             return
         self._swept_at = now
         for room_id, live in list(self.rooms.items()):
-            if live.touched or not live.idle:
+            if not live.idle:
+                live.touched = True  # a whole interval from now, at least, before it goes
+            elif live.touched:
                 live.touched = False
             else:
                 del self.rooms[room_id]
+        self.metrics.rooms.set(len(self.rooms))
 
     async def _load(self, room_id: str, state: RoomState | None = None) -> RoomState:
         if state is None:
@@ -238,9 +246,6 @@ class Hub(CommandPipeline):
                                           reason=reason))
                 if not session.is_closed:  # unless it went away meanwhile
                     live.members[session.id] = session
-                    # A member's room is in memory, even if a sweep dropped it meanwhile.
-                    self.rooms[room_id] = live
-                    self.metrics.rooms.set(len(self.rooms))
                     session.rooms.add(live.room)
                     self._presence(live)
         await self._store_notes()

@@ -83,7 +83,8 @@ class LiveRoom:
         self.on_event = on_event
         """Called for each durable event, in order: fan-out and its side effects."""
         self.touched = True
-        """Used since the hub's last sweep of idle rooms (a command, a member leaving)."""
+        """Used since the hub's last sweep of idle rooms (a command, a lookup, a member
+        leaving), or busy at that sweep."""
 
     @property
     def idle(self) -> bool:
@@ -94,7 +95,6 @@ class LiveRoom:
                sender: Session | None, record: CommandRecord | None = None) -> Submitted:
         """Under the lock: start the append (with the command's audit ``record``)
         and fold its predicted events now."""
-        self.touched = True
         seq = self.state.seq
         predicted = [
             Event(room=self.room, seq=seq + i, at=p.at, actor=p.actor, by=p.by, body=p.body,

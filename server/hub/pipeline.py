@@ -102,6 +102,7 @@ class CommandPipeline(abc.ABC):
         if live is None:
             live = await self.room(command.room)
             caller = self.caller(session, command.room)  # access may have changed meanwhile (R6)
+        live.touched = True  # in use: not evicted by the next sweep of idle rooms
         call = _Call(session, caller, command, live)
         # The common case runs without a suspension point: nothing can interleave,
         # so it needs neither the room lock nor a shield.

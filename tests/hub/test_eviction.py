@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
+from collections.abc import Sequence
+
 from protocol import commands as c
 from protocol.codec import Codec
+from protocol.events import ProductAdded
 from protocol.model import Actor, BagItem
 from server.domain.grants import Grant
 from server.hub.hub import Hub
 from server.hub.session import Session
 from server.journal import MemoryJournal
+from server.log.base import AppendResult, CommandRecord, PendingEvent
 from server.log.memory import MemoryRoomLog
 from server.metrics import Metrics
 
@@ -25,12 +32,27 @@ class Clock:
         return self.now
 
 
-def make_hub(clock: Clock) -> Hub:
+class HeldLog(MemoryRoomLog):
+    """A log whose appends wait until :attr:`release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def append(self, room: str, command_id: str | None,
+                     events: Sequence[PendingEvent], expected_seq: int,
+                     record: CommandRecord | None = None) -> AppendResult:
+        await self.release.wait()
+        return await super().append(room, command_id, events, expected_seq, record)
+
+
+def make_hub(clock: Clock, log: MemoryRoomLog | None = None) -> Hub:
     def grants(agency: str, creator: str, now: int) -> Grant | None:
         return Grant(agency=agency, creator=creator)
 
-    return Hub(MemoryRoomLog(), MemoryJournal(), grants, clock=clock, metrics=Metrics(),
-               room_idle_ms=IDLE_MS)
+    return Hub(log or MemoryRoomLog(), MemoryJournal(), grants, clock=clock,
+               metrics=Metrics(), room_idle_ms=IDLE_MS)
 
 
 def creator_session(clock: Clock) -> Session:
@@ -61,14 +83,62 @@ async def test_an_idle_room_leaves_memory_and_comes_back_from_its_log() -> None:
     hub = make_hub(clock)
     await used_then_left(hub, clock)
     before = hub.rooms["cr"].state
+    gone = weakref.ref(hub.rooms["cr"])
     await sweep(hub, clock, "x")  # first sweep: the room was used since the last one
     assert "cr" in hub.rooms
     await sweep(hub, clock, "y")
     assert "cr" not in hub.rooms
     assert hub.metrics.registry.get_sample_value("livepilot_rooms") == len(hub.rooms) == 2
+    gc.collect()
+    assert gone() is None  # nothing kept the room object alive
     again = await hub.room("cr")
     assert again.state == before
     assert [item.product_id for item in again.state.bag] == ["p1"]
+
+
+async def test_a_reloaded_room_counts_the_events_since_its_snapshot() -> None:
+    """Events replayed at reload count towards the next snapshot, as if never evicted."""
+    clock = Clock()
+    hub = make_hub(clock)
+    await used_then_left(hub, clock)
+    assert hub.rooms["cr"].since_snapshot == 2  # live_started, product_added
+    await sweep(hub, clock, "x")
+    await sweep(hub, clock, "y")
+    assert "cr" not in hub.rooms
+    gc.collect()
+    assert (await hub.room("cr")).since_snapshot == 2
+
+
+async def test_a_room_with_an_append_in_flight_stays() -> None:
+    """A room whose append is not yet durable is not dropped."""
+    clock = Clock()
+    log = HeldLog()
+    hub = make_hub(clock, log)
+    await used_then_left(hub, clock)
+    live = hub.rooms["cr"]
+    log.release.clear()
+    pending = [PendingEvent(at=clock.now, actor="cr", by=CREATOR,
+                            body=ProductAdded(item=BagItem(product_id="p9"), position=1))]
+    entry = live.submit(log, "held", pending, None)
+    for other in ("x", "y", "z"):
+        await sweep(hub, clock, other)
+    assert hub.rooms["cr"] is live
+    log.release.set()
+    assert await entry.outcome == 3
+
+
+async def test_a_locked_room_stays() -> None:
+    """A room whose lock is held (a join, a settle, a snapshot) is not dropped."""
+    clock = Clock()
+    hub = make_hub(clock)
+    await used_then_left(hub, clock)
+    live = hub.rooms["cr"]
+    async with live.lock:
+        for other in ("x", "y"):
+            await sweep(hub, clock, other)
+    assert hub.rooms["cr"] is live
+    await sweep(hub, clock, "z")  # busy at the last sweep: one more chance
+    assert hub.rooms["cr"] is live
 
 
 async def test_a_room_with_a_member_stays() -> None:
