@@ -102,16 +102,14 @@ class LiveRoom:
             for i, p in enumerate(pending, start=1)
         ]
         # Queued now, so appends reach the log in submission order.
-        append = log.append_soon(self.room, command_id, pending, seq, record)
+        # publish() runs once the append is done: for the SQLite log, in the very
+        # callback that completes it (a done callback would wait a turn of the loop).
+        append = log.append_soon(self.room, command_id, pending, seq, record, then=self.publish)
         entry = Submitted(append, predicted, sender, command_id)
         self.inflight.append(entry)
         for event in predicted:
             self.state = evolve(self.state, event)
-        append.add_done_callback(self._completed)
         return entry
-
-    def _completed(self, _: object) -> None:
-        self.publish()
 
     def publish(self) -> None:
         """Publish every completed append at the head of the queue, in order."""

@@ -32,7 +32,7 @@ Rules every implementation keeps:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 import msgspec
@@ -198,11 +198,14 @@ class RoomLog(Protocol):
         events: Sequence[PendingEvent],
         expected_seq: int,
         record: CommandRecord | None = None,
+        *,
+        then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """:meth:`append`, queued now: appends queued in turn apply in turn (the hub
         pipelines a room's commands on this). Storage errors (:class:`LogError`) are
         set on the future, never raised here; invalid arguments raise ``ValueError``
-        at once, as ``append`` does."""
+        at once, as ``append`` does. ``then`` is called once, on the event loop, once
+        the future is done - as soon as the log can (a done callback at the latest)."""
         ...
 
     async def read_since(self, room: str, after_seq: int, limit: int) -> list[Event] | None:

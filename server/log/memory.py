@@ -14,7 +14,7 @@ concurrent callers like a real store does.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from protocol.messages import Event
 from protocol.model import RoomState
@@ -83,11 +83,15 @@ class MemoryRoomLog:
         events: Sequence[PendingEvent],
         expected_seq: int,
         record: CommandRecord | None = None,
+        *,
+        then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """See :meth:`RoomLog.append_soon` (a task: tasks start in creation order)."""
         check_append_args(expected_seq)
-        return asyncio.ensure_future(
-            self.append(room, command_id, events, expected_seq, record))
+        task = asyncio.ensure_future(self.append(room, command_id, events, expected_seq, record))
+        if then is not None:
+            task.add_done_callback(lambda _: then())
+        return task
 
     async def append(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Final, Self
 
@@ -164,12 +164,16 @@ class SqliteRoomLog:
         events: Sequence[PendingEvent],
         expected_seq: int,
         record: CommandRecord | None = None,
+        *,
+        then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
-        """See :meth:`~server.log.base.RoomLog.append_soon`."""
+        """See :meth:`~server.log.base.RoomLog.append_soon`; ``then`` runs in the
+        store's callback that resolves the future (no extra turn of the loop)."""
         check_append_args(expected_seq)
         pending = tuple(events)
         return self.store.write_soon(
-            lambda conn: self._append(conn, room, command_id, pending, expected_seq, record=record)
+            lambda conn: self._append(conn, room, command_id, pending, expected_seq, record=record),
+            then=then,
         )
 
     def _append(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -41,7 +42,7 @@ import anyio
 from server.log.base import LogClosedError, LogError, LogWriteError
 from server.log.schema import SCHEMA, Migration, migrate
 
-__all__ = ["DEFAULT_MAX_BATCH", "SqliteStore", "StoreStats", "Synchronous"]
+__all__ = ["DEFAULT_MAX_BATCH", "SqliteStore", "StoreStats", "Synchronous", "Then"]
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "EXTRA", "NORMAL"]
@@ -58,23 +59,28 @@ WAL_AUTOCHECKPOINT_PAGES: Final = 20_000
 MMAP_BYTES: Final = 256 * 1024 * 1024
 """Reads through a memory map rather than read() calls (every connection)."""
 
-_Outcome = tuple["asyncio.Future[Any]", object, BaseException | None]
+Then = Callable[[], None]
+"""Called on the event loop right after a write's future is resolved, in the same callback."""
+_Outcome = tuple["asyncio.Future[Any]", object, BaseException | None, Then | None]
+logger = logging.getLogger("livepilot.store")
 
 
 class _Job:
     """One write waiting for the writer thread."""
 
-    __slots__ = ("fn", "future", "loop")
+    __slots__ = ("fn", "future", "loop", "then")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], object],
         future: asyncio.Future[Any],
         loop: asyncio.AbstractEventLoop,
+        then: Then | None = None,
     ) -> None:
         self.fn = fn
         self.future = future
         self.loop = loop
+        self.then = then
 
 
 class _Stop:
@@ -84,14 +90,20 @@ class _Stop:
 
 
 def _deliver(outcomes: list[_Outcome]) -> None:
-    """On the event loop: resolve the futures of one committed batch."""
-    for future, result, exc in outcomes:
-        if future.done():  # the awaiting task was cancelled
-            continue
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
+    """On the event loop: resolve the futures of one committed batch, each followed
+    by its ``then`` (a future's own done callbacks would run one turn of the loop
+    later, and a turn is milliseconds under load)."""
+    for future, result, exc, then in outcomes:
+        if not future.done():  # else: the awaiting task was cancelled
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
+        if then is not None:
+            try:
+                then()
+            except Exception:  # one caller's bug must not strand the rest of the batch
+                logger.exception("a write's completion callback failed")
 
 
 def _post(loop: asyncio.AbstractEventLoop, outcomes: list[_Outcome]) -> None:
@@ -255,11 +267,14 @@ class SqliteStore:
         """
         return await self.write_soon(fn)
 
-    def write_soon(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def write_soon(self, fn: Callable[[sqlite3.Connection], T], *,
+                   then: Then | None = None) -> asyncio.Future[T]:
         """:meth:`write`, queued now: the future is done once committed (or failed).
 
         Writes queued by successive calls run in that order. For callers that
         need no coroutine (and no task) per write, e.g. the hub's appends.
+        ``then`` is called once the future is done: right after it is resolved,
+        in the same callback, or (a store already closed) from a done callback.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -267,8 +282,10 @@ class SqliteStore:
             self._check_open()
         except LogError as e:
             future.set_exception(e)
+            if then is not None:
+                future.add_done_callback(lambda _: then())
             return future
-        self._queue.put(_Job(fn, future, loop))
+        self._queue.put(_Job(fn, future, loop, then))
         return future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -294,9 +311,9 @@ class SqliteStore:
                 conn.close()
                 raise
         except BaseException as exc:
-            _post(loop, [(ready, None, exc)])
+            _post(loop, [(ready, None, exc, None)])
             return
-        _post(loop, [(ready, None, None)])
+        _post(loop, [(ready, None, None, None)])
         stop = False
         try:
             while not stop:
@@ -350,7 +367,7 @@ class SqliteStore:
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
         for job, result, error in outcomes:
-            by_loop.setdefault(job.loop, []).append((job.future, result, error))
+            by_loop.setdefault(job.loop, []).append((job.future, result, error, job.then))
         for loop, items in by_loop.items():
             _post(loop, items)
 
@@ -401,7 +418,8 @@ class SqliteStore:
             if isinstance(item, _Job):
                 leftovers.append(item)
         for job in leftovers:
-            _post(job.loop, [(job.future, None, LogClosedError("the store was closed"))])
+            _post(job.loop, [(job.future, None, LogClosedError("the store was closed"),
+                              job.then)])
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.execute("PRAGMA optimize")

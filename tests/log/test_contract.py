@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -386,3 +387,30 @@ async def test_append_soon_on_a_closed_log_fails_its_future(log: RoomLog) -> Non
     future = log.append_soon(ROOM, "c1", [pending("a")], 0)
     with pytest.raises(LogClosedError):
         await future
+
+
+async def test_append_soon_calls_then_once_when_done(log: RoomLog) -> None:
+    """``then`` runs once per append, in queue order, each when its future is done."""
+    seen: list[tuple[str, bool]] = []
+    futures: dict[str, asyncio.Future[AppendResult]] = {}
+
+    def then(cid: str) -> Callable[[], None]:
+        return lambda: seen.append((cid, futures[cid].done()))
+
+    for cid, seq in (("c1", 0), ("c2", 1)):
+        futures[cid] = log.append_soon(ROOM, cid, [pending(cid)], seq, then=then(cid))
+    await asyncio.gather(*futures.values())
+    await asyncio.sleep(0)  # a done callback (the memory log's) runs one turn later
+    assert seen == [("c1", True), ("c2", True)]
+
+
+async def test_append_soon_calls_then_when_the_log_is_closed(log: RoomLog) -> None:
+    """A failed append still calls ``then``, after its future holds the error."""
+    await log.close()
+    seen: list[bool] = []
+    future = log.append_soon(ROOM, "c1", [pending("a")], 0,
+                             then=lambda: seen.append(future.done()))
+    with pytest.raises(LogClosedError):
+        await future
+    await asyncio.sleep(0)
+    assert seen == [True]

@@ -181,6 +181,26 @@ async def test_queued_appends_commit_as_one_batch(log: SqliteRoomLog) -> None:
     assert store.stats.largest_batch >= 50
 
 
+async def test_then_runs_in_the_callback_that_resolves_the_append(log: SqliteRoomLog) -> None:
+    """``then`` runs right after the future is resolved, before its done callbacks
+    (which wait a turn of the loop), and a ``then`` that raises spoils nothing."""
+    order: list[str] = []
+
+    def failing() -> None:
+        order.append("then c1")
+        raise RuntimeError("a bug in the caller")
+
+    first = log.append_soon(ROOM, "c1", [pending("a")], 0, then=failing)
+    second = log.append_soon(ROOM, "c2", [pending("b")], 1,
+                             then=lambda: order.append("then c2"))
+    first.add_done_callback(lambda _: order.append("done c1"))
+    second.add_done_callback(lambda _: order.append("done c2"))
+    results = await asyncio.gather(first, second)
+    assert [r.last_seq for r in results if isinstance(r, Appended)] == [1, 2]
+    # Both in the store's one callback; a future's done callbacks come a turn later.
+    assert order == ["then c1", "then c2", "done c1", "done c2"]
+
+
 @pytest.mark.parametrize("where", [0, 1, 2], ids=["first", "middle", "last"])
 async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog, where: int) -> None:
     """A write that raises is rolled back alone, wherever it is in its batch; the
