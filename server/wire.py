@@ -101,6 +101,10 @@ class DirectSink:
         they are fewer than :data:`FLUSH_AT_BYTES`."""
         return self._protocol.transport.get_write_buffer_size()
 
+    def flush(self) -> None:
+        """Write the frames held for the end of this turn now."""
+        self._protocol.flush_frames()
+
     def close(self, code: int, reason: str) -> None:
         """Send the close frame after what is written; the app's reads end at once."""
         self._protocol.close_now(code, reason)

@@ -112,13 +112,23 @@ class LiveRoom:
         return entry
 
     def publish(self) -> None:
-        """Publish every completed append at the head of the queue, in order."""
+        """Publish every completed append at the head of the queue, in order; what
+        that wrote leaves now, not at the end of the loop's turn (decision 0012)."""
         inflight = self.inflight
+        if not inflight or not inflight[0].append.done():
+            return
+        senders: list[Session] = []
         while inflight and inflight[0].append.done():
             entry = inflight.popleft()
             outcome = self._publish_one(entry)
             if not entry.outcome.done():
                 entry.outcome.set_result(outcome)
+            if entry.sender is not None and entry.sender not in senders:
+                senders.append(entry.sender)
+        for session in self.members.values():
+            session.flush()
+        for session in senders:  # a sender outside the room (a pre-LIVE command)
+            session.flush()
 
     def _publish_one(self, entry: Submitted) -> Outcome:
         task = entry.append

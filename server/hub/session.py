@@ -48,6 +48,9 @@ class Sink(Protocol):
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake with ``code`` after what is already written."""
 
+    def flush(self) -> None:
+        """Send now what was written in this turn of the loop (else sent at its end)."""
+
 
 class Session:
     """A connected, authenticated client."""
@@ -108,6 +111,11 @@ class Session:
         self._queued += len(frame)
         if self._wakeup is not None:
             self._wakeup.set()
+
+    def flush(self) -> None:
+        """Send what this turn of the loop wrote so far now (see :class:`Sink`)."""
+        if self.sink is not None:
+            self.sink.flush()
 
     def close(self, code: int, reason: str = "") -> None:
         """Close the connection with ``code`` after what was delivered; the first call wins."""

@@ -90,15 +90,18 @@ class _Stop:
 
 
 def _deliver(outcomes: list[_Outcome]) -> None:
-    """On the event loop: resolve the futures of one committed batch, each followed
-    by its ``then`` (a future's own done callbacks would run one turn of the loop
+    """On the event loop: resolve the futures of one committed batch, then call
+    their ``then``s (a future's own done callbacks would run one turn of the loop
     later, and a turn is milliseconds under load)."""
-    for future, result, exc, then in outcomes:
+    for future, result, exc, _ in outcomes:
         if not future.done():  # else: the awaiting task was cancelled
             if exc is None:
                 future.set_result(result)
             else:
                 future.set_exception(exc)
+    # Every future first: a ``then`` sees all of the batch done (the hub publishes a
+    # room's completed appends together, one write per member).
+    for _, _, _, then in outcomes:
         if then is not None:
             try:
                 then()
@@ -273,8 +276,9 @@ class SqliteStore:
 
         Writes queued by successive calls run in that order. For callers that
         need no coroutine (and no task) per write, e.g. the hub's appends.
-        ``then`` is called once the future is done: right after it is resolved,
-        in the same callback, or (a store already closed) from a done callback.
+        ``then`` is called once the future is done: in the callback that resolves
+        it, after every future of its batch is resolved (or, a store already
+        closed, from a done callback).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()

@@ -182,12 +182,14 @@ async def test_queued_appends_commit_as_one_batch(log: SqliteRoomLog) -> None:
 
 
 async def test_then_runs_in_the_callback_that_resolves_the_append(log: SqliteRoomLog) -> None:
-    """``then`` runs right after the future is resolved, before its done callbacks
-    (which wait a turn of the loop), and a ``then`` that raises spoils nothing."""
+    """``then`` runs once its whole batch is resolved, before the futures' done
+    callbacks (which wait a turn of the loop); a ``then`` that raises spoils nothing."""
     order: list[str] = []
+    gate = Gate(log.store)
+    await gate.close()  # both appends in one batch
 
     def failing() -> None:
-        order.append("then c1")
+        order.append(f"then c1 (c2 done: {second.done()})")
         raise RuntimeError("a bug in the caller")
 
     first = log.append_soon(ROOM, "c1", [pending("a")], 0, then=failing)
@@ -195,10 +197,11 @@ async def test_then_runs_in_the_callback_that_resolves_the_append(log: SqliteRoo
                              then=lambda: order.append("then c2"))
     first.add_done_callback(lambda _: order.append("done c1"))
     second.add_done_callback(lambda _: order.append("done c2"))
+    await gate.open()
     results = await asyncio.gather(first, second)
     assert [r.last_seq for r in results if isinstance(r, Appended)] == [1, 2]
     # Both in the store's one callback; a future's done callbacks come a turn later.
-    assert order == ["then c1", "then c2", "done c1", "done c2"]
+    assert order == ["then c1 (c2 done: True)", "then c2", "done c1", "done c2"]
 
 
 @pytest.mark.parametrize("where", [0, 1, 2], ids=["first", "middle", "last"])
