@@ -94,6 +94,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idle_timeout_s: float = 60.0
     history_retention: int = 10_000
     snapshot_interval: int = 1000
+    room_idle_s: float = 300.0
     log_level: LogLevel = "INFO"
     redis_url: str | None = None
 
@@ -240,6 +241,12 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("snapshot_interval", "Events between two snapshots of a room.",
            integer(1, 100_000_000)),
+    Option(
+        "room_idle_s",
+        "Seconds a room goes unused (no member, no command, nothing being written) "
+        "before it may leave memory; it is loaded again from its log when used.",
+        number(1.0, 604800.0),
+    ),
     Option("log_level", f"One of {', '.join(LOG_LEVELS)}.", log_level),
     Option(
         "redis_url",

@@ -73,7 +73,8 @@ async def open_runtime(
     access = AccessService(events, journal, clock=clock)
     hub = Hub(log, journal, access.grant_for, clock=clock, metrics=metrics,
               snapshot_interval=settings.snapshot_interval,
-              history_retention=settings.history_retention)
+              history_retention=settings.history_retention,
+              room_idle_ms=int(settings.room_idle_s * 1000))
     access.on_access_ended = hub.access_ended
     try:
         await access.start()

@@ -56,6 +56,7 @@ def test_every_variable_is_parsed() -> None:
         "LIVEPILOT_IDLE_TIMEOUT_S": "15.5",
         "LIVEPILOT_HISTORY_RETENTION": "0",
         "LIVEPILOT_SNAPSHOT_INTERVAL": "250",
+        "LIVEPILOT_ROOM_IDLE_S": "90",
         "LIVEPILOT_LOG_LEVEL": "debug",
         "LIVEPILOT_REDIS_URL": "redis://redis:6379/0",
     }
@@ -78,6 +79,7 @@ def test_every_variable_is_parsed() -> None:
         idle_timeout_s=15.5,
         history_retention=0,
         snapshot_interval=250,
+        room_idle_s=90.0,
         log_level="DEBUG",
         redis_url="redis://redis:6379/0",
     )
