@@ -18,6 +18,7 @@ again once :meth:`LiveRoom.settle` has reloaded the room from the log.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
@@ -49,6 +50,7 @@ Outcome = int | Refusal | str
 EventSink = Callable[["LiveRoom", Event], None]
 
 _STORAGE_FAILED = Refusal(Code.UNAVAILABLE, "storage unavailable; retry")
+logger = logging.getLogger("livepilot.hub")
 
 
 class Submitted:
@@ -117,17 +119,23 @@ class LiveRoom:
         inflight = self.inflight
         if not inflight or not inflight[0].append.done():
             return
-        senders: list[Session] = []
+        senders: dict[str, Session] = {}
         while inflight and inflight[0].append.done():
             entry = inflight.popleft()
-            outcome = self._publish_one(entry)
+            try:
+                outcome = self._publish_one(entry)
+            except Exception:  # a bug in fan-out: answer the command, re-sync the room
+                logger.exception("publishing an append failed", extra={"room": self.room})
+                self.diverged = True
+                outcome = _STORAGE_FAILED
             if not entry.outcome.done():
                 entry.outcome.set_result(outcome)
-            if entry.sender is not None and entry.sender not in senders:
-                senders.append(entry.sender)
+            sender = entry.sender
+            if sender is not None and sender.id not in self.members:
+                senders[sender.id] = sender  # outside the room (a pre-LIVE command)
         for session in self.members.values():
             session.flush()
-        for session in senders:  # a sender outside the room (a pre-LIVE command)
+        for session in senders.values():
             session.flush()
 
     def _publish_one(self, entry: Submitted) -> Outcome:

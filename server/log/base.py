@@ -205,7 +205,9 @@ class RoomLog(Protocol):
         pipelines a room's commands on this). Storage errors (:class:`LogError`) are
         set on the future, never raised here; invalid arguments raise ``ValueError``
         at once, as ``append`` does. ``then`` is called once, on the event loop, once
-        the future is done - as soon as the log can (a done callback at the latest)."""
+        the future is done - as soon as the log can (a done callback at the latest) -
+        and never from inside ``append_soon`` itself (the caller registers the append
+        after the call returns)."""
         ...
 
     async def read_since(self, room: str, after_seq: int, limit: int) -> list[Event] | None:

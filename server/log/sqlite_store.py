@@ -60,7 +60,8 @@ MMAP_BYTES: Final = 256 * 1024 * 1024
 """Reads through a memory map rather than read() calls (every connection)."""
 
 Then = Callable[[], None]
-"""Called on the event loop right after a write's future is resolved, in the same callback."""
+"""Called on the event loop once a write's future is done: in the callback that resolves
+its batch, after every future of the batch is resolved."""
 _Outcome = tuple["asyncio.Future[Any]", object, BaseException | None, Then | None]
 logger = logging.getLogger("livepilot.store")
 

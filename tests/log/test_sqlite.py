@@ -204,6 +204,16 @@ async def test_then_runs_in_the_callback_that_resolves_the_append(log: SqliteRoo
     assert order == ["then c1 (c2 done: True)", "then c2", "done c1", "done c2"]
 
 
+async def test_then_runs_even_when_the_future_was_cancelled(log: SqliteRoomLog) -> None:
+    """A cancelled append is still applied, and its ``then`` still runs, once."""
+    seen: list[bool] = []
+    future = log.append_soon(ROOM, "c1", [pending("a")], 0,
+                             then=lambda: seen.append(future.cancelled()))
+    future.cancel()
+    await log.append(ROOM, "c2", [pending("b")], 1)  # committed after it, or with it
+    assert seen == [True]
+
+
 @pytest.mark.parametrize("where", [0, 1, 2], ids=["first", "middle", "last"])
 async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog, where: int) -> None:
     """A write that raises is rolled back alone, wherever it is in its batch; the
