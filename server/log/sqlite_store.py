@@ -157,6 +157,9 @@ class SqliteStore:
         self._max_batch = max_batch
         self._migrations = tuple(migrations)
         self._queue: queue.SimpleQueue[_Job | _Stop] = queue.SimpleQueue()
+        self._put_lock = threading.Lock()
+        """Held to check-and-queue a write, and by a dying writer to set ``_failure``:
+        no write can slip into the queue after the writer drained it for good."""
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._state: Literal["new", "running", "closed"] = "new"
@@ -283,14 +286,15 @@ class SqliteStore:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        try:
-            self._check_open()
-        except LogError as e:
-            future.set_exception(e)
-            if then is not None:
-                future.add_done_callback(lambda _: then())
-            return future
-        self._queue.put(_Job(fn, future, loop, then))
+        with self._put_lock:
+            try:
+                self._check_open()
+            except LogError as e:
+                future.set_exception(e)
+                if then is not None:
+                    future.add_done_callback(lambda _: then())
+                return future
+            self._queue.put(_Job(fn, future, loop, then))
         return future
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -320,9 +324,10 @@ class SqliteStore:
             return
         _post(loop, [(ready, None, None, None)])
         stop = False
+        batch: list[_Job] = []
         try:
             while not stop:
-                batch: list[_Job] = []
+                batch = []
                 item = self._queue.get()
                 while True:
                     if isinstance(item, _Stop):
@@ -337,8 +342,15 @@ class SqliteStore:
                         break
                 if batch:
                     self._commit(conn, batch)
-        except BaseException as exc:  # a bug in the writer loop itself
-            self._failure = exc
+                    batch = []
+        except BaseException as exc:  # a bug in the writer loop, or a job's BaseException
+            with self._put_lock:
+                self._failure = exc
+            # The batch in hand was neither committed nor answered: answer it now.
+            error = LogWriteError(f"the writer thread of {self.path} died")
+            error.__cause__ = exc
+            for job in batch:
+                _post(job.loop, [(job.future, None, error, job.then)])
             raise
         finally:
             self._shutdown(conn)

@@ -214,6 +214,30 @@ async def test_then_runs_even_when_the_future_was_cancelled(log: SqliteRoomLog) 
     assert seen == [True]
 
 
+class WriterKilled(BaseException):
+    """Not an Exception: nothing in the writer's batch handling catches it."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_a_dead_writer_answers_its_batch_and_every_later_write(log: SqliteRoomLog) -> None:
+    """If the writer thread dies, the writes it held and all later ones fail; none hangs."""
+    def kill(conn: sqlite3.Connection) -> None:
+        raise WriterKilled
+
+    with anyio.fail_after(10):
+        with pytest.raises(LogWriteError) as info:
+            await log.store.write(kill)
+        assert isinstance(info.value.__cause__, WriterKilled)
+        with pytest.raises(LogWriteError):
+            await log.append(ROOM, "c1", [pending("a")], 0)
+        seen: list[bool] = []
+        future = log.append_soon(ROOM, "c2", [pending("b")], 0, then=lambda: seen.append(True))
+        with pytest.raises(LogWriteError):
+            await future
+        await asyncio.sleep(0)
+        assert seen == [True]
+
+
 @pytest.mark.parametrize("where", [0, 1, 2], ids=["first", "middle", "last"])
 async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog, where: int) -> None:
     """A write that raises is rolled back alone, wherever it is in its batch; the
