@@ -77,8 +77,8 @@ async def capacity(ctx: Context, name: str, opts: argparse.Namespace,
     """The system's sustained fan-out capacity with these rooms, from a short ramp, and
     whether it is only a lower bound (the load generator saturated first)."""
     ramp_opts = argparse.Namespace(**{**vars(opts), "start": 2000.0, "factor": 1.4,
-                                      "max_steps": 20, "step": opts.ramp_step, "warmup": 0.5,
-                                      "refine": 1.1})
+                                      "max_steps": fanout.MAX_STEPS, "step": opts.ramp_step,
+                                      "warmup": 0.5, "refine": 1.1})
     figures = await fanout.ramp(ctx, name, ramp_opts, sizes, scenario="relay-capacity")
     # A ramp the load generator could not finish still sustained its best valid step:
     # half of that is a lighter load than half the true capacity, and a measurable one.

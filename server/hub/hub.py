@@ -168,11 +168,9 @@ class Hub(CommandPipeline):
             live = self.rooms.get(room_id) or self._loaded.get(room_id)
             if live is None:
                 self._evict_idle()
-                snapshot = await self.log.load_snapshot(room_id)
-                state = await self._load(room_id, snapshot or new_room(room_id, room_id))
+                state, replayed = await self._load_counted(room_id)
                 live = LiveRoom(state, self._on_event)
-                # The events replayed count towards the next snapshot (and trim).
-                live.since_snapshot = state.seq - (snapshot.seq if snapshot is not None else 0)
+                live.since_snapshot = replayed  # they count towards the next snapshot (and trim)
                 self._loaded[room_id] = live
             live.touched = True
             self.rooms[room_id] = live
@@ -198,13 +196,17 @@ class Hub(CommandPipeline):
                 del self.rooms[room_id]
         self.metrics.rooms.set(len(self.rooms))
 
-    async def _load(self, room_id: str, state: RoomState | None = None) -> RoomState:
-        if state is None:
-            state = await self.log.load_snapshot(room_id) or new_room(room_id, room_id)
+    async def _load(self, room_id: str) -> RoomState:
+        return (await self._load_counted(room_id))[0]
+
+    async def _load_counted(self, room_id: str) -> tuple[RoomState, int]:
+        """The room from its latest snapshot and the events after it; how many those were."""
+        state = await self.log.load_snapshot(room_id) or new_room(room_id, room_id)
+        since = state.seq
         while True:
             events = await self.log.read_since(room_id, state.seq, MAX_RESUME_EVENTS)
             if not events:
-                return state
+                return state, state.seq - since
             for event in events:
                 state = evolve(state, event)
 

@@ -79,7 +79,7 @@ class CommandPipeline(abc.ABC):
         """The room, loaded if it is not in memory."""
 
     @abc.abstractmethod
-    async def _load(self, room_id: str, state: RoomState | None = None) -> RoomState: ...
+    async def _load(self, room_id: str) -> RoomState: ...
 
     async def command(self, session: Session, command: RoomCommand,
                       spawn: Spawn | None = None) -> asyncio.Future[None] | None:
