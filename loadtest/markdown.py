@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadtest.report import BASELINES, number
+from loadtest.report import number, on_subject, ratio_columns
 
 __all__ = ["table"]
 
@@ -30,13 +30,14 @@ def table(data: dict[str, Any]) -> str:
     """One scenario's result as a Markdown table with a line of context."""
     systems: dict[str, dict[str, Any]] = data["systems"]
     names = list(systems)
-    bases = [b for b in BASELINES if b in systems and "livepilot" in systems]
-    head = ["figure", *names, *[f"livepilot ÷ {b}" for b in bases], "target"]
+    pairs = ratio_columns(names)
+    head = ["figure", *names, *[f"{who} ÷ {b}" for who, b in pairs], "target"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     verdicts: dict[str, list[str]] = {}
     for v in data.get("targets", []):
         mark = {True: " **met**", False: " **missed**", None: " (no valid value)"}[v["met"]]
-        verdicts.setdefault(v["figure"], []).append(v["target"] + mark)
+        on = on_subject(v.get("subject", "livepilot"))
+        verdicts.setdefault(v["figure"], []).append(v["target"] + on + mark)
     for fig in data["figures"]:
         key = fig["key"]
         label = f"{fig['label']} ({fig['unit']})" if fig["unit"] else fig["label"]
@@ -44,7 +45,8 @@ def table(data: dict[str, Any]) -> str:
         for name in names:
             cell = _fmt(number(systems[name].get(key)))
             row.append(cell if systems[name].get("valid") else f"{cell} (invalid)")
-        row += [_fmt(number(data["ratios"].get(key, {}).get(b))) for b in bases]
+        ratios = data["ratios"].get(key, {})
+        row += [_fmt(number(ratios.get(b if who == "livepilot" else who))) for who, b in pairs]
         row.append(", ".join(verdicts.get(key, [])))
         lines.append("| " + " | ".join(row) + " |")
     notes = []

@@ -19,18 +19,40 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["Figure", "Result", "Target", "number", "save", "show"]
+__all__ = ["Figure", "Result", "Target", "number", "on_subject", "ratio_columns", "same_load",
+           "save", "show"]
 
 BASELINES = ("raw", "sio")
 
 
+def same_load(baseline: str) -> str:
+    """The name of livepilot's run at ``baseline``'s load (e.g. ``livepilot@raw``)."""
+    return f"livepilot@{baseline}"
+
+
+def ratio_columns(systems: Sequence[str]) -> list[tuple[str, str]]:
+    """The (subject, baseline) pairs a table shows as ratios: livepilot ÷ each
+    baseline, then each same-load run of livepilot ÷ its baseline."""
+    if "livepilot" not in systems:
+        return []
+    pairs = [("livepilot", b) for b in BASELINES if b in systems]
+    return pairs + [(same_load(b), b) for b in BASELINES
+                    if b in systems and same_load(b) in systems]
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A goal: ``op value`` absolute, or ``op value x`` a baseline (``against``)."""
+    """A goal: ``op value`` absolute, or ``op value x`` a baseline (``against``).
+
+    ``same_load``: the ratio is taken from livepilot's run at the baseline's own
+    load (:func:`same_load`) when the result has one: a latency ratio means
+    something only between two systems carrying the same traffic.
+    """
 
     op: str
     value: float
     against: str | None = None
+    same_load: bool = False
 
     def describe(self, unit: str) -> str:
         sign = "≥" if self.op == ">=" else "≤"
@@ -71,24 +93,36 @@ class Result:
             return None
         return number(data.get(key))
 
-    def ratio(self, key: str, baseline: str) -> float | None:
-        lp, base = self.value("livepilot", key), self.value(baseline, key)
+    def ratio(self, key: str, baseline: str, subject: str = "livepilot") -> float | None:
+        """``subject``'s figure ÷ ``baseline``'s, None unless both are valid."""
+        lp, base = self.value(subject, key), self.value(baseline, key)
         if lp is None or base is None or base == 0:
             return None
         return lp / base
 
+    def subject(self, target: Target) -> str:
+        """The livepilot run a target is checked on (see :attr:`Target.same_load`)."""
+        if target.same_load and target.against is not None:
+            name = same_load(target.against)
+            if name in self.systems:
+                return name
+        return "livepilot"
+
+    def verdict(self, fig: Figure, target: Target) -> dict[str, Any]:
+        """Whether this run met ``target``, and on which figures."""
+        subject = self.subject(target)
+        ratio = self.ratio(fig.key, target.against, subject) if target.against else None
+        lp = self.value(subject, fig.key)
+        return {"figure": fig.key, "target": target.describe(fig.unit), "subject": subject,
+                "value": lp, "ratio": ratio, "met": target.met(lp, ratio)}
+
     def verdicts(self) -> list[dict[str, Any]]:
-        out = []
-        for fig in self.figures:
-            for t in fig.targets:
-                ratio = self.ratio(fig.key, t.against) if t.against else None
-                lp = self.value("livepilot", fig.key)
-                out.append({"figure": fig.key, "target": t.describe(fig.unit),
-                            "value": lp, "ratio": ratio, "met": t.met(lp, ratio)})
-        return out
+        return [self.verdict(fig, t) for fig in self.figures for t in fig.targets]
 
     def to_json(self) -> dict[str, Any]:
-        ratios = {f.key: {b: self.ratio(f.key, b) for b in BASELINES if b in self.systems}
+        # Keyed by baseline for livepilot's own run; by the same-load run's name for it.
+        ratios = {f.key: {(b if who == "livepilot" else who): self.ratio(f.key, b, who)
+                          for who, b in ratio_columns(list(self.systems))}
                   for f in self.figures}
         return {"scenario": self.scenario, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "params": self.params, "machine": self.machine,
@@ -114,13 +148,13 @@ def show(result: Result, console: Console | None = None) -> None:
     """Print the table: each figure per system, then livepilot ÷ each baseline."""
     console = console or Console()
     names = list(result.systems)
-    baselines = [b for b in BASELINES if b in result.systems and "livepilot" in result.systems]
+    pairs = ratio_columns(names)
     table = Table(title=f"{result.scenario}  (load avg {result.machine.get('loadavg')})")
     table.add_column("figure")
     for name in names:
         table.add_column(name, justify="right")
-    for b in baselines:
-        table.add_column(f"livepilot ÷ {b}", justify="right")
+    for who, b in pairs:
+        table.add_column(f"{who} ÷ {b}", justify="right")
     table.add_column("target")
     for fig in result.figures:
         row = [f"{fig.label} ({fig.unit})" if fig.unit else fig.label]
@@ -128,14 +162,13 @@ def show(result: Result, console: Console | None = None) -> None:
             data = result.systems[name]
             cell = _fmt(number(data.get(fig.key)))
             row.append(cell if data.get("valid", False) else f"{cell} [red]invalid[/]")
-        row += [_fmt(result.ratio(fig.key, b)) for b in baselines]
+        row += [_fmt(result.ratio(fig.key, b, who)) for who, b in pairs]
         goals = []
         for t in fig.targets:
-            lp = result.value("livepilot", fig.key)
-            ratio = result.ratio(fig.key, t.against) if t.against else None
-            met = t.met(lp, ratio)
+            v = result.verdict(fig, t)
+            met = v["met"]
             mark = "" if met is None else (" [green]met[/]" if met else " [red]missed[/]")
-            goals.append(t.describe(fig.unit) + mark)
+            goals.append(t.describe(fig.unit) + on_subject(v["subject"]) + mark)
         row.append(", ".join(goals))
         table.add_row(*row)
     console.print(table)
@@ -148,6 +181,11 @@ def show(result: Result, console: Console | None = None) -> None:
                           "during the measurement: noisy numbers")
         if data.get("note"):
             console.print(f"{name}: {data['note']}")
+
+
+def on_subject(subject: str) -> str:
+    """How a verdict names the run it was checked on, when not livepilot's own."""
+    return "" if subject == "livepilot" else f" ({subject})"
 
 
 def save(result: Result, folder: Path) -> tuple[Path, Path | None]:
@@ -174,7 +212,8 @@ def save(result: Result, folder: Path) -> tuple[Path, Path | None]:
     return json_path, png
 
 
-COLORS = {"livepilot": "tab:blue", "raw": "tab:gray", "sio": "tab:orange"}
+COLORS = {"livepilot": "tab:blue", "raw": "tab:gray", "sio": "tab:orange",
+          same_load("raw"): "tab:cyan", same_load("sio"): "tab:purple"}
 
 
 def latency_curves(result: Result, fig: Any, key: str, title: str) -> None:
