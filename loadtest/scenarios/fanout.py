@@ -116,6 +116,8 @@ async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
                     break  # dropped: closed as slow consumers, the rooms are not whole any more
                 was_refining = plan.refining
                 rate = plan.next(ok)
+                if rate is not None:
+                    ctx.progress.update(task, total=i + plan.steps_left())
                 if plan.refining and not was_refining:
                     await drained(feed, counters)  # the overloaded step's backlog first
         finally:
@@ -143,6 +145,16 @@ class Ramp:
     def refining(self) -> bool:
         """Whether the coarse ramp is over and the finer climb has begun."""
         return self._ceiling is not None
+
+    def steps_left(self) -> int:
+        """The most steps the ramp offers from :attr:`rate` on (that one included),
+        as it stands: a refinement, not begun yet, adds its own when it begins."""
+        if self._ceiling is None:
+            return self._max_steps - self._coarse_steps
+        n, rate = 0, self.rate
+        while rate < self._ceiling * 0.99:
+            n, rate = n + 1, rate * self._refine
+        return n
 
     def next(self, sustained: bool) -> float | None:
         """The rate after a step at :attr:`rate` (sustained or not); None: the ramp is over."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import pytest
@@ -53,3 +54,34 @@ def test_no_refinement_without_a_sustained_step_and_a_failure(capacity: float,
 def test_a_finer_factor_no_finer_than_the_gap_does_not_refine() -> None:
     """When the finer step would reach the failed rate anyway, the ramp just ends."""
     assert walk(Ramp(1000, 1.05, 10, refine=1.1), capacity=1060) == [1000, 1050, 1102]
+
+
+
+def _left_and_remaining(ramp: Ramp, capacity: float) -> list[tuple[bool, int, int]]:
+    """At each step: refining?, steps_left(), and how many steps really followed."""
+    rates = walk(copy.deepcopy(ramp), capacity)
+    seen: list[tuple[bool, int, int]] = []
+    rate: float | None = ramp.rate
+    while rate is not None:
+        seen.append((ramp.refining, ramp.steps_left(), len(rates) - len(seen)))
+        rate = ramp.next(rate <= capacity)
+    return seen
+
+
+def test_steps_left_counts_the_coarse_steps_of_a_ramp_never_saturated() -> None:
+    """Never saturated: steps_left is exactly the coarse steps still to come."""
+    seen = _left_and_remaining(Ramp(1000, 2, 6, refine=1.25), capacity=10**9)
+    assert [left for _, left, _ in seen] == [remaining for _, _, remaining in seen]
+    assert [left for _, left, _ in seen] == [6, 5, 4, 3, 2, 1]
+
+
+@pytest.mark.parametrize("capacity", [5000, 6000, 7900])
+def test_steps_left_while_refining_bounds_the_finer_climb(capacity: float) -> None:
+    """Refining: steps_left counts the finer steps up to the failed rate, never fewer
+    than follow (exact when the server sustains all of them)."""
+    seen = _left_and_remaining(Ramp(1000, 2, 6, refine=1.25), capacity)
+    refining = [(left, remaining) for r, left, remaining in seen if r]
+    assert refining
+    assert all(left >= remaining for left, remaining in refining)
+    if capacity == 7900:  # 5000, 6250, 7812 sustained; 9766 not offered (8000 failed)
+        assert refining == [(3, 3), (2, 2), (1, 1)]
