@@ -149,9 +149,12 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace, sizes: Size
 
 def plot(result: Result, fig: Any) -> None:
     p = result.params
+    feed = (f"feed at {p['feed_rate']:,.0f}/s" if p.get("feed_rate") else
+            f"feed at {p['load']:g} x each one's capacity"
+            + ("; livepilot@raw at raw's" if same_load("raw") in result.systems else ""))
     latency_curves(result, fig, "ack",
-                   f"console ack latency: {p['command_rate']:g} commands/s, feed at "
-                   f"{p['load']:g} x capacity ({p['rooms']}x{p['consoles']} consoles)")
+                   f"console ack latency: {p['command_rate']:g} commands/s, {feed} "
+                   f"({p['rooms']}x{p['consoles']} consoles)")
 
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:
