@@ -153,8 +153,8 @@ def plot(result: Result, fig: Any) -> None:
             f"feed at {p['load']:g} x each one's capacity"
             + ("; livepilot@raw at raw's" if same_load("raw") in result.systems else ""))
     latency_curves(result, fig, "ack",
-                   f"console ack latency: {p['command_rate']:g} commands/s, {feed} "
-                   f"({p['rooms']}x{p['consoles']} consoles)")
+                   f"console ack latency: {p['command_rate']:g} commands/s, "
+                   f"{p['rooms']}x{p['consoles']} consoles\n{feed}")
 
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:
