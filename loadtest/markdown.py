@@ -26,6 +26,13 @@ def _fmt(x: float | None) -> str:
     return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
 
 
+def _ratios(data: dict[str, Any], who: str) -> dict[str, dict[str, Any]]:
+    """The JSON's ratios of livepilot's own run, or of its same-load runs."""
+    found = data["ratios"] if who == "livepilot" else data.get("same_load_ratios", {})
+    assert isinstance(found, dict)
+    return found
+
+
 def table(data: dict[str, Any]) -> str:
     """One scenario's result as a Markdown table with a line of context."""
     systems: dict[str, dict[str, Any]] = data["systems"]
@@ -45,8 +52,7 @@ def table(data: dict[str, Any]) -> str:
         for name in names:
             cell = _fmt(number(systems[name].get(key)))
             row.append(cell if systems[name].get("valid") else f"{cell} (invalid)")
-        ratios = data["ratios"].get(key, {})
-        row += [_fmt(number(ratios.get(b if who == "livepilot" else who))) for who, b in pairs]
+        row += [_fmt(number(_ratios(data, who).get(key, {}).get(b))) for who, b in pairs]
         row.append(", ".join(verdicts.get(key, [])))
         lines.append("| " + " | ".join(row) + " |")
     notes = []

@@ -45,8 +45,10 @@ class Target:
     """A goal: ``op value`` absolute, or ``op value x`` a baseline (``against``).
 
     ``same_load``: the ratio is taken from livepilot's run at the baseline's own
-    load (:func:`same_load`) when the result has one: a latency ratio means
-    something only between two systems carrying the same traffic.
+    load (:func:`same_load`): a latency ratio means something only between two
+    systems carrying the same traffic. Without such a run, livepilot's own run
+    counts only if every system ran at one feed rate (``params["feed_rate"]``);
+    otherwise the target gets no verdict.
     """
 
     op: str
@@ -100,19 +102,23 @@ class Result:
             return None
         return lp / base
 
-    def subject(self, target: Target) -> str:
-        """The livepilot run a target is checked on (see :attr:`Target.same_load`)."""
-        if target.same_load and target.against is not None:
-            name = same_load(target.against)
-            if name in self.systems:
-                return name
-        return "livepilot"
+    def subject(self, target: Target) -> str | None:
+        """The livepilot run a target is checked on (see :attr:`Target.same_load`);
+        None: this result has none it can be checked on."""
+        if not (target.same_load and target.against is not None):
+            return "livepilot"
+        name = same_load(target.against)
+        if name in self.systems:
+            return name
+        return "livepilot" if self.params.get("feed_rate") is not None else None
 
     def verdict(self, fig: Figure, target: Target) -> dict[str, Any]:
-        """Whether this run met ``target``, and on which figures."""
+        """Whether this run met ``target``, and on which run of livepilot (``subject``)."""
         subject = self.subject(target)
-        ratio = self.ratio(fig.key, target.against, subject) if target.against else None
-        lp = self.value(subject, fig.key)
+        lp = ratio = None
+        if subject is not None:
+            lp = self.value(subject, fig.key)
+            ratio = self.ratio(fig.key, target.against, subject) if target.against else None
         return {"figure": fig.key, "target": target.describe(fig.unit), "subject": subject,
                 "value": lp, "ratio": ratio, "met": target.met(lp, ratio)}
 
@@ -120,14 +126,18 @@ class Result:
         return [self.verdict(fig, t) for fig in self.figures for t in fig.targets]
 
     def to_json(self) -> dict[str, Any]:
-        # Keyed by baseline for livepilot's own run; by the same-load run's name for it.
-        ratios = {f.key: {(b if who == "livepilot" else who): self.ratio(f.key, b, who)
-                          for who, b in ratio_columns(list(self.systems))}
+        pairs = ratio_columns(list(self.systems))
+        ratios = {f.key: {b: self.ratio(f.key, b) for who, b in pairs if who == "livepilot"}
                   for f in self.figures}
+        # livepilot@<baseline> ÷ <baseline>, keyed by the baseline, apart from the above.
+        same = {f.key: {b: self.ratio(f.key, b, who) for who, b in pairs if who != "livepilot"}
+                for f in self.figures}
         return {"scenario": self.scenario, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "params": self.params, "machine": self.machine,
                 "figures": [{"key": f.key, "label": f.label, "unit": f.unit} for f in self.figures],
-                "systems": self.systems, "ratios": ratios, "targets": self.verdicts()}
+                "systems": self.systems, "ratios": ratios,
+                **({"same_load_ratios": same} if any(same.values()) else {}),
+                "targets": self.verdicts()}
 
 
 def number(x: object) -> float | None:
@@ -183,8 +193,10 @@ def show(result: Result, console: Console | None = None) -> None:
             console.print(f"{name}: {data['note']}")
 
 
-def on_subject(subject: str) -> str:
+def on_subject(subject: str | None) -> str:
     """How a verdict names the run it was checked on, when not livepilot's own."""
+    if subject is None:
+        return " (no run at the same load)"
     return "" if subject == "livepilot" else f" ({subject})"
 
 

@@ -97,10 +97,12 @@ async def capacity(ctx: Context, name: str, opts: argparse.Namespace,
 
 
 async def measure(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
-                  feed_rate: float) -> dict[str, Any]:
+                  feed_rate: float, *, label: str = "relay") -> dict[str, Any]:
+    """One relay run of system ``name`` at ``feed_rate``; ``label`` names its server's
+    work folder and profile (two runs of one system must not share them)."""
     system = make_system(name, opts.payload)
     consoles = opts.rooms * opts.consoles
-    async with ctx.launch(system, "relay") as run:
+    async with ctx.launch(system, label) as run:
         names = room_names(opts.rooms)
         await system.prepare(run, names, AGENCY)
         rooms = await open_rooms(system, run, names, opts.consoles, sizes)
@@ -111,7 +113,8 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace, sizes: Size
                 peer.on_data = counters.console_handler(system, peer)
         feed = feed_pacer(system, rooms, sizes)
         commands = command_pacer(system, rooms, sizes)
-        task = ctx.progress.add_task(f"relay {name}: {opts.duration:.0f} s", total=None)
+        task = ctx.progress.add_task(f"{label} {name}: {feed_rate:,.0f}/s feed, "
+                                     f"{opts.duration:.0f} s", total=None)
         try:
             feed.start(feed_rate / consoles)
             commands.start(opts.command_rate)
@@ -179,9 +182,9 @@ async def run(ctx: Context, opts: argparse.Namespace) -> Result:
         return figures
 
     await measure_each(ctx, result, at_half_capacity)
-    if opts.feed_rate is None and opts.same_load:
-        await at_baseline_load(result, "raw",
-                               lambda rate: measure(ctx, "livepilot", opts, sizes, rate))
+    if opts.feed_rate is None and getattr(opts, "same_load", True):
+        await at_baseline_load(result, "raw", lambda rate: measure(
+            ctx, "livepilot", opts, sizes, rate, label="relay-same-load"))
     return result
 
 

@@ -39,11 +39,23 @@ def test_a_same_load_target_is_checked_on_the_same_load_run() -> None:
     assert result.ratio("ack_p99_ms", "raw") == 3.0  # livepilot's own run, still reported
 
 
-def test_without_a_same_load_run_the_target_falls_back_to_livepilots_own() -> None:
-    """No livepilot@raw (a run at one --feed-rate for all): livepilot's own run decides."""
+def test_at_one_feed_rate_for_all_livepilots_own_run_decides() -> None:
+    """Every system at one --feed-rate: livepilot's own run is the same-load run."""
     result = _result(livepilot=_run(30.0), raw=_run(10.0))
+    result.params["feed_rate"] = 4000.0
     p99 = result.verdicts()[0]
     assert (p99["subject"], p99["ratio"], p99["met"]) == ("livepilot", 3.0, False)
+
+
+def test_without_a_same_load_run_the_target_gets_no_verdict() -> None:
+    """Each at its own capacity and no livepilot@raw: the loads differ, no verdict,
+    and the table says why."""
+    result = _result(livepilot=_run(3.0), raw=_run(10.0))
+    p99 = result.verdicts()[0]
+    assert (p99["subject"], p99["ratio"], p99["met"]) == (None, None, None)
+    text = table(json.loads(json.dumps(result.to_json())))
+    assert "≤ 2x raw (no run at the same load) (no valid value)" in text
+    assert "same_load_ratios" not in result.to_json()
 
 
 def test_an_invalid_same_load_run_gives_no_verdict() -> None:
@@ -67,7 +79,8 @@ def test_json_and_markdown_carry_the_same_load_ratio() -> None:
     names the run the verdict was checked on."""
     result = _result(livepilot=_run(30.0), livepilot_at_raw=_run(5.0), raw=_run(10.0))
     data = json.loads(json.dumps(result.to_json()))
-    assert data["ratios"]["ack_p99_ms"] == {"raw": 3.0, "livepilot@raw": 0.5}
+    assert data["ratios"]["ack_p99_ms"] == {"raw": 3.0}
+    assert data["same_load_ratios"]["ack_p99_ms"] == {"raw": 0.5}
     text = table(data)
     head = "| figure | livepilot | livepilot@raw | raw | livepilot ÷ raw | livepilot@raw ÷ raw |"
     assert head in text
@@ -77,6 +90,7 @@ def test_json_and_markdown_carry_the_same_load_ratio() -> None:
 def test_markdown_reads_results_written_before_same_load_runs() -> None:
     """An older JSON (no subject in its verdicts) still renders as before."""
     result = _result(livepilot=_run(30.0), raw=_run(10.0))
+    result.params["feed_rate"] = 4000.0
     data = json.loads(json.dumps(result.to_json()))
     for v in data["targets"]:
         del v["subject"]
