@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadtest.report import number, on_subject, ratio_columns
+from loadtest.report import number, on_subject, ratio_columns, valid
 
 __all__ = ["table"]
 
@@ -51,7 +51,7 @@ def table(data: dict[str, Any]) -> str:
         row = [label]
         for name in names:
             cell = _fmt(number(systems[name].get(key)))
-            row.append(cell if systems[name].get("valid") else f"{cell} (invalid)")
+            row.append(cell if valid(systems[name], key) else f"{cell} (invalid)")
         row += [_fmt(number(_ratios(data, who).get(key, {}).get(b))) for who, b in pairs]
         row.append(", ".join(verdicts.get(key, [])))
         lines.append("| " + " | ".join(row) + " |")

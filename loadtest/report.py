@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 __all__ = ["Figure", "Result", "Target", "number", "on_subject", "ratio_columns", "same_load",
-           "save", "show"]
+           "save", "show", "valid"]
 
 BASELINES = ("raw", "sio")
 
@@ -89,9 +89,9 @@ class Result:
     plot: Callable[[Result, Any], None] | None = None
 
     def value(self, system: str, key: str) -> float | None:
-        """A figure of a system, None when missing or the system's run is invalid."""
+        """A figure of a system, None when missing or invalid (see :func:`valid`)."""
         data = self.systems.get(system)
-        if data is None or not data.get("valid", False):
+        if data is None or not valid(data, key):
             return None
         return number(data.get(key))
 
@@ -140,6 +140,12 @@ class Result:
                 "targets": self.verdicts()}
 
 
+def valid(data: dict[str, Any], key: str) -> bool:
+    """Whether a system's figure ``key`` counts: its run is valid, or the figure is
+    one the run lists as measured before what made it invalid (``valid_figures``)."""
+    return bool(data.get("valid", False)) or key in data.get("valid_figures", ())
+
+
 def number(x: object) -> float | None:
     if isinstance(x, bool) or not isinstance(x, int | float) or math.isnan(x):
         return None
@@ -171,7 +177,7 @@ def show(result: Result, console: Console | None = None) -> None:
         for name in names:
             data = result.systems[name]
             cell = _fmt(number(data.get(fig.key)))
-            row.append(cell if data.get("valid", False) else f"{cell} [red]invalid[/]")
+            row.append(cell if valid(data, fig.key) else f"{cell} [red]invalid[/]")
         row += [_fmt(result.ratio(fig.key, b, who)) for who, b in pairs]
         goals = []
         for t in fig.targets:

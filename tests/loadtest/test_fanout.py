@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
-from loadtest.scenarios.fanout import Ramp
+from loadtest.report import Result
+from loadtest.scenarios.fanout import FIGURES, Ramp, summarize
 
 
 def walk(ramp: Ramp, capacity: float) -> list[float]:
@@ -85,3 +88,36 @@ def test_steps_left_while_refining_bounds_the_finer_climb(capacity: float) -> No
     assert all(left >= remaining for left, remaining in refining)
     if capacity == 7900:  # 5000, 6250, 7812 sustained; 9766 not offered (8000 failed)
         assert refining == [(3, 3), (2, 2), (1, 1)]
+
+
+def _step(target: float, delivered: float, server_cpu: float, *, sustained: bool = True,
+          valid: bool = True) -> dict[str, Any]:
+    return {"target": target, "delivered": delivered, "sustained": sustained,
+            "valid": valid, "contended": False, "server_cpu": server_cpu,
+            "loadgen_cpu": 50.0 if valid else 96.0, "latency": {"p99_ms": 5.0}}
+
+
+def test_a_ramp_the_load_generator_could_not_finish_keeps_its_per_cpu_figure() -> None:
+    """Saturated load generator: the run is invalid (capacity only a lower bound), but
+    deliveries per server CPU-second at the best sustained step still counts."""
+    steps = [_step(100_000, 100_000, 50.0), _step(160_000, 158_000, 80.0),
+             _step(220_000, 190_000, 90.0, valid=False)]
+    out = summarize(steps, argparse.Namespace(max_steps=20))
+    assert out["valid"] is False
+    assert out["capacity_lower_bound"] == 158_000
+    assert out["per_cpu"] == 158_000 / 0.8
+    lp = {"valid": True, "capacity": 400_000.0, "per_cpu": 404_000.0}
+    result = Result("fanout", {}, {}, FIGURES, {"livepilot": lp, "raw": out})
+    assert result.value("raw", "capacity") is None
+    assert result.ratio("per_cpu", "raw") == 404_000 / (158_000 / 0.8)
+    verdicts = {(v["figure"], v["target"]): v["met"] for v in result.verdicts()}
+    assert verdicts[("capacity", "≥ 0.8x raw")] is None
+    assert verdicts[("per_cpu", "≥ 0.8x raw")] is True
+
+
+def test_no_per_cpu_figure_without_a_sustained_step() -> None:
+    """Nothing sustained: no figure to compare on."""
+    out = summarize([_step(100_000, 50_000, 99.0, sustained=False)],
+                    argparse.Namespace(max_steps=20))
+    assert out["valid"] is False
+    assert out["per_cpu"] is None

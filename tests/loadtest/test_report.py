@@ -95,3 +95,16 @@ def test_markdown_reads_results_written_before_same_load_runs() -> None:
     for v in data["targets"]:
         del v["subject"]
     assert "| ack p99 (ms) | 30.0 | 10.0 | 3 | ≤ 2x raw **missed** |" in table(data)
+
+
+def test_a_figure_measured_before_the_run_went_invalid_still_counts() -> None:
+    """valid_figures: that figure keeps its ratio and is not marked invalid; the
+    run's other figures are."""
+    raw = {"valid": False, "valid_figures": ["rate"], "ack_p99_ms": 1.0, "rate": 50.0}
+    result = _result(livepilot=_run(2.0, 100.0), raw=raw)
+    result.params["feed_rate"] = 1.0
+    assert result.ratio("rate", "raw") == 2.0
+    assert result.ratio("ack_p99_ms", "raw") is None
+    text = table(json.loads(json.dumps(result.to_json())))
+    assert "| rate (/s) | 100 | 50.0 | 2 | ≥ 0.8x raw **met** |" in text
+    assert "| ack p99 (ms) | 2 | 1 (invalid) | - |" in text
