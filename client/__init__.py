@@ -31,6 +31,7 @@ from client.connection import (
     with_command_id,
 )
 from client.errors import (
+    AccessEnded,
     ClientError,
     CommandRefused,
     InvalidMessage,
@@ -43,6 +44,7 @@ from client.streams import Subscription
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_TIMEOUT",
+    "AccessEnded",
     "Backoff",
     "Client",
     "ClientError",

@@ -11,7 +11,10 @@ the server applies it at most once (H1). Events are delivered once each, in
 
 A terminal close (4500-4999), an ``access_changed`` with ``terminal`` set, or
 a reconnect that gives up ends the session: every pending call fails with
-:class:`~client.errors.SessionClosed`.
+:class:`~client.errors.SessionClosed`. An ``access_changed`` that is not
+terminal (an agency's access to one creator ended, decision 0015) ends only
+that creator's room: its stream raises :class:`~client.errors.AccessEnded`,
+and the room is no longer resumed.
 
 The machinery underneath: :mod:`client.link` (the connection and the reconnect
 loop), :mod:`client.session` (lifecycle, restore, dispatch), with
@@ -173,9 +176,11 @@ class Client(Session):
 
         A :class:`Snapshot` in the stream replaces the room's state: the answer to
         a join made after subscribing, or ``reason="history_truncated"`` when a
-        resume could not be served from history.
+        resume could not be served from history. When access to the room's
+        creator ends, the stream raises :class:`~client.errors.AccessEnded` after
+        its last event and the room is left; other rooms' streams go on.
         """
-        return self._subs.subscribe(room_stream(room), self._closed)
+        return self._subs.subscribe(room_stream(room), self._closed, room)
 
     # --- requests -----------------------------------------------------------
 

@@ -14,6 +14,7 @@ __all__ = [
     "CLIENT_FAILURE",
     "LOST",
     "PROTOCOL_ERROR",
+    "AccessEnded",
     "ClientError",
     "CommandRefused",
     "InvalidMessage",
@@ -92,6 +93,25 @@ class InvalidMessage(ClientError, ValueError):
         super().__init__(f"invalid message ({code}): {message}")
         self.code = code
         self.message = message
+
+
+class AccessEnded(ClientError):
+    """The agency's access to a creator ended: the session left that creator's room.
+
+    Raised by the room's event stream (:meth:`~client.connection.Client.events`)
+    after its last event, and by a join of the room still waiting. The session
+    itself goes on: other rooms keep streaming. ``status`` is ``revoked``,
+    ``unlinked`` or ``expired`` (the link's end date). A new grant is needed
+    before the room can be joined again; joining meanwhile raises
+    :class:`ServerError` with code 202 (no access).
+    """
+
+    def __init__(self, room: str, creator: str, agency: str, status: str) -> None:
+        super().__init__(f"left room {room}: access of {agency} to {creator} {status}")
+        self.room = room
+        self.creator = creator
+        self.agency = agency
+        self.status = status
 
 
 class SessionClosed(ClientError):

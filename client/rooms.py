@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from client.errors import ServerError, SessionClosed
+from client.errors import ClientError, ServerError, SessionClosed
 from protocol.messages import Error, Event, Join, Resume, Resumed, Snapshot
 
 __all__ = ["Room", "Rooms"]
@@ -124,6 +124,13 @@ class Rooms(dict[str, Room]):
                 if room.last_seq is None:
                     del self[room.name]
                 break
+
+    def drop(self, name: str, reason: ClientError) -> None:
+        """Forget a room the server took the session out of: no resume on reconnect;
+        a join still waiting fails with ``reason``."""
+        room = self.pop(name, None)
+        if room is not None and room.join is not None and not room.join.done():
+            room.join.set_exception(reason)
 
     def fail(self, reason: SessionClosed) -> None:
         """The session ended: fail every join still waiting."""

@@ -7,7 +7,8 @@ pings awaiting an answer (:mod:`client.pending`), the joined rooms
 them on every new connection, and dispatches what arrives. A terminal close
 (4500-4999), an ``access_changed`` with ``terminal`` set, or a reconnect that
 gives up ends the session: every pending call fails with
-:class:`~client.errors.SessionClosed`.
+:class:`~client.errors.SessionClosed`. One that is not terminal but names a
+``room`` ends that room only (decision 0015).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from client.commands import with_command_id
 from client.errors import (
     CLIENT_CLOSED,
     LOST,
+    AccessEnded,
     ClientError,
     CommandRefused,
     InvalidMessage,
@@ -279,7 +281,12 @@ class Session(Link):
         elif isinstance(message, Error):
             self._on_error(message)
         self._subs.publish(message)
-        if isinstance(message, AccessChanged) and message.terminal:
+        if isinstance(message, AccessChanged):
+            self._on_access_changed(message)
+
+    def _on_access_changed(self, message: AccessChanged) -> None:
+        """Access ended: for one room (leave it, end its streams) or the whole session."""
+        if message.terminal:  # the server closes the session after this
             self._finish(
                 SessionClosed(
                     CloseCode.ACCESS_REVOKED,
@@ -288,6 +295,11 @@ class Session(Link):
                 ),
                 normal=False,
             )
+        elif message.room is not None and message.status != "granted":
+            # Only this room ends (decision 0015): not resumed, its streams raise.
+            reason = AccessEnded(message.room, message.creator, message.agency, message.status)
+            self._rooms.drop(message.room, reason)
+            self._subs.end_room(message.room, reason)
 
     def _on_error(self, error: Error) -> None:
         if error.code == Code.TOKEN_EXPIRED and not isinstance(self._token, str):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from client.errors import CLIENT_CLOSED, SessionClosed
+from client.errors import CLIENT_CLOSED, ClientError, SessionClosed
 from protocol.messages import Event, ServerMessage, Snapshot
 
 __all__ = ["Subscribers", "Subscription", "every", "room_stream"]
@@ -32,15 +32,21 @@ class Subscription(Generic[T]):
     moment it is created (not when iteration starts). Iteration stops when the
     client is closed by its owner, and raises :class:`SessionClosed` after the
     last buffered message when the session ended otherwise (terminal close,
-    access revoked, reconnect gave up). The buffer is unbounded: read it, or
-    :meth:`close` it. A subscription nothing refers to any more is dropped.
+    reconnect gave up). A room's stream raises
+    :class:`~client.errors.AccessEnded` instead when the session left the room
+    because access to its creator ended (the session goes on). The buffer is
+    unbounded: read it, or :meth:`close` it. A subscription nothing refers to
+    any more is dropped.
     """
 
-    def __init__(self, select: Callable[[ServerMessage], T | None]) -> None:
+    def __init__(self, select: Callable[[ServerMessage], T | None],
+                 room: str | None = None) -> None:
         self._select = select
+        self.room = room
+        """The room whose stream this is (None: not a room's stream)."""
         self._queue: asyncio.Queue[T | _End] = asyncio.Queue()
         self._closed = False
-        self._reason = SessionClosed(1000, "subscription closed")
+        self._reason: ClientError = SessionClosed(1000, "subscription closed")
         self._normal = True
 
     def _offer(self, message: ServerMessage) -> None:
@@ -50,7 +56,7 @@ class Subscription(Generic[T]):
         if kept is not None:
             self._queue.put_nowait(kept)
 
-    def _end(self, reason: SessionClosed, *, normal: bool) -> None:
+    def _end(self, reason: ClientError, *, normal: bool) -> None:
         """No more messages: iteration stops (``normal``) or raises ``reason``."""
         if self._closed:
             return
@@ -69,13 +75,14 @@ class Subscription(Generic[T]):
     async def __anext__(self) -> T:
         try:
             return await self.get()
-        except SessionClosed:
+        except ClientError:
             if self._normal:
                 raise StopAsyncIteration from None
             raise
 
     async def get(self) -> T:
-        """The next message; at the end raises :class:`SessionClosed`, however it ended."""
+        """The next message; at the end raises why it ended (:class:`SessionClosed`,
+        or :class:`~client.errors.AccessEnded` for a room's stream), however it ended."""
         item = await self._queue.get()
         if isinstance(item, _End):
             self._queue.put_nowait(item)  # later calls end too
@@ -104,10 +111,14 @@ class Subscribers:
         self._subs: weakref.WeakSet[Subscription[Any]] = weakref.WeakSet()
 
     def subscribe(
-        self, select: Callable[[ServerMessage], Any], closed: SessionClosed | None
+        self,
+        select: Callable[[ServerMessage], Any],
+        closed: SessionClosed | None,
+        room: str | None = None,
     ) -> Subscription[Any]:
-        """A new subscription; already ended if the session is ``closed``."""
-        sub: Subscription[Any] = Subscription(select)
+        """A new subscription (of ``room``'s stream); already ended if the session is
+        ``closed``."""
+        sub: Subscription[Any] = Subscription(select, room)
         if closed is not None:
             sub._end(closed, normal=closed.code == CLIENT_CLOSED)
         else:
@@ -118,6 +129,13 @@ class Subscribers:
         """Offer ``message`` to every subscription."""
         for sub in list(self._subs):
             sub._offer(message)
+
+    def end_room(self, room: str, reason: ClientError) -> None:
+        """The session left ``room`` for good: its streams raise ``reason`` at their end."""
+        for sub in list(self._subs):
+            if sub.room == room:
+                sub._end(reason, normal=False)
+                self._subs.discard(sub)
 
     def end(self, reason: SessionClosed, *, normal: bool) -> None:
         """The session ended: every subscription stops (``normal``) or raises ``reason``."""

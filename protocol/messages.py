@@ -233,12 +233,21 @@ class Presence(Message, tag="presence", frozen=True):
 
 
 class AccessChanged(Message, tag="access_changed", frozen=True):
-    """The agency's access to the creator changed; ``terminal`` ends the session."""
+    """The agency's access to the creator changed (R6, R9; decision 0015).
+
+    When access ends (``revoked``, ``unlinked``, ``expired``) the session leaves
+    ``room``, the creator's room: no event of it follows. The session itself stays
+    open for every other room (``terminal`` false). ``terminal`` true (servers
+    before decision 0015) means the server closes the session after this message.
+    """
 
     creator: Id
     agency: Id
     status: Literal["granted", "revoked", "unlinked", "expired"]
     terminal: bool = True
+    room: Id | None = None
+    """The room whose events stop for this session; None for ``granted`` and from
+    servers before decision 0015."""
 
 
 class Pong(Message, tag="pong", frozen=True):

@@ -4,15 +4,22 @@ an event store, and the side effects of access changing.
 The :class:`~server.domain.access.AccessBook` lives in memory (it is small: links
 and requests) and is rebuilt at start from the stored access events. Every
 decision is appended durably before it is applied. When access ends (unlink,
-revoke) the hub is told at once and cuts the agency's staff off (R6); every
-event that concerns the creator becomes an inbox notification (R14), and every
-attempt lands in the audit trail with its real actor (R16).
+revoke, or the link's end date) the hub is told at once and cuts the agency's
+staff off that creator's room (R5, R6; decision 0015); every event that
+concerns the creator becomes an inbox notification (R14), and every attempt
+lands in the audit trail with its real actor (R16).
+
+An end date is not an event: nothing is stored when it passes. One loop timer is
+armed for the soonest end among the grants in force, re-armed whenever the book
+changes, and when it fires the pairs whose end passed are ended as "expired".
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 import anyio
 
@@ -27,11 +34,18 @@ from server.domain.access import (
     evolve_access,
     grant_for,
 )
+from server.domain.access_book import access_ended_between, next_access_end
 from server.domain.grants import AccessEnd, Grant
 from server.domain.refusal import Refusal
 from server.journal import AuditEntry, Journal
 
-__all__ = ["AccessEventStore", "AccessService", "MemoryAccessEventStore"]
+__all__ = ["MAX_TIMER_S", "AccessEventStore", "AccessService", "MemoryAccessEventStore"]
+
+logger = logging.getLogger("livepilot.access")
+
+MAX_TIMER_S: Final = 60.0
+"""The deadline timer wakes at least this often. The clock is wall time and the
+loop's timer monotonic: a step of the wall clock delays an end by at most this."""
 
 
 class AccessEventStore(Protocol):
@@ -88,13 +102,79 @@ class AccessService:
         self.on_access_ended = on_access_ended
         self.book = AccessBook()
         self._lock = anyio.Lock()
+        self._checked = clock()
+        """End dates up to this time have been dealt with (by :meth:`check_deadlines`)."""
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     async def start(self) -> None:
-        """Rebuild the book from the stored events."""
+        """Rebuild the book from the stored events and arm the deadline timer.
+
+        Ends passed while the node was down concern no session: they are not
+        announced."""
         book = AccessBook()
         for event in await self.store.load_access_events():
             book = evolve_access(book, event)
         self.book = book
+        self._checked = self.clock()
+        self._arm()
+
+    def close(self) -> None:
+        """Stop the deadline timer (the node is shutting down)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def check_deadlines(self) -> list[tuple[str, str]]:
+        """End access, as "expired", for every pair whose end date passed since the
+        last check (R5, R6), then re-arm the timer; returns those pairs.
+
+        The timer calls this; so may a test whose clock jumps ahead."""
+        now = self.clock()
+        ended = access_ended_between(self.book, self._checked, now)
+        # A wall clock stepped back re-announces nothing harmful: the hub tells
+        # only sessions that still use the access.
+        self._checked = now
+        for agency, creator in ended:
+            self._ended(agency, creator, "expired")
+        self._arm()
+        return ended
+
+    def _arm(self) -> None:
+        """Arm the one timer for the soonest end among the grants in force (or none)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        end = next_access_end(self.book, self._checked)
+        if end is None or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # used outside a loop (a pure test): check_deadlines by hand
+            return
+        # The loop may fire a timer slightly early: +1 ms, and an early firing
+        # finds nothing ended and arms again for the rest.
+        delay = min(max(end - self.clock(), 0) / 1000 + 0.001, MAX_TIMER_S)
+        self._timer = loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        try:
+            self.check_deadlines()
+        except Exception:  # a bug: logged, and the timer keeps going
+            logger.exception("checking access end dates failed")
+            self._arm()
+
+    def _ended(self, agency: str, creator: str, status: AccessEnd) -> None:
+        """Tell the hub; one failing pair does not keep the others from being cut off."""
+        if self.on_access_ended is None:
+            return
+        try:
+            self.on_access_ended(agency, creator, status)
+        except Exception:
+            logger.exception("cutting off ended access failed",
+                             extra={"agency": agency, "creator": creator})
 
     def grant_for(self, agency: str, creator: str, now: int) -> Grant | None:
         """The access in force now (the hub calls this for every staff command)."""
@@ -129,6 +209,7 @@ class AccessService:
         for event in events:
             book = evolve_access(book, event)
         self.book = book
+        self._arm()  # a grant, an extension, an unlink or a revoke moves the soonest end
 
     async def _audit(self, who: Actor, command: a.AccessCommand, creator: str | None,
                      now: int, code: int | None) -> None:
@@ -141,9 +222,9 @@ class AccessService:
     async def _effects(self, events: list[AccessEvent], who: Actor) -> None:
         notes: list[Notification] = []
         for event in events:
-            if isinstance(event, a.LinkRemoved | a.AccessRevoked) and self.on_access_ended:
+            if isinstance(event, a.LinkRemoved | a.AccessRevoked):
                 status: AccessEnd = "unlinked" if isinstance(event, a.LinkRemoved) else "revoked"
-                self.on_access_ended(event.agency, event.creator, status)
+                self._ended(event.agency, event.creator, status)
             text = _NOTICES.get(type(event))
             creator = getattr(event, "creator", None)
             agency = getattr(event, "agency", None)

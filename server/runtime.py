@@ -82,6 +82,7 @@ async def open_runtime(
             yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
                           journal=journal, access=access, hub=hub, spawn=tasks.start_soon)
     finally:
+        access.close()  # its deadline timer
         hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
         await log.close()
         if store is not None:

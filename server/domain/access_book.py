@@ -2,7 +2,10 @@
 
 :class:`AccessBook` holds every link, request and platform fact. Expiry (R2)
 and link end dates (R5) are not events: they are read against ``now`` here, so
-nothing has to wake up to expire a request or end a link. Shared by the
+nothing has to wake up to expire a request or refuse a command after a link's
+end. Open sessions do have to be told when access ends (R6): the access service
+keeps one timer for :func:`next_access_end` and, when it fires, ends access for
+:func:`access_ended_between` its last check and now. Shared by the
 decider (:mod:`server.domain.access`) and the read-side views
 (:mod:`server.domain.access_views`).
 """
@@ -18,8 +21,8 @@ from protocol.access import AccessRequest, RequestKind, RequestStatus
 from protocol.model import Family
 
 __all__ = [
-    "ACCESS_KINDS", "LINK_KINDS", "Access", "AccessBook", "Link", "current_link", "lapsed",
-    "pair_key", "request_status",
+    "ACCESS_KINDS", "LINK_KINDS", "Access", "AccessBook", "Link", "access_ended_between",
+    "current_link", "lapsed", "next_access_end", "pair_key", "request_status",
 ]  # fmt: skip
 
 ACCESS_KINDS: Final[frozenset[RequestKind]] = frozenset({"link_and_access", "access"})
@@ -98,3 +101,21 @@ def request_status(book: AccessBook, request: AccessRequest, now: int) -> Reques
     if now >= request.expires_at or lapsed(book, request, now):
         return "expired"
     return "pending"
+
+
+def _access_ends(book: AccessBook) -> list[tuple[int, str, str]]:
+    """``(end, agency, creator)`` of every link with access and an end date (R5)."""
+    return [(link.ends_at, link.agency, link.creator) for link in book.links.values()
+            if link.access is not None and link.ends_at is not None]
+
+
+def next_access_end(book: AccessBook, after: int) -> int | None:
+    """The soonest end date later than ``after`` among the grants in force, if any."""
+    return min((end for end, _, _ in _access_ends(book) if end > after), default=None)
+
+
+def access_ended_between(book: AccessBook, since: int, until: int) -> list[tuple[str, str]]:
+    """The ``(agency, creator)`` pairs whose access ended in ``(since, until]`` by its
+    end date, soonest first (R5): each end is in exactly one such window."""
+    return [(agency, creator) for end, agency, creator in sorted(_access_ends(book))
+            if since < end <= until]

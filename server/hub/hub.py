@@ -23,7 +23,7 @@ from typing import Final
 import anyio
 import msgspec
 
-from protocol.errors import CloseCode, Code, describe, is_retryable
+from protocol.errors import Code, describe, is_retryable
 from protocol.events import CreatorNotified, LiveEnded
 from protocol.messages import (
     AccessChanged,
@@ -96,6 +96,8 @@ class Hub(CommandPipeline):
         self._drained = anyio.Event()
         self._creators: dict[str, set[Session]] = {}
         """The creator's own sessions, by creator id: where notifications go live."""
+        self._staff: dict[str, set[Session]] = {}
+        """Staff sessions by agency: whom an end of that agency's access may concern."""
         self.auditor = Auditor(journal, log)
         """Writes refusals to the journal; reads the whole audit trail (R16)."""
         self._notes: list[Notification] = []
@@ -108,19 +110,25 @@ class Hub(CommandPipeline):
     def connect(self, session: Session) -> None:
         """Register an authenticated session."""
         self.sessions[session.id] = session
-        if session.actor.role == "creator":
-            self._creators.setdefault(session.actor.id, set()).add(session)
+        actor = session.actor
+        if actor.role == "creator":
+            self._creators.setdefault(actor.id, set()).add(session)
+        elif actor.agency is not None:
+            self._staff.setdefault(actor.agency, set()).add(session)
         self.metrics.connections.inc()
 
     def disconnect(self, session: Session) -> None:
         """Forget a session and leave its rooms (presence is updated)."""
         if self.sessions.pop(session.id, None) is None:
             return
-        mine = self._creators.get(session.actor.id)
-        if session.actor.role == "creator" and mine is not None:
+        actor = session.actor
+        index, key = ((self._creators, actor.id) if actor.role == "creator"
+                      else (self._staff, actor.agency or ""))
+        mine = index.get(key)
+        if mine is not None:
             mine.discard(session)
             if not mine:
-                del self._creators[session.actor.id]
+                del index[key]
         self.metrics.connections.dec()
         for room_id in list(session.rooms):
             self.leave(session, room_id)
@@ -132,29 +140,46 @@ class Hub(CommandPipeline):
         actor = session.actor
         if actor.role == "creator" or actor.agency is None:
             return Caller(actor=actor)
-        return Caller(actor=actor, grant=self.grants(actor.agency, creator, self.clock()))
+        grant = self.grants(actor.agency, creator, self.clock())
+        if grant is not None:  # remembered, so this session is told when it ends
+            if session.worked is None:
+                session.worked = {creator}
+            else:
+                session.worked.add(creator)
+        return Caller(actor=actor, grant=grant)
 
     def access_ended(self, agency: str, creator: str, status: AccessEnd) -> int:
-        """Cut off every session of ``agency`` in ``creator``'s room at once (R6).
+        """``agency``'s access to ``creator`` ended: cut its sessions off from that
+        creator's room at once, and from nothing else (R6, R9; decision 0015).
 
-        Returns how many sessions were closed. Later commands are refused anyway,
-        because every command looks the grant up again.
+        Each session of the agency in the room leaves it (no later event of the
+        room reaches it; the members left get a Presence without it). It, and any
+        session of the agency that used this access for pre-LIVE work, gets
+        ``access_changed`` (not terminal). No session is closed: its other rooms
+        go on, and every later command or join for ``creator`` is refused, since
+        each looks the grant up again. Returns how many sessions were told.
         """
-        closed = 0
         live = self.rooms.get(creator)
-        sessions = list(live.members.values()) if live is not None else []
-        # Staff may also hold a session that only sends pre-LIVE commands.
-        sessions += [s for s in self.sessions.values() if s.actor.agency == agency]
-        seen: set[str] = set()
-        for session in sessions:
-            if session.actor.agency != agency or session.id in seen:
-                continue
-            seen.add(session.id)
-            session.send(AccessChanged(creator=creator, agency=agency, status=status))
-            session.close(CloseCode.ACCESS_REVOKED, "LIVE Manager access ended")
-            closed += 1
-        self.metrics.revocations.inc(closed)
-        return closed
+        notice = AccessChanged(creator=creator, agency=agency, status=status, terminal=False,
+                               room=creator)
+        told = 0
+        left = False
+        for session in list(self._staff.get(agency, ())):
+            in_room = live is not None and live.members.pop(session.id, None) is not None
+            session.rooms.discard(creator)
+            worked = session.worked
+            if not in_room and (worked is None or creator not in worked):
+                continue  # never used this access: nothing to tell
+            if worked is not None:
+                worked.discard(creator)
+            left = left or in_room
+            session.send(notice)
+            told += 1
+        if live is not None and left:
+            live.touched = True
+            self._presence(live)
+        self.metrics.revocations.inc(told)
+        return told
 
     # --- rooms ----------------------------------------------------------------
 
@@ -242,15 +267,30 @@ class Hub(CommandPipeline):
                                for b in decision]
                     await live.submit(self.log, None, pending, None).outcome
                     await live.settle(lambda: self._load(room_id))
+                if not self._may_enter(session, live):
+                    return  # access ended while the notice was stored (R6)
                 if last_seq is None or not await self._replay(session, live, last_seq):
                     reason: SnapshotReason = "join" if last_seq is None else "history_truncated"
                     session.send(Snapshot(room=live.room, seq=live.state.seq, state=live.state,
                                           reason=reason))
-                if not session.is_closed:  # unless it went away meanwhile
+                # Checked again after the replay's reads, with no suspension point from
+                # here to membership: an access end cannot slip in between (R6).
+                if not session.is_closed and self._may_enter(session, live):
                     live.members[session.id] = session
                     session.rooms.add(live.room)
                     self._presence(live)
         await self._store_notes()
+
+    def _may_enter(self, session: Session, live: LiveRoom) -> bool:
+        """Whether a joining session may still become a member, with the access in
+        force now; if not, its join is answered with the refusal."""
+        if session.actor.role == "creator":
+            return True
+        decision = decide_enter(live.state, self.caller(session, live.room), self.clock())
+        if isinstance(decision, Refusal):
+            session.send(_error(decision.code, decision.message, live.room))
+            return False
+        return True
 
     async def _replay(self, session: Session, live: LiveRoom, last_seq: int) -> bool:
         """Send the events after ``last_seq`` then Resumed; False if history can't (H3)."""

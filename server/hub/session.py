@@ -58,7 +58,7 @@ class Session:
     __slots__ = (
         "_max", "_queue", "_queued", "_wakeup", "actor", "close_code",
         "close_reason", "codec", "expires_at", "id", "is_closed", "last_seen", "on_close",
-        "rooms", "sink",
+        "rooms", "sink", "worked",
     )  # fmt: skip
 
     def __init__(self, session_id: str, actor: Actor, codec: Codec, expires_at: int,
@@ -71,6 +71,10 @@ class Session:
         self.last_seen = 0.0
         """When the client last sent a frame (monotonic seconds), for the idle timeout."""
         self.rooms: set[str] = set()
+        self.worked: set[str] | None = None
+        """Staff: the creators whose access this session used (a join or a command
+        authorized by a grant), told when that access ends (decision 0015). Created
+        on first use: most sessions never need it."""
         self.sink = sink
         self.is_closed = False
         self.close_code = CLOSE_NORMAL
