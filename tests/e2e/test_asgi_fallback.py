@@ -263,10 +263,11 @@ async def grant(srv: Server) -> None:
     assert isinstance(accepted, list)
 
 
-async def test_revoked_staff_gets_access_changed_then_the_close(
+async def test_revoked_staff_gets_access_changed_and_leaves_the_room(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """A revoked staff session gets access_changed (the outbox is flushed), then 4501."""
+    """A revoked staff session gets access_changed from its outbox, leaves the room (no
+    later event of it) and stays open (decision 0015)."""
     # R9 R6
     room = CREATOR.id
     async with serving(make_settings()) as served:
@@ -283,14 +284,17 @@ async def test_revoked_staff_gets_access_changed_then_the_close(
             await anna.expect(Pong)  # everything before the revoke has been read
             revoked = await srv.runtime.access.submit(CREATOR, a.RevokeAccess(agency="agency-1"))
             assert isinstance(revoked, list)
-            messages, close_code = await anna.until_closed()
-            assert close_code == CloseCode.ACCESS_REVOKED
-            changed = [m for m in messages if isinstance(m, AccessChanged)]
-            assert changed == [AccessChanged(creator=room, agency="agency-1", status="revoked")]
-            assert messages[-1] == changed[0]  # the last message before the close
-            # The creator's session is untouched.
-            await creator.send(Ping(nonce=2))
-            assert (await creator.expect(Pong)).nonce == 2
+            changed = await anna.expect(AccessChanged)
+            assert changed == AccessChanged(creator=room, agency="agency-1", status="revoked",
+                                            terminal=False, room=room)
+            # The room goes on without her; her socket answers, with nothing of the room.
+            await creator.send(c.FeedViewers(command_id="v1", room=room, total=3))
+            await acked(creator)
+            await anna.send(Ping(nonce=2))
+            assert (await anna.recv()) == Pong(nonce=2)
+            assert [e.command_id for e in anna.events] == []
+            await creator.send(Ping(nonce=3))
+            assert (await creator.expect(Pong)).nonce == 3
 
 
 async def test_token_expiry_sends_the_error_then_closes(
