@@ -20,6 +20,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from client import (
+    AccessEnded,
     Backoff,
     Client,
     ClientError,
@@ -769,6 +770,47 @@ async def test_access_changed_terminal_ends_the_session(hub: FakeHub, sleeps: Sl
         assert len(hub.conns) == 1
         with pytest.raises(SessionClosed):
             await client.messages().get()
+
+
+async def test_access_ended_for_one_room_ends_that_stream_only(
+    hub: FakeHub, sleeps: Sleeps
+) -> None:
+    """A non-terminal AccessChanged naming a room ends that room's stream with AccessEnded
+    after its events, forgets the room (not resumed after a reconnect) and keeps the
+    session and the other rooms going."""
+    # R6 R9 (decision 0015: an access end touches that creator's room only)
+    other = "room-2"
+    async with asyncio.timeout(BOUND), new_client(sleeps) as client:
+        await client.connect(hub.url, "good")
+        mine, theirs = client.events(ROOM), client.events(other)
+        await client.join(ROOM)
+        await client.join(other)
+        await hub.push(event(1))
+        await hub.push(AccessChanged(creator=CREATOR, agency="agency-1", status="expired",
+                                     terminal=False, room=ROOM))
+        assert isinstance(await mine.get(), Snapshot)
+        assert await mine.get() == event(1)  # what came before the end is delivered first
+        with pytest.raises(AccessEnded) as ended:
+            await mine.get()
+        assert (ended.value.room, ended.value.creator, ended.value.status) == (
+            ROOM, CREATOR, "expired")
+        assert client.rooms == frozenset({other})
+        assert client.last_seq(ROOM) is None
+        # The other room keeps streaming on the same session...
+        later = Event(room=other, seq=1, at=T0, actor=CREATOR, by=STAFF,
+                      body=ProductPinned(product_id="p1"))
+        await hub.push(later)
+        assert isinstance(await theirs.get(), Snapshot)
+        assert await theirs.get() == later
+        assert client.closed is None
+        # ...and a reconnect restores it alone.
+        await hub.close(CloseCode.GOING_AWAY)
+        await hub.wait_for(lambda c, m: c == 1 and isinstance(m, Resume))
+        await settle(client)
+        assert [m for m in hub.on(1) if isinstance(m, Join | Resume)] == [
+            Resume(room=other, last_seq=1)]
+        with pytest.raises(AccessEnded):  # the stream stays ended
+            await mine.get()
 
 
 # --- event order --------------------------------------------------------------------------

@@ -39,14 +39,17 @@ AGENCY = "agency-1"
 ANNA = Actor(role="staff", id="anna", agency=AGENCY)
 BEN = Actor(role="staff", id="ben", agency=AGENCY)
 CARL = Actor(role="staff", id="carl", agency=AGENCY)
+EVE = Actor(role="staff", id="eve", agency="agency-2")
 
 
-async def grant(srv: Server, creator: Actor, *, ends_at: int | None = None) -> None:
-    """agency-1 asks ``creator`` for link + LIVE access, ending at ``ends_at``; accepted."""
+async def grant(srv: Server, creator: Actor, *, ends_at: int | None = None,
+                by: Actor = ANNA) -> None:
+    """``by``'s agency asks ``creator`` for link + LIVE access, ending at ``ends_at``;
+    the creator accepts (R1, R5)."""
     access = srv.runtime.access
-    rid = f"req-{creator.id}"
-    sent = await access.submit(ANNA, a.RequestLink(request_id=rid, creator=creator.id,
-                                                   with_access=True, ends_at=ends_at))
+    rid = f"req-{by.agency}-{creator.id}"
+    sent = await access.submit(by, a.RequestLink(request_id=rid, creator=creator.id,
+                                                 with_access=True, ends_at=ends_at))
     assert isinstance(sent, list), sent
     accepted = await access.submit(creator, a.AcceptRequest(request_id=rid))
     assert isinstance(accepted, list), accepted
@@ -223,6 +226,38 @@ async def test_unlink_reaches_sessions_with_pre_live_work_for_that_creator_only(
         # ben never used access to X: nothing reaches him.
         await ben.send(Ping(nonce=1))
         assert not [m for m in await until(ben, Pong) if isinstance(m, AccessChanged)]
+
+
+async def test_unlink_updates_presence_for_the_members_left(server: Server) -> None:
+    """X unlinks agency-1: X's creator and agency-2's staff, still in the room, get a
+    Presence without agency-1's staff; agency-2's staff keep receiving the room."""
+    # R6 (presence is updated when staff are cut off; other agencies are untouched)
+    await grant(server, X)
+    await grant(server, X, by=EVE)
+    async with (
+        raw_client(server, server.token(creator=X.id)) as cx,
+        raw_client(server, staff_token(server, ANNA)) as anna,
+        raw_client(server, staff_token(server, EVE)) as eve,
+    ):
+        await go_live(cx, X.id)
+        await join(eve, X.id)
+        await join(anna, X.id)
+        for member in (cx, eve):
+            await presence_with(member, X.id, member=ANNA, present=True)
+        unlinked = await server.runtime.access.submit(X, a.Unlink(agency=AGENCY, creator=X.id))
+        assert isinstance(unlinked, list)
+        for member in (cx, eve):
+            left = await presence_with(member, X.id, member=ANNA, present=False)
+            assert left.members == [X, EVE]
+        assert (await anna.expect(AccessChanged)).status == "unlinked"
+        await anna.send(Ping(nonce=1))  # cut off from X, not from the hub
+        assert (await anna.expect(Pong)).nonce == 1
+        added = await acked(cx, c.BagAdd(command_id="x1", room=X.id,
+                                         item=BagItem(product_id="px")))
+        got = await until(eve, Event)
+        assert not [m for m in got if isinstance(m, AccessChanged)]
+        assert isinstance(got[-1], Event)
+        assert got[-1].seq == added.seq
 
 
 async def test_sdk_ends_the_room_stream_and_keeps_the_others(server: Server) -> None:

@@ -11,8 +11,8 @@ import anyio.abc
 from protocol import commands as c
 from protocol.codec import Codec
 from protocol.errors import Code
-from protocol.events import ProductAdded
-from protocol.messages import Ack, Event, Refused, RoomCommand, ServerMessage, Snapshot
+from protocol.events import CreatorNotified, ProductAdded
+from protocol.messages import Ack, Error, Event, Refused, RoomCommand, ServerMessage, Snapshot
 from protocol.model import Actor, BagItem, RoomState, Viewer
 from server.domain.grants import Grant
 from server.hub.hub import Hub
@@ -442,3 +442,48 @@ async def test_command_waiting_for_the_room_uses_the_access_in_force_when_decide
     assert events is not None
     assert [e.command_id for e in events] == ["go"]
     assert creator.is_closed is False
+
+
+class HeldNotice(MemoryRoomLog):
+    """A log that holds the append of a staff-entered notice until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = anyio.Event()
+        self.release = anyio.Event()
+
+    async def append(self, room: str, command_id: str | None,
+                     events: Sequence[PendingEvent], expected_seq: int,
+                     record: CommandRecord | None = None) -> AppendResult:
+        if any(isinstance(e.body, CreatorNotified) for e in events):
+            self.reached.set()
+            await self.release.wait()
+        return await super().append(room, command_id, events, expected_seq, record)
+
+
+async def test_join_whose_access_ends_meanwhile_never_becomes_a_member() -> None:
+    """Access that ends while a join stores the creator's notice: the join is refused,
+    no snapshot, no membership; the session is told and stays open."""
+    # R6 (cut off at once: no member slips in after the end) R11 (joining needs access)
+    granted = {"ag": True}
+    log = HeldNotice()
+    hub = Hub(log, MemoryJournal(),
+              lambda a, cr, now: Grant(agency=a, creator=cr) if granted[a] else None,
+              clock=lambda: NOW, metrics=Metrics())
+    await live_creator(hub)
+    staff = session(STAFF, "s1")
+    hub.connect(staff)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub.join, staff, "cr")
+            await log.reached.wait()
+            granted["ag"] = False
+            assert hub.access_ended("ag", "cr", "revoked") == 1  # it was using the access
+            log.release.set()
+    got = drain(staff)
+    assert [type(m).__name__ for m in got] == ["AccessChanged", "Error"]
+    assert isinstance(got[1], Error)
+    assert (got[1].code, got[1].room) == (Code.NO_ACCESS, "cr")
+    assert "s1" not in hub.rooms["cr"].members
+    assert staff.rooms == set()
+    assert not staff.is_closed
