@@ -4,7 +4,10 @@ Each round connects ``--consoles`` consoles spread over ``--rooms`` rooms, then
 ends the agency's access to every room at once (livepilot: the creator's
 ``POST /api/unlink``; the baselines: a control message) and times, for each
 console, from the moment its room's revoke was sent until its connection was
-closed (close frame, or the Socket.IO disconnect packet). Access is given back
+closed (close frame, or the Socket.IO disconnect packet). livepilot does not
+close a console whose access to one creator ended (decision 0015): it sends
+``access_changed`` and takes it out of the room, and the console closes itself
+then, so "closed" there is the moment it was cut off. Access is given back
 between rounds.
 
 Built for several nodes: :func:`rounds` takes a list of running servers, spreads

@@ -130,7 +130,8 @@ class System(ABC):
 
     @abstractmethod
     async def revoke(self, run: Running, agency: str, room: str) -> None:
-        """End ``agency``'s access to ``room``; its consoles there are to be closed."""
+        """End ``agency``'s access to ``room``; its consoles there are to be cut off (closed,
+        or told so: see each system)."""
 
     async def regrant(self, run: Running, rooms: Sequence[str], agency: str) -> None:
         """Give access back after a revoke (for another round)."""

@@ -5,7 +5,10 @@ settings changed for the benchmark, both recorded in the results: the
 per-connection rate limit is lifted (the feed runs far above 50 messages/s) and
 the idle timeout is an hour (idle connections send nothing). Access is granted
 through the HTTP API (``POST /api/requests`` then ``/accept``) and revoked with
-``POST /api/unlink``, as an agency and a creator would.
+``POST /api/unlink``, as an agency and a creator would. An unlink takes the
+console out of the room with ``access_changed`` and leaves its socket open
+(decision 0015): a console counts as cut off, and closes itself, when that
+message arrives.
 
 Feed items are ``FeedComment`` commands whose text carries the stamp; staff
 commands are ``Mute`` (always accepted, one event) whose command id carries it,
@@ -75,6 +78,8 @@ class LivepilotSystem(System):
         self._snapshot = _tag_prefix(self.codec, m.Snapshot(room="r", seq=0,
                                                             state=new_room("r", "r")))
         self._error = _tag_prefix(self.codec, m.Error(code=1))
+        self._access_changed = _tag_prefix(self.codec, m.AccessChanged(
+            creator="r", agency="a", status="revoked"))
 
     # --- server --------------------------------------------------------------------
 
@@ -178,7 +183,16 @@ class LivepilotSystem(System):
         joined = self._join(peer, room)
         peer.send(self.codec.encode(m.Join(room=room)))
         await joined
+        peer.hook = self._cut_off
         return peer
+
+    def _cut_off(self, peer: Peer, data: bytes) -> bool:
+        """``access_changed``: the console is out of the room (the revoke scenario's
+        end point); it closes itself, as the baselines' servers close theirs."""
+        if not data.startswith(self._access_changed):
+            return False
+        peer.ended(4501)
+        return True
 
     def feed(self, peer: Peer, room: str, n: int, sizes: Sizes) -> None:
         # The text alone is sized: the envelope around it is the protocol's own.
