@@ -14,7 +14,7 @@ from protocol.access import AccessRequest
 from protocol.model import Actor
 from server.domain.access_book import AccessBook, current_link, pair_key, request_status
 
-__all__ = ["creators_of", "pending_requests", "related", "request_view"]
+__all__ = ["creators_of", "grants_of", "pending_requests", "related", "request_view"]
 
 
 def request_view(book: AccessBook, request_id: str, now: int) -> AccessRequest | None:
@@ -37,6 +37,19 @@ def pending_requests(
         if r.creator == creator and r.status == "pending"
     ]
     return [r for r in viewed if include_expired or r.status == "pending"]
+
+
+def grants_of(book: AccessBook, creator: str, now: int) -> list[a.GrantInForce]:
+    """The LIVE Manager access a creator has given and not taken back, as of ``now``,
+    by agency: links in force that carry access (R5; what the creator may revoke, R9)."""
+    return sorted((
+        a.GrantInForce(
+            agency=link.agency, scopes=link.access.scopes, granted_at=link.access.granted_at,
+            ends_at=link.ends_at, link_id=link.link_id, request_id=link.access.request_id,
+        )
+        for link in book.links.values()
+        if link.creator == creator and link.access is not None and link.active(now)
+    ), key=lambda g: g.agency)  # fmt: skip
 
 
 def creators_of(book: AccessBook, agency: str, now: int) -> list[a.CreatorStatus]:
