@@ -20,6 +20,7 @@ from protocol.commands import (
     LiveEventCancel,
     LiveEventSchedule,
     ProductSetSave,
+    RoomCommand,
     ShowcaseUpdate,
     StartLive,
 )
@@ -178,7 +179,7 @@ async def test_staff_cannot_list_a_creators_grants(env: Env) -> None:
 # --- R12: the pre-LIVE plan -----------------------------------------------------------
 
 
-PLAN_COMMANDS = [
+PLAN_COMMANDS: list[RoomCommand] = [
     LiveEventSchedule(command_id="p1", room=CREATOR, event=LiveEvent(
         event_id="late", title="Encore", starts_at=T0 + 2 * DAY)),
     LiveEventSchedule(command_id="p2", room=CREATOR, event=LiveEvent(
