@@ -76,6 +76,21 @@ class GiveawayDeployed(EventBase, tag="giveaway_deployed", frozen=True):
     ends_at: Millis
 
 
+class GiveawayEnded(EventBase, tag="giveaway_ended", frozen=True):
+    """A deployed giveaway ended, as :class:`FlashSaleEnded` says of a sale: with its
+    LIVE (``live_ended``), or on its own end time (``expired``).
+
+    The decider has no clock of its own, so an expiry is recorded when a decision
+    comes to it - the LIVE ends, or the giveaway is set up or deployed again -
+    and ``ended_at`` says when the giveaway really ended (its own ``ends_at``, or
+    the LIVE's end). Every deployment ends in exactly one of these.
+    """
+
+    giveaway_id: Id
+    ended_at: Millis
+    reason: Literal["expired", "live_ended"] = "expired"
+
+
 class FlashSaleReady(EventBase, tag="flash_sale_ready", frozen=True):
     sale: FlashSale
 
@@ -208,7 +223,7 @@ class CreatorNotified(EventBase, tag="creator_notified", frozen=True):
 
 EventBody = (
     LiveStarted | LiveEnded | ProductAdded | ProductDeleted | ProductPinned | ProductUnpinned
-    | ProductMoved | GiveawayReady | GiveawayDeployed | FlashSaleReady
+    | ProductMoved | GiveawayReady | GiveawayDeployed | GiveawayEnded | FlashSaleReady
     | FlashSaleDeployed | FlashSaleEnded | BillboardDeployed | BillboardTakenDown
     | CommentSettingsChanged | UserMuted | UserUnmuted | UserBlocked | UserUnblocked
     | LiveEventScheduled | LiveEventEdited | LiveEventCancelled | ProductSetSaved

@@ -96,6 +96,8 @@ class Giveaway(Struct, frozen=True, kw_only=True):
     duration_s: Seconds = 300
     deployed_at: Millis | None = None
     ends_at: Millis | None = None
+    ended: bool = False
+    """Its deployment has ended (a ``giveaway_ended`` event), with the LIVE or on time."""
 
 
 class FlashSale(Struct, frozen=True, kw_only=True):

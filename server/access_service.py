@@ -33,6 +33,7 @@ from server.domain.access import (
 )
 from server.domain.access_views import related
 from server.domain.grants import AccessEnd, Grant
+from server.domain.ids import access_notification_id
 from server.domain.refusal import Refusal
 from server.journal import AuditEntry, Journal
 from server.metrics import Metrics
@@ -185,7 +186,7 @@ class AccessService:
                 creator, agency = event.request.creator, event.request.agency
             if text is None or creator is None or who.role == "creator":
                 continue
-            nid = f"access-{event.at}-{type(event).__name__}-{agency}"[:128]
+            nid = access_notification_id(event.at, type(event).__name__, agency or "")
             notes.append(Notification(notification_id=nid, creator=creator,
                                       kind="agency_changed", text=f"Agency {agency} {text}",
                                       at=event.at, by=who))

@@ -260,3 +260,28 @@ async def test_the_plan_is_refused_without_access(env: Env) -> None:
                  Code.INVALID_ARGUMENT)
     expect_error(await env.client.get("/api/plan?creator=cr-2", headers=env.creator()), 403,
                  Code.FORBIDDEN)
+
+
+# --- R14: notification ids -------------------------------------------------------------
+
+
+async def test_the_inbox_keeps_every_notification_for_the_longest_ids(env: Env) -> None:
+    """R14: with a creator id and agency ids as long as an Id may be (128), every
+    notification lands in the inbox: none is cut short into another's id."""
+    creator = "c" * 127 + "1"
+    agencies = ["a" * 127 + "1", "a" * 127 + "2"]
+    sent = [await env.request({"type": "request_link", "creator": creator, "with_access": True},
+                              agency=agency) for agency in agencies]  # in the same millisecond
+    assert [answer.status_code for answer in sent] == [201, 201]
+    accepted = await env.answer(sent[0].json()["request"]["request_id"], "accept",
+                                creator=creator)
+    assert accepted.status_code == 200, accepted.text
+    ann = env.session(Actor(role="staff", id="ann", agency=agencies[0]))
+    for n in range(12):
+        command = LiveEventSchedule(command_id=f"s{n}", room=creator, event=LiveEvent(
+            event_id=f"e{n}", title="Show", starts_at=T0 + DAY))
+        assert (await env.command(ann, command))["type"] == "ack"
+    answer = await env.client.get("/api/notifications", headers=env.creator(creator))
+    notes = answer.json()["notifications"]
+    assert sorted(n["kind"] for n in notes) == ["agency_changed"] * 2 + ["agency_created"] * 12
+    assert len({n["notification_id"] for n in notes}) == 14
