@@ -177,6 +177,15 @@ class CommentPosted(EventBase, tag="comment_posted", frozen=True):
 
 
 class OrderPlaced(EventBase, tag="order_placed", frozen=True):
+    """An order the platform took, fed by the creator client (R13 activity feed).
+
+    A fact the hub cannot refuse for the bag's stock: it draws the bag item's
+    stock down, to 0 at the least, and units beyond the stock are counted as
+    ``oversold`` in the LIVE's figures (:class:`~protocol.model.LiveSummary`). A
+    flash-sale order (``sale_id``) is the exception: it is checked against the
+    sale's own stock and refused beyond it (a flash sale never oversells, R13).
+    """
+
     order_id: Id
     user: Viewer
     product_id: Id

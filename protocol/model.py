@@ -190,6 +190,9 @@ class LiveSummary(Struct, frozen=True, kw_only=True):
     peak_viewers: Count = 0
     orders: Count = 0
     units: Count = 0
+    oversold: Count = 0
+    """Units ordered beyond the bag item's stock (which stays at 0): the platform took
+    the orders, the hub cannot refuse them, so they are counted here."""
     gmv_cents: Cents = 0
     comments: Count = 0
     gifts: Count = 0

@@ -115,7 +115,7 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
         return {}
     match body:
         case OrderPlaced():
-            return _order(state, body)
+            return _order(state, body, at)
         case UserMuted(user_id=uid, until=until):
             return {"muted": {**state.muted, uid: until}}
         case UserUnmuted(user_id=uid):
@@ -195,15 +195,23 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
     raise AssertionError(f"unhandled event {body!r}")  # pragma: no cover - the union is closed
 
 
-def _order(state: RoomState, order: OrderPlaced) -> dict[str, object]:
-    """An order draws down the bag item's stock and, with a sale id, the sale's."""
-    changes: dict[str, object] = {
-        "bag": [
-            replace(i, stock=max(0, i.stock - order.quantity))
-            if i.product_id == order.product_id else i
-            for i in state.bag
-        ]
-    }  # fmt: skip
+def _order(state: RoomState, order: OrderPlaced, at: int) -> dict[str, object]:
+    """An order draws down the bag item's stock and, with a sale id, the sale's.
+
+    An order is a platform fact, taken whatever the bag says: beyond the item's
+    stock, the stock stays at 0 and the running figures count the excess units
+    as ``oversold``."""
+    bag = list(state.bag)
+    excess = 0
+    for index, item in enumerate(bag):
+        if item.product_id == order.product_id:
+            excess = max(0, order.quantity - item.stock)
+            bag[index] = replace(item, stock=max(0, item.stock - order.quantity))
+            break  # a product is in the bag once
+    changes: dict[str, object] = {"bag": bag}
+    if excess and state.current is not None:
+        current = _measure(state.current, order, at)
+        changes["current"] = replace(current, oversold=current.oversold + excess)
     if order.sale_id is not None:
         sale = state.flash_sales[order.sale_id]
         sale = replace(sale, sold=sale.sold + order.quantity)
