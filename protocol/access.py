@@ -22,16 +22,27 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
-from protocol.model import FAMILIES, Family, Id, Millis, Role
+from protocol.model import (
+    FAMILIES,
+    Campaign,
+    Family,
+    FlashSale,
+    Giveaway,
+    Id,
+    LiveEvent,
+    Millis,
+    ProductSet,
+    Role,
+)
 
 __all__ = [
     "AcceptRequest", "AccessCommand", "AccessEvent", "AccessGranted", "AccessRequest",
     "AccessRevoked", "AgencyRegistered", "AnyAccessCommand", "CreatorStatus",
-    "CreatorStatusName", "DeclineRequest", "LinkCreated", "LinkExtended", "LinkRemoved",
-    "PlatformCommand", "RecordSharing", "RegisterAgency", "RequestAccepted", "RequestAccess",
-    "RequestCancelled", "RequestDeclined", "RequestExtension", "RequestKind", "RequestLink",
-    "RequestSent", "RequestStatus", "RevokeAccess", "Scopes", "SharingKind", "SharingRecorded",
-    "Unlink",
+    "CreatorStatusName", "DeclineRequest", "GrantInForce", "LinkCreated", "LinkExtended",
+    "LinkRemoved", "Plan", "PlatformCommand", "RecordSharing", "RegisterAgency",
+    "RequestAccepted", "RequestAccess", "RequestCancelled", "RequestDeclined",
+    "RequestExtension", "RequestKind", "RequestLink", "RequestSent", "RequestStatus",
+    "RevokeAccess", "Scopes", "SharingKind", "SharingRecorded", "Unlink",
 ]  # fmt: skip
 
 RequestKind = Literal["link", "link_and_access", "access", "extension"]
@@ -276,3 +287,45 @@ class CreatorStatus(Struct, frozen=True, kw_only=True):
     """The granted families, when access is granted."""
     requests: list[AccessRequest] = []
     """Requests of this agency still awaiting the creator, oldest first."""
+
+
+class GrantInForce(Struct, frozen=True, kw_only=True):
+    """LIVE Manager access a creator has given an agency and not yet taken back,
+    as ``GET /api/grants`` lists it at a time ``now`` (R5; what R9's revoke ends)."""
+
+    agency: Id
+    scopes: list[Family]
+    """The families the creator granted, in :data:`protocol.model.FAMILIES` order."""
+    granted_at: Millis
+    """Since when: the creator accepted the access request then."""
+    ends_at: Millis | None = None
+    """The link's end date, when access ends with it (R5); None: until an unlink."""
+    link_id: Id
+    request_id: Id
+    """The access request the creator accepted."""
+
+
+class Plan(Struct, frozen=True, kw_only=True):
+    """A creator's pre-LIVE plan (R12) as ``GET /api/plan`` lists it: what can be
+    created, edited and deleted without a live stream.
+
+    Staff read the sections their grant lets them change, as the commands are
+    authorized: ``planning`` - LIVE events, product sets, campaigns, showcase;
+    ``promotion`` - giveaways and flash sales set up. A section outside the grant
+    is None (not an empty list); a grant covering neither is refused. The
+    creator reads every section.
+    """
+
+    creator: Id
+    live_events: list[LiveEvent] | None = None
+    """Scheduled LIVE events by start time; cancelled ones stay, flagged ``cancelled``."""
+    product_sets: list[ProductSet] | None = None
+    """By id."""
+    campaigns: list[Campaign] | None = None
+    """By id."""
+    showcase: list[Id] | None = None
+    """The showcase's product ids, in showcase order."""
+    giveaways: list[Giveaway] | None = None
+    """Every giveaway set up, by id; a deployed one has ``deployed_at``/``ends_at``."""
+    flash_sales: list[FlashSale] | None = None
+    """Every flash sale set up, by id; a deployed one has ``starts_at``/``ends_at``."""

@@ -76,6 +76,21 @@ class GiveawayDeployed(EventBase, tag="giveaway_deployed", frozen=True):
     ends_at: Millis
 
 
+class GiveawayEnded(EventBase, tag="giveaway_ended", frozen=True):
+    """A deployed giveaway ended, as :class:`FlashSaleEnded` says of a sale: with its
+    LIVE (``live_ended``), or on its own end time (``expired``).
+
+    The decider has no clock of its own, so an expiry is recorded when a decision
+    comes to it - the LIVE ends, or the giveaway is set up or deployed again -
+    and ``ended_at`` says when the giveaway really ended (its own ``ends_at``, or
+    the LIVE's end). Every deployment ends in exactly one of these.
+    """
+
+    giveaway_id: Id
+    ended_at: Millis
+    reason: Literal["expired", "live_ended"] = "expired"
+
+
 class FlashSaleReady(EventBase, tag="flash_sale_ready", frozen=True):
     sale: FlashSale
 
@@ -162,6 +177,15 @@ class CommentPosted(EventBase, tag="comment_posted", frozen=True):
 
 
 class OrderPlaced(EventBase, tag="order_placed", frozen=True):
+    """An order the platform took, fed by the creator client (R13 activity feed).
+
+    A fact the hub cannot refuse for the bag's stock: it draws the bag item's
+    stock down, to 0 at the least, and units beyond the stock are counted as
+    ``oversold`` in the LIVE's figures (:class:`~protocol.model.LiveSummary`). A
+    flash-sale order (``sale_id``) is the exception: it is checked against the
+    sale's own stock and refused beyond it (a flash sale never oversells, R13).
+    """
+
     order_id: Id
     user: Viewer
     product_id: Id
@@ -208,7 +232,7 @@ class CreatorNotified(EventBase, tag="creator_notified", frozen=True):
 
 EventBody = (
     LiveStarted | LiveEnded | ProductAdded | ProductDeleted | ProductPinned | ProductUnpinned
-    | ProductMoved | GiveawayReady | GiveawayDeployed | FlashSaleReady
+    | ProductMoved | GiveawayReady | GiveawayDeployed | GiveawayEnded | FlashSaleReady
     | FlashSaleDeployed | FlashSaleEnded | BillboardDeployed | BillboardTakenDown
     | CommentSettingsChanged | UserMuted | UserUnmuted | UserBlocked | UserUnblocked
     | LiveEventScheduled | LiveEventEdited | LiveEventCancelled | ProductSetSaved

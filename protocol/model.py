@@ -96,6 +96,8 @@ class Giveaway(Struct, frozen=True, kw_only=True):
     duration_s: Seconds = 300
     deployed_at: Millis | None = None
     ends_at: Millis | None = None
+    ended: bool = False
+    """Its deployment has ended (a ``giveaway_ended`` event), with the LIVE or on time."""
 
 
 class FlashSale(Struct, frozen=True, kw_only=True):
@@ -188,6 +190,9 @@ class LiveSummary(Struct, frozen=True, kw_only=True):
     peak_viewers: Count = 0
     orders: Count = 0
     units: Count = 0
+    oversold: Count = 0
+    """Units ordered beyond the bag item's stock (which stays at 0): the platform took
+    the orders, the hub cannot refuse them, so they are counted here."""
     gmv_cents: Cents = 0
     comments: Count = 0
     gifts: Count = 0

@@ -7,7 +7,10 @@ decision is appended durably before it is applied. When access ends (unlink,
 revoke, or the link's end date) the hub is told at once and cuts the agency's
 staff off that creator's room (R5, R6; decision 0015); every event that
 concerns the creator becomes an inbox notification (R14), and every attempt
-lands in the audit trail with its real actor (R16).
+lands in the audit trail with its real actor (R16) - a refused one only when
+the caller has a relation to the creator (:func:`related`): a stranger's
+refusal is logged and counted instead, so no token holder can fill another
+creator's trail.
 
 An end date is not an event: nothing is stored when it passes. One loop timer is
 armed for the soonest end among the grants in force, re-armed whenever the book
@@ -35,9 +38,12 @@ from server.domain.access import (
     grant_for,
 )
 from server.domain.access_book import access_ended_between, next_access_end
+from server.domain.access_views import related
 from server.domain.grants import AccessEnd, Grant
+from server.domain.ids import access_notification_id
 from server.domain.refusal import Refusal
 from server.journal import AuditEntry, Journal
+from server.metrics import Metrics
 
 __all__ = ["MAX_TIMER_S", "AccessEventStore", "AccessService", "MemoryAccessEventStore"]
 
@@ -95,11 +101,13 @@ class AccessService:
         *,
         clock: Callable[[], int],
         on_access_ended: AccessEnded | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.journal = journal
         self.clock = clock
         self.on_access_ended = on_access_ended
+        self.metrics = metrics
         self.book = AccessBook()
         self._lock = anyio.Lock()
         self._checked = clock()
@@ -180,6 +188,11 @@ class AccessService:
         """The access in force now (the hub calls this for every staff command)."""
         return grant_for(self.book, agency, creator, now)
 
+    def related(self, who: Actor, creator: str, now: int) -> bool:
+        """Whether ``who``'s refused attempts go to ``creator``'s audit trail (R16):
+        the creator, or staff of an agency linked to them now."""
+        return related(self.book, who, creator, now)
+
     async def submit(self, who: Actor, command: a.AccessCommand) -> list[AccessEvent] | Refusal:
         """Decide a party's command and apply it; a refusal changes nothing."""
         async with self._lock:
@@ -187,7 +200,10 @@ class AccessService:
             decision = decide_access(self.book, who, command, now)
             creator = _creator_of(self.book, command, who)
             if isinstance(decision, Refusal):
-                await self._audit(who, command, creator, now, decision.code)
+                if creator is not None and related(self.book, who, creator, now):
+                    await self._audit(who, command, creator, now, decision.code)
+                else:
+                    self._unaudited(who, command, creator, decision)
                 return decision
             await self._apply(decision)
             await self._audit(who, command, creator, now, None)
@@ -219,6 +235,22 @@ class AccessService:
         await self.journal.audit([AuditEntry(at=now, creator=creator, actor=who,
                                              family="access", action=tag, code=code)])
 
+    def _unaudited(self, who: Actor, command: a.AccessCommand, creator: str | None,
+                   refusal: Refusal) -> None:
+        """A stranger's refusal: to the log and a metric, not to the creator's trail.
+
+        A staff member's request to a creator their agency is not linked to is a
+        legitimate attempt at a relation: applied, it is audited and lands in the
+        creator's inbox (R14); refused, the creator never sees it, in the inbox or
+        in the trail.
+        """
+        tag = str(type(command).__struct_config__.tag)
+        if self.metrics is not None:
+            self.metrics.unaudited_refusals.labels("access", refusal.code.name).inc()
+        logger.info("refused access command of a caller with no relation to the creator",
+                    extra={"action": tag, "code": int(refusal.code), "creator": creator,
+                           "actor": who.id, "agency": who.agency, "role": who.role})
+
     async def _effects(self, events: list[AccessEvent], who: Actor) -> None:
         notes: list[Notification] = []
         for event in events:
@@ -232,7 +264,7 @@ class AccessService:
                 creator, agency = event.request.creator, event.request.agency
             if text is None or creator is None or who.role == "creator":
                 continue
-            nid = f"access-{event.at}-{type(event).__name__}-{agency}"[:128]
+            nid = access_notification_id(event.at, type(event).__name__, agency or "")
             notes.append(Notification(notification_id=nid, creator=creator,
                                       kind="agency_changed", text=f"Agency {agency} {text}",
                                       at=event.at, by=who))

@@ -1,5 +1,6 @@
 """The HTTP JSON API: partnership and LIVE Manager access (R1-R9), the creator's
-inbox (R14) and audit trail (R16), post-LIVE figures and account health (R12).
+grants in force, inbox (R14) and audit trail (R16), the pre-LIVE plan, post-LIVE
+figures and account health (R12).
 
 Everything that changes access goes through
 :meth:`~server.access_service.AccessService.submit` (which decides, stores,
@@ -28,6 +29,7 @@ GET     ``/api/requests``                 creator   ``?expired=0|1`` (default 1)
 POST    ``/api/requests/{id}/accept``     creator   optional ``{"scopes": [...]}`` ->
                                                     ``{"events"}``
 POST    ``/api/requests/{id}/decline``    creator   none -> ``{"events"}``
+GET     ``/api/grants``                   creator   -> ``{"grants": [GrantInForce]}``
 POST    ``/api/revoke``                   creator   RevokeAccess ``{"agency"}`` ->
                                                     ``{"events"}``
 GET     ``/api/notifications``            creator   ``?unread=0|1&limit=`` ->
@@ -39,12 +41,16 @@ GET     ``/api/lives``                    creator,  ``?creator=`` (staff) -> ``{
                                           staff*    "status", "current", "lives"}``
 GET     ``/api/health``                   creator,  ``?creator=`` (staff) -> ``{"creator",
                                           staff*    "violations"}``
+GET     ``/api/plan``                     creator,  ``?creator=`` (staff) -> Plan
+                                          staff**
 POST    ``/api/platform``                 operator  RegisterAgency | RecordSharing ->
                                                     ``{"events"}``
 ======  ================================  ========  =====================================
 
 ``staff*``: a staff member with access in force to that creator (R12: after-LIVE
 features need access, not a live stream); the creator reads their own.
+``staff**``: the same, and the grant's scopes cover ``planning`` or ``promotion``
+(OUT_OF_SCOPE otherwise); the plan's sections outside the scopes are null.
 
 Choices:
 
@@ -94,11 +100,13 @@ from server.api_creator import (
     accept,
     audit,
     decline,
+    grants,
     health,
     list_requests,
     lives,
     mark_read,
     notifications,
+    plan,
     revoke,
 )
 from server.api_http import ApiError, endpoint, http_status
@@ -116,12 +124,14 @@ def api_routes() -> list[BaseRoute]:
         Route("/api/requests/{id}/decline", decline, methods=["POST"]),
         Route("/api/creators", list_creators, methods=["GET"]),
         Route("/api/unlink", unlink, methods=["POST"]),
+        Route("/api/grants", grants, methods=["GET"]),
         Route("/api/revoke", revoke, methods=["POST"]),
         Route("/api/notifications", notifications, methods=["GET"]),
         Route("/api/notifications/read", mark_read, methods=["POST"]),
         Route("/api/audit", audit, methods=["GET"]),
         Route("/api/lives", lives, methods=["GET"]),
         Route("/api/health", health, methods=["GET"]),
+        Route("/api/plan", plan, methods=["GET"]),
         Route("/api/platform", platform, methods=["POST"]),
     ]
     known = list(routes)

@@ -1,9 +1,10 @@
-"""The creator's endpoints of the HTTP API, and the after-LIVE reads staff share.
+"""The creator's endpoints of the HTTP API, and the pre- and after-LIVE reads staff share.
 
-Answering requests (R2-R5), revoking (R9), the inbox (R14) and the audit trail
-(R16) are the creator's; post-LIVE figures and account health (R12) are the
-creator's and those of staff with access in force. See the endpoint table in
-:mod:`server.api`.
+Answering requests (R2-R5), the grants in force and revoking them (R5, R9), the
+inbox (R14) and the audit trail (R16) are the creator's; the pre-LIVE plan,
+post-LIVE figures and account health (R12) are the creator's and those of staff
+with access in force (the plan: within the grant's scopes). See the endpoint
+table in :mod:`server.api`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from starlette.responses import Response
 
 from protocol import access as a
 from protocol.errors import Code
-from protocol.model import Id, LiveSummary
+from protocol.model import GRANTABLE, Family, Id, LiveSummary
 from server.api_http import (
     ApiError,
     Events,
@@ -31,14 +32,16 @@ from server.api_http import (
     submit,
 )
 from server.domain.access import pending_requests
+from server.domain.access_views import grants_of
+from server.domain.planning import PLAN_FAMILIES, plan_of
 from server.journal import AuditQuery
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
 
 __all__ = [
-    "MAX_PAGE", "accept", "audit", "decline", "health", "list_requests", "lives", "mark_read",
-    "notifications", "revoke",
+    "MAX_PAGE", "accept", "audit", "decline", "grants", "health", "list_requests", "lives",
+    "mark_read", "notifications", "plan", "revoke",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -89,7 +92,8 @@ class RequestsParams(Struct, frozen=True, kw_only=True):
 
 
 class RoomParams(Struct, frozen=True, kw_only=True):
-    """``GET /api/lives`` and ``/api/health`` query: whose room (staff must say)."""
+    """``GET /api/lives``, ``/api/health`` and ``/api/plan`` query: whose room
+    (staff must say)."""
 
     creator: Id | None = None
 
@@ -141,6 +145,15 @@ async def revoke(request: Request) -> Response:
 
 
 @endpoint
+async def grants(request: Request) -> Response:
+    """R5, R9: the LIVE Manager access the creator has given, agency by agency - the
+    grants in force, each with its scopes, since when and until when (what to revoke)."""
+    rt = runtime_of(request)
+    actor = require_creator(request, rt)
+    return json_response({"grants": grants_of(rt.access.book, actor.id, rt.clock())})
+
+
+@endpoint
 async def notifications(request: Request) -> Response:
     """R14: the creator's inbox, newest first."""
     rt = runtime_of(request)
@@ -170,20 +183,27 @@ async def audit(request: Request) -> Response:
     return json_response({"entries": await rt.hub.auditor.trail(query)})
 
 
-def _room_owner(request: Request, rt: Runtime) -> str:
-    """Whose room a read is about: the creator's own, or one staff has access to (R12)."""
+def _room_reader(request: Request, rt: Runtime) -> tuple[str, frozenset[Family]]:
+    """Whose room a read is about - the creator's own, or one staff has access to
+    (R12) - and the families the reader may change there (staff: the grant's)."""
     actor = authenticate(request, rt)
     wanted = read_query(request, RoomParams).creator
     if actor.role == "creator":
         if wanted is not None and wanted != actor.id:
             raise ApiError(Code.FORBIDDEN, "this is another creator's room")
-        return actor.id
+        return actor.id, GRANTABLE
     if wanted is None:
         raise ApiError(Code.INVALID_ARGUMENT, "staff name the room: ?creator=<id>")
     assert actor.agency is not None
-    if rt.access.grant_for(actor.agency, wanted, rt.clock()) is None:
+    grant = rt.access.grant_for(actor.agency, wanted, rt.clock())
+    if grant is None:
         raise ApiError(Code.NO_ACCESS, "no LIVE Manager access to this creator")
-    return wanted
+    return wanted, grant.scopes
+
+
+def _room_owner(request: Request, rt: Runtime) -> str:
+    """Whose room a read is about: the creator's own, or one staff has access to (R12)."""
+    return _room_reader(request, rt)[0]
 
 
 def _summary(s: LiveSummary) -> dict[str, object]:
@@ -203,6 +223,19 @@ async def lives(request: Request) -> Response:
         "current": None if state.current is None else _summary(state.current),
         "lives": [_summary(s) for s in state.lives],
     })  # fmt: skip
+
+
+@endpoint
+async def plan(request: Request) -> Response:
+    """R12: the pre-LIVE plan - LIVE events, product sets, campaigns, showcase,
+    giveaways and flash sales set up - no live stream needed; staff see the
+    sections their grant's scopes cover and are refused without one."""
+    rt = runtime_of(request)
+    creator, scopes = _room_reader(request, rt)
+    if not scopes & PLAN_FAMILIES:
+        raise ApiError(Code.OUT_OF_SCOPE, "the grant covers neither planning nor promotion")
+    state = (await rt.hub.room(creator)).state
+    return json_response(plan_of(state, scopes))
 
 
 @endpoint

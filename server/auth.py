@@ -9,7 +9,7 @@ private key for the CLI and tests). Exactly one algorithm is accepted, so
 Claims:
 
 =========  ==================================================================
-``sub``    required, a non-empty string (``mint`` puts the creator or staff id)
+``sub``    required: the role's id claim (``creator``, or ``staff``), equal
 ``role``   required, ``"creator"`` or ``"staff"``
 ``creator`` required for a creator: the creator id
 ``agency`` required for staff: the agency id
@@ -17,8 +17,15 @@ Claims:
 ``exp``    required, seconds since the epoch
 ``iat``    optional; refused if more than the leeway in the future
 ``nbf``    optional; refused if more than the leeway in the future
-``aud``    optional; when present it must be (or contain) ``"livepilot"``
+``aud``    required: ``Settings.jwt_audience`` (``LIVEPILOT_JWT_AUDIENCE``,
+           default ``"livepilot"``), or a list containing it
 =========  ==================================================================
+
+Why ``aud`` is required: an identity provider that signs tokens for several
+services with one key would otherwise have every one of them accepted here.
+Why ``sub`` must be the id: ``sub`` is who the token is about to everything
+else that reads it (logs, the provider); a token naming one subject and
+acting as another is refused rather than trusted either way.
 
 This is an edge: :func:`verify` returns an :class:`AuthError` value, never raises
 for a bad token. Time is a parameter (``now``, milliseconds since the epoch) and
@@ -41,7 +48,13 @@ from msgspec import Meta
 from protocol.commands import Token
 from protocol.errors import CloseCode, Code
 from protocol.model import Actor, Id
-from server.config import MIN_JWT_SECRET_BYTES, ConfigError, Settings, option
+from server.config import (
+    DEFAULT_JWT_AUDIENCE,
+    MIN_JWT_SECRET_BYTES,
+    ConfigError,
+    Settings,
+    option,
+)
 
 __all__ = [
     "AUDIENCE",
@@ -53,7 +66,8 @@ __all__ = [
     "verify",
 ]
 
-AUDIENCE = "livepilot"
+AUDIENCE = DEFAULT_JWT_AUDIENCE
+"""The audience tokens name unless ``LIVEPILOT_JWT_AUDIENCE`` says otherwise."""
 MAX_TOKEN_CHARS = 8192
 """Longest token looked at; the same bound as the protocol's ``Token`` type."""
 
@@ -89,9 +103,12 @@ class AuthKeys:
     key: str | bytes
     """The HS256 secret, or the RS256 public key in PEM."""
     leeway_s: int = 0
+    audience: str = AUDIENCE
+    """The ``aud`` every token must name (or list)."""
 
     def __repr__(self) -> str:
-        return f"AuthKeys(algorithm={self.algorithm!r}, leeway_s={self.leeway_s})"
+        return (f"AuthKeys(algorithm={self.algorithm!r}, leeway_s={self.leeway_s}, "
+                f"audience={self.audience!r})")
 
     @classmethod
     def from_settings(cls, settings: Settings, *, public_key_pem: bytes | None = None) -> AuthKeys:
@@ -107,7 +124,8 @@ class AuthKeys:
                     option("jwt_secret").env,
                     f"must be at least {MIN_JWT_SECRET_BYTES} bytes long (RFC 7518)",
                 )])
-            return cls("HS256", settings.jwt_secret, settings.token_leeway_s)
+            return cls("HS256", settings.jwt_secret, settings.token_leeway_s,
+                       settings.jwt_audience)
         if not has_crypto:
             raise ConfigError([(
                 key_var,
@@ -125,7 +143,7 @@ class AuthKeys:
             get_default_algorithms()["RS256"].prepare_key(public_key_pem)
         except (ValueError, TypeError, jwt.InvalidKeyError) as e:
             raise ConfigError([(key_var, "not an RSA public key in PEM")]) from e
-        return cls("RS256", public_key_pem, settings.token_leeway_s)
+        return cls("RS256", public_key_pem, settings.token_leeway_s, settings.jwt_audience)
 
 
 # --- claims, validated with msgspec (a tagged union on "role") ----------------------
@@ -139,7 +157,6 @@ class _Claims(msgspec.Struct, frozen=True, kw_only=True, tag_field="role"):
     exp: NumericDate
     iat: NumericDate | None = None
     nbf: NumericDate | None = None
-    aud: str | list[str] | None = None
 
 
 class _CreatorClaims(_Claims, frozen=True, tag="creator"):
@@ -170,12 +187,13 @@ def verify(token: object, keys: AuthKeys, *, now: int) -> Principal | AuthError:
             token,
             keys.key,
             algorithms=[keys.algorithm],
+            audience=keys.audience,
             options={
                 "verify_signature": True,
                 "verify_exp": False,
                 "verify_iat": False,
                 "verify_nbf": False,
-                "verify_aud": False,
+                "verify_aud": True,
                 "verify_iss": False,
                 "enforce_minimum_key_length": True,
             },
@@ -184,27 +202,29 @@ def verify(token: object, keys: AuthKeys, *, now: int) -> Principal | AuthError:
         return _bad("the signature does not verify")
     except jwt.InvalidAlgorithmError:
         return _bad(f"the algorithm is not {keys.algorithm}")
+    except jwt.MissingRequiredClaimError as e:
+        return _bad(f"claims: no {e.claim}")
+    except jwt.InvalidAudienceError:
+        return _bad("claims: wrong audience")
     except jwt.InvalidTokenError as e:
         return _bad(f"not a JWT ({type(e).__name__})")
     try:
         claims = msgspec.convert(payload, _CreatorClaims | _StaffClaims)
     except msgspec.ValidationError as e:
         return _bad(f"claims: {e}")
+    if isinstance(claims, _CreatorClaims):
+        actor = Actor(role="creator", id=claims.creator)
+    else:
+        actor = Actor(role="staff", id=claims.staff, agency=claims.agency)
+    if claims.sub != actor.id:
+        return _bad(f"claims: sub is not the {actor.role} id")
     leeway_ms = keys.leeway_s * 1000
-    if claims.aud is not None and AUDIENCE not in (
-        [claims.aud] if isinstance(claims.aud, str) else claims.aud
-    ):
-        return _bad("claims: wrong audience")
     for name, at in (("iat", claims.iat), ("nbf", claims.nbf)):
         if at is not None and _millis(at) > now + leeway_ms:
             return _bad(f"claims: {name} is in the future")
     expires_at = _millis(claims.exp)
     if now >= expires_at + leeway_ms:
         return AuthError(code=Code.TOKEN_EXPIRED, reason="token expired")
-    if isinstance(claims, _CreatorClaims):
-        actor = Actor(role="creator", id=claims.creator)
-    else:
-        actor = Actor(role="staff", id=claims.staff, agency=claims.agency)
     return Principal(actor=actor, expires_at=expires_at, subject=claims.sub)
 
 
@@ -222,7 +242,8 @@ def mint(
     now: int,
     private_key: str | bytes | None = None,
 ) -> Token:
-    """A token for a creator (``creator=``) or a staff member (``agency=`` and ``staff=``).
+    """A token for a creator (``creator=``) or a staff member (``agency=`` and ``staff=``),
+    for the settings' audience (``jwt_audience``), with ``sub`` the role's id.
 
     ``now`` in ms since the epoch. HS256 with the settings' secret, unless
     ``private_key`` (PEM) is given: then RS256, as a server with
@@ -243,7 +264,7 @@ def mint(
         **actor_claims,
         "iat": issued,
         "exp": issued + ttl_s,
-        "aud": AUDIENCE,
+        "aud": settings.jwt_audience,
     }
     if private_key is not None:
         return jwt.encode(payload, private_key, algorithm="RS256")

@@ -153,7 +153,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _add_token(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "token", help="mint a development token for a creator or a staff member",
-        description="Print a JWT signed with LIVEPILOT_JWT_SECRET (or the dev secret).",
+        description="Print a JWT for LIVEPILOT_JWT_AUDIENCE (`aud`, default livepilot), "
+                    "signed with LIVEPILOT_JWT_SECRET (or the dev secret).",
     )
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--creator", metavar="ID", help="a creator's token")

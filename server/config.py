@@ -49,6 +49,7 @@ from server.config_parsers import (
 )
 
 __all__ = [
+    "DEFAULT_JWT_AUDIENCE",
     "DEV_JWT_SECRET",
     "ENV_PREFIX",
     "LOG_LEVELS",
@@ -73,6 +74,10 @@ It is 37 bytes long because RFC 7518 (and PyJWT, which warns otherwise) wants an
 HS256 key of at least 32 bytes."""
 
 
+DEFAULT_JWT_AUDIENCE = "livepilot"
+"""The ``aud`` claim tokens must carry unless ``jwt_audience`` is set."""
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every setting of a livepilot server node. Immutable; see :data:`OPTIONS`."""
 
@@ -81,6 +86,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     data_path: str = "./livepilot.db"
     jwt_secret: str = DEV_JWT_SECRET
     jwt_public_key_path: str | None = None
+    jwt_audience: str = DEFAULT_JWT_AUDIENCE
     token_leeway_s: int = 30
     allowed_origins: tuple[str, ...] = ()
     max_message_bytes: int = 65536
@@ -184,6 +190,12 @@ OPTIONS: tuple[Option, ...] = (
         "PEM file of an RSA public key: when set, tokens must be RS256 signed by the "
         "matching private key and the HS256 secret is not used.",
         optional_text,
+    ),
+    Option(
+        "jwt_audience",
+        "The `aud` claim every token must carry (a string, or a list containing it); "
+        "`livepilot token` writes it.",
+        text,
     ),
     Option(
         "token_leeway_s",

@@ -34,6 +34,12 @@ class Metrics:
         self.revocations = Counter(
             "livepilot_revocations", "Sessions cut off because access ended.", registry=r
         )
+        self.unaudited_refusals = Counter(
+            "livepilot_unaudited_refusals",
+            "Refused commands of callers with no relation to the creator they name (R16): "
+            "logged and counted here, not written to that creator's audit trail.",
+            ["source", "code"], registry=r,
+        )
         self._command_counters: dict[tuple[str, str], Counter] = {}
         self.decode_errors = Counter(
             "livepilot_decode_errors", "Frames refused by the decoder, by code.", ["code"],

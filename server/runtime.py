@@ -70,8 +70,9 @@ async def open_runtime(
         await store.start()
         log = SqliteRoomLog(store)
         journal, events = SqliteJournal(store), SqliteAccessEventStore(store)
-    access = AccessService(events, journal, clock=clock)
-    hub = Hub(log, journal, access.grant_for, clock=clock, metrics=metrics,
+    access = AccessService(events, journal, clock=clock, metrics=metrics)
+    hub = Hub(log, journal, access.grant_for, related=access.related, clock=clock,
+              metrics=metrics,
               snapshot_interval=settings.snapshot_interval,
               history_retention=settings.history_retention,
               room_idle_ms=int(settings.room_idle_s * 1000))

@@ -105,9 +105,44 @@ def test_minted_claims_are_the_documented_ones() -> None:
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
 
 
-def test_token_without_audience_is_accepted() -> None:
-    """aud is optional: a token from an issuer that omits it verifies."""
-    assert isinstance(verify(hs256(claims(aud=None)), KEYS, now=NOW), Principal)
+def test_token_without_audience_is_refused() -> None:
+    """aud is required: a token minted for no audience in particular is refused."""
+    result = verify(hs256(claims(aud=None)), KEYS, now=NOW)
+    assert refused(result) == Code.BAD_TOKEN
+    assert isinstance(result, AuthError)
+    assert result.reason == "claims: no aud"
+
+
+def test_token_for_another_audience_is_refused() -> None:
+    """A token another service's audience accepts is refused here."""
+    result = verify(hs256(claims(aud="billing")), KEYS, now=NOW)
+    assert isinstance(result, AuthError)
+    assert (result.code, result.reason) == (Code.BAD_TOKEN, "claims: wrong audience")
+
+
+def test_the_audience_is_the_setting() -> None:
+    """LIVEPILOT_JWT_AUDIENCE sets the audience tokens must name and mint writes."""
+    settings = load_settings({"LIVEPILOT_JWT_SECRET": SECRET,
+                              "LIVEPILOT_JWT_AUDIENCE": "console.example"})
+    keys = AuthKeys.from_settings(settings)
+    token = mint(settings, creator="c1", now=NOW)
+    assert jwt.decode(token, options={"verify_signature": False})["aud"] == "console.example"
+    assert isinstance(verify(token, keys, now=NOW), Principal)
+    assert refused(verify(mint(SETTINGS, creator="c1", now=NOW), keys, now=NOW)) == (
+        Code.BAD_TOKEN)  # minted for the default audience
+    assert "console.example" in repr(keys)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [claims(sub="c2"), claims(sub="someone"), staff_claims(sub="a1"), staff_claims(sub="s2")],
+)
+def test_sub_other_than_the_roles_id_is_refused(payload: dict[str, object]) -> None:
+    """sub must be the creator id (creator) or the staff id (staff), not another name."""
+    result = verify(hs256(payload), KEYS, now=NOW)
+    assert isinstance(result, AuthError)
+    assert result.code == Code.BAD_TOKEN
+    assert result.reason.startswith("claims: sub is not the")
 
 
 def test_audience_list_containing_livepilot_is_accepted() -> None:

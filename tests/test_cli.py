@@ -88,6 +88,18 @@ def test_token_mints_a_token_the_server_accepts(
     assert (principal.actor.role, principal.actor.id) == (role, ident)
 
 
+def test_token_names_the_configured_audience(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`livepilot token` writes LIVEPILOT_JWT_AUDIENCE as `aud`, and the creator id as `sub`."""
+    import jwt
+
+    monkeypatch.setenv("LIVEPILOT_JWT_AUDIENCE", "console.example")
+    assert main(["token", "--creator", "cr-1"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), options={"verify_signature": False})
+    assert (claims["aud"], claims["sub"]) == ("console.example", "cr-1")
+
+
 def test_token_for_agency_needs_staff(capsys: pytest.CaptureFixture[str]) -> None:
     """`--agency` without `--staff` is an error."""
     assert main(["token", "--agency", "ag-1"]) == 2

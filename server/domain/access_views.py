@@ -11,9 +11,10 @@ from msgspec.structs import replace
 
 from protocol import access as a
 from protocol.access import AccessRequest
-from server.domain.access_book import AccessBook, pair_key, request_status
+from protocol.model import Actor
+from server.domain.access_book import AccessBook, current_link, pair_key, request_status
 
-__all__ = ["creators_of", "pending_requests", "request_view"]
+__all__ = ["creators_of", "grants_of", "pending_requests", "related", "request_view"]
 
 
 def request_view(book: AccessBook, request_id: str, now: int) -> AccessRequest | None:
@@ -36,6 +37,19 @@ def pending_requests(
         if r.creator == creator and r.status == "pending"
     ]
     return [r for r in viewed if include_expired or r.status == "pending"]
+
+
+def grants_of(book: AccessBook, creator: str, now: int) -> list[a.GrantInForce]:
+    """The LIVE Manager access a creator has given and not taken back, as of ``now``,
+    by agency: links in force that carry access (R5; what the creator may revoke, R9)."""
+    return sorted((
+        a.GrantInForce(
+            agency=link.agency, scopes=link.access.scopes, granted_at=link.access.granted_at,
+            ends_at=link.ends_at, link_id=link.link_id, request_id=link.access.request_id,
+        )
+        for link in book.links.values()
+        if link.creator == creator and link.access is not None and link.active(now)
+    ), key=lambda g: g.agency)  # fmt: skip
 
 
 def creators_of(book: AccessBook, agency: str, now: int) -> list[a.CreatorStatus]:
@@ -66,3 +80,17 @@ def _creator_status(book: AccessBook, agency: str, creator: str, now: int) -> a.
         return a.CreatorStatus(creator=creator, status="ended", ends_at=link.ends_at)
     expired = bool(asked) and asked[-1].status == "expired"
     return a.CreatorStatus(creator=creator, status="expired" if expired else "none")
+
+
+def related(book: AccessBook, who: Actor, creator: str, now: int) -> bool:
+    """Whether ``who`` has a relation to ``creator`` at ``now``: is that creator, or
+    is staff of an agency linked to them (a link in force, with or without access).
+
+    Only a related caller's *refused* attempts are written to the creator's audit
+    trail (R16): anyone else's would let any token holder fill another creator's
+    trail. A stranger's attempt reaches the creator only when it is applied (a
+    request lands in their inbox anyway, R14).
+    """
+    if who.role == "creator":
+        return who.id == creator
+    return who.agency is not None and current_link(book, who.agency, creator, now) is not None

@@ -24,6 +24,7 @@ from protocol.events import (
     Followed,
     GiftSent,
     GiveawayDeployed,
+    GiveawayEnded,
     GiveawayReady,
     LiveEnded,
     LiveEventCancelled,
@@ -56,7 +57,8 @@ _FAMILY: dict[type[EventBody], Family] = {
     LiveStarted: "live", LiveEnded: "live",
     ProductAdded: "bag", ProductDeleted: "bag", ProductPinned: "bag",
     ProductUnpinned: "bag", ProductMoved: "bag",
-    GiveawayReady: "promotion", GiveawayDeployed: "promotion", FlashSaleReady: "promotion",
+    GiveawayReady: "promotion", GiveawayDeployed: "promotion", GiveawayEnded: "promotion",
+    FlashSaleReady: "promotion",
     FlashSaleDeployed: "promotion", FlashSaleEnded: "promotion",
     BillboardDeployed: "billboard", BillboardTakenDown: "billboard",
     CommentSettingsChanged: "moderation", UserMuted: "moderation", UserUnmuted: "moderation",
@@ -113,7 +115,7 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
         return {}
     match body:
         case OrderPlaced():
-            return _order(state, body)
+            return _order(state, body, at)
         case UserMuted(user_id=uid, until=until):
             return {"muted": {**state.muted, uid: until}}
         case UserUnmuted(user_id=uid):
@@ -126,9 +128,12 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
             summary = LiveSummary(live_id=live_id, started_at=at)
             return {"status": "live", "live_id": live_id, "title": title, "current": summary}
         case LiveEnded(summary=summary):
-            # A giveaway deployed during the LIVE ends with it (as flash sales do).
+            # A giveaway deployed during the LIVE ends with it, by a giveaway_ended
+            # event decided just before this one. Logs written before that event
+            # existed have none: their giveaways are closed here (a no-op otherwise).
             giveaways = {
-                gid: replace(g, ends_at=at) if g.ends_at is not None and g.ends_at > at else g
+                gid: replace(g, ends_at=min(g.ends_at, at), ended=True)
+                if g.ends_at is not None and not g.ended else g
                 for gid, g in state.giveaways.items()
             }
             return {
@@ -153,7 +158,10 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
         case GiveawayReady(giveaway=g):
             return {"giveaways": {**state.giveaways, g.giveaway_id: g}}
         case GiveawayDeployed(giveaway_id=gid, ends_at=ends_at):
-            g = replace(state.giveaways[gid], deployed_at=at, ends_at=ends_at)
+            g = replace(state.giveaways[gid], deployed_at=at, ends_at=ends_at, ended=False)
+            return {"giveaways": {**state.giveaways, gid: g}}
+        case GiveawayEnded(giveaway_id=gid, ended_at=ended_at):
+            g = replace(state.giveaways[gid], ends_at=ended_at, ended=True)
             return {"giveaways": {**state.giveaways, gid: g}}
         case FlashSaleReady(sale=sale):
             return {"flash_sales": {**state.flash_sales, sale.sale_id: sale}}
@@ -187,15 +195,23 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
     raise AssertionError(f"unhandled event {body!r}")  # pragma: no cover - the union is closed
 
 
-def _order(state: RoomState, order: OrderPlaced) -> dict[str, object]:
-    """An order draws down the bag item's stock and, with a sale id, the sale's."""
-    changes: dict[str, object] = {
-        "bag": [
-            replace(i, stock=max(0, i.stock - order.quantity))
-            if i.product_id == order.product_id else i
-            for i in state.bag
-        ]
-    }  # fmt: skip
+def _order(state: RoomState, order: OrderPlaced, at: int) -> dict[str, object]:
+    """An order draws down the bag item's stock and, with a sale id, the sale's.
+
+    An order is a platform fact, taken whatever the bag says: beyond the item's
+    stock, the stock stays at 0 and the running figures count the excess units
+    as ``oversold``."""
+    bag = list(state.bag)
+    excess = 0
+    for index, item in enumerate(bag):
+        if item.product_id == order.product_id:
+            excess = max(0, order.quantity - item.stock)
+            bag[index] = replace(item, stock=max(0, item.stock - order.quantity))
+            break  # a product is in the bag once
+    changes: dict[str, object] = {"bag": bag}
+    if excess and state.current is not None:
+        current = _measure(state.current, order, at)
+        changes["current"] = replace(current, oversold=current.oversold + excess)
     if order.sale_id is not None:
         sale = state.flash_sales[order.sale_id]
         sale = replace(sale, sold=sale.sold + order.quantity)

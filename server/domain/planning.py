@@ -1,4 +1,5 @@
-"""Pre-LIVE decisions (R12): LIVE events, product sets, campaigns, showcase.
+"""Pre-LIVE decisions (R12): LIVE events, product sets, campaigns, showcase; and
+the plan they make (:func:`plan_of`, what ``GET /api/plan`` lists).
 
 Part of the room decider (:mod:`server.domain.room`), which has already checked
 authorization and freshness; pure, with ``now`` as a parameter.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from msgspec.structs import replace
 
 from protocol import commands as c
+from protocol.access import Plan
 from protocol.errors import Code
 from protocol.events import (
     CampaignSaved,
@@ -21,13 +23,31 @@ from protocol.events import (
     ShowcaseUpdated,
 )
 from protocol.messages import RoomCommand
-from protocol.model import RoomState
+from protocol.model import Family, RoomState
 from server.domain.refusal import NOT_FOUND, Refusal
 
-__all__ = ["MAX_PLANNED", "decide_planning"]
+__all__ = ["MAX_PLANNED", "PLAN_FAMILIES", "decide_planning", "plan_of"]
 
 MAX_PLANNED = 200
 """Per-room cap on LIVE events, product sets and campaigns."""
+PLAN_FAMILIES: frozenset[Family] = frozenset({"planning", "promotion"})
+"""The families whose set-ups make the pre-LIVE plan: a reader needs one of them."""
+
+
+def plan_of(s: RoomState, scopes: frozenset[Family]) -> Plan:
+    """The room's pre-LIVE plan (R12), each section only if ``scopes`` covers the
+    family whose commands change it (None otherwise)."""
+    planning, promotion = "planning" in scopes, "promotion" in scopes
+    return Plan(
+        creator=s.creator,
+        live_events=sorted(s.live_events.values(), key=lambda e: (e.starts_at, e.event_id))
+        if planning else None,
+        product_sets=[s.product_sets[k] for k in sorted(s.product_sets)] if planning else None,
+        campaigns=[s.campaigns[k] for k in sorted(s.campaigns)] if planning else None,
+        showcase=list(s.showcase) if planning else None,
+        giveaways=[s.giveaways[k] for k in sorted(s.giveaways)] if promotion else None,
+        flash_sales=[s.flash_sales[k] for k in sorted(s.flash_sales)] if promotion else None,
+    )  # fmt: skip
 
 
 def decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> list[EventBody] | Refusal:

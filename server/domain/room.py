@@ -24,6 +24,7 @@ from protocol.events import (
     FlashSaleEnded,
     FlashSaleReady,
     GiveawayDeployed,
+    GiveawayEnded,
     GiveawayReady,
     LiveEnded,
     LiveStarted,
@@ -39,10 +40,11 @@ from protocol.events import (
     UserUnmuted,
 )  # fmt: skip
 from protocol.messages import RoomCommand
-from protocol.model import BagItem, Family, RoomState
+from protocol.model import BagItem, Family, Giveaway, RoomState
 from server.domain.evolve import evolve, new_room
 from server.domain.feed import decide_feed, is_spam, running
 from server.domain.grants import Caller
+from server.domain.ids import room_notification_id
 from server.domain.planning import decide_planning
 from server.domain.refusal import NOT_FOUND, Refusal
 
@@ -120,7 +122,7 @@ def decide_enter(state: RoomState, caller: Caller, now: int) -> Decision:
     if state.status != "live":
         return Refusal(Code.NOT_LIVE, "staff join only a live room")
     text = f"{actor.id} of agency {actor.agency} entered your LIVE room"
-    nid = f"enter-{state.seq}-{actor.agency}-{actor.id}"[:128]
+    nid = room_notification_id(state.room, state.seq + 1)  # named after its own seq
     return [CreatorNotified(notification_id=nid, kind="staff_entered", text=text)]
 
 
@@ -159,8 +161,8 @@ def _notify_creator(
         return events
     kind, what = entry
     # Named after the seq the notification will have: unique in the room, whatever
-    # the (client-chosen, possibly long) command id.
-    nid = f"n-{state.room}-{state.seq + len(events) + 1}"[:128]
+    # the (client-chosen, possibly long) command id or room id.
+    nid = room_notification_id(state.room, state.seq + len(events) + 1)
     return [*events, CreatorNotified(notification_id=nid, kind=kind, text=f"Your agency {what}")]
 
 
@@ -237,14 +239,16 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
             current = s.giveaways.get(g.giveaway_id)
             if current is not None and current.ends_at is not None and now < current.ends_at:
                 return Refusal(Code.ALREADY_ACTIVE, "the giveaway is running")
-            return [GiveawayReady(giveaway=replace(g, deployed_at=None, ends_at=None))]
+            reset = replace(g, deployed_at=None, ends_at=None, ended=False)
+            return [*_expired(current), GiveawayReady(giveaway=reset)]
         case c.GiveawayDeploy(giveaway_id=gid):
             ready = s.giveaways.get(gid)
             if ready is None:
                 return NOT_FOUND
             if ready.ends_at is not None and now < ready.ends_at:
                 return Refusal(Code.ALREADY_ACTIVE, "the giveaway is running")
-            return [GiveawayDeployed(giveaway_id=gid, ends_at=now + ready.duration_s * 1000)]
+            deployed = GiveawayDeployed(giveaway_id=gid, ends_at=now + ready.duration_s * 1000)
+            return [*_expired(ready), deployed]
         case c.FlashSaleSetUp(sale=sale):
             current_sale = s.flash_sales.get(sale.sale_id)
             if current_sale is not None and running(current_sale, now):
@@ -283,14 +287,26 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
 def _end_live(s: RoomState, now: int) -> Decision:
     if s.current is None or s.live_id is None:  # decide() checked the room is live
         raise AssertionError("a live room always has a live id and running figures")
-    # Close every sale still open, so no sale outlives its LIVE.
+    # Close every sale and giveaway still open, so none outlives its LIVE.
     closing: list[EventBody] = [
         FlashSaleEnded(sale_id=sid, reason="live_ended" if now < (sale.ends_at or 0) else "expired")
         for sid, sale in s.flash_sales.items()
         if sale.starts_at is not None and not sale.ended
     ]
+    for gid, g in s.giveaways.items():
+        if g.ends_at is not None and not g.ended:
+            closing += _expired(g) if g.ends_at <= now else [
+                GiveawayEnded(giveaway_id=gid, reason="live_ended", ended_at=now)]
     summary = replace(s.current, ended_at=now, duration_ms=max(0, now - s.current.started_at))
     return [*closing, LiveEnded(live_id=s.live_id, summary=summary)]
+
+
+def _expired(g: Giveaway | None) -> list[EventBody]:
+    """The end of a deployment that ran out on its own end time and was not yet
+    recorded (there is no timer: it is recorded when a decision comes to it)."""
+    if g is None or g.ends_at is None or g.ended:
+        return []
+    return [GiveawayEnded(giveaway_id=g.giveaway_id, reason="expired", ended_at=g.ends_at)]
 
 
 def _comment_settings(s: RoomState, cmd: c.CommentSettingsUpdate) -> Decision:

@@ -35,7 +35,7 @@ from protocol.messages import (
     Snapshot,
     SnapshotReason,
 )
-from protocol.model import RoomState
+from protocol.model import Actor, RoomState
 from server.domain.grants import AccessEnd, Caller, Grant
 from server.domain.refusal import Refusal
 from server.domain.room import decide_enter, evolve, new_room
@@ -47,12 +47,15 @@ from server.journal import Journal
 from server.log.base import PendingEvent, RoomLog
 from server.metrics import Metrics
 
-__all__ = ["GrantLookup", "Hub", "LiveRoom"]
+__all__ = ["GrantLookup", "Hub", "LiveRoom", "Relation"]
 
 logger = logging.getLogger("livepilot.hub")
 
 GrantLookup = Callable[[str, str, int], Grant | None]
 """``(agency, creator, now) -> Grant | None``: the access in force right now."""
+Relation = Callable[[Actor, str, int], bool]
+"""``(actor, creator, now) -> bool``: whether the actor's refusals go to the
+creator's audit trail (the creator, or staff of a linked agency; R16)."""
 
 MAX_RESUME_EVENTS: Final = 10_000
 """A resume needing more events than this gets a snapshot instead (H3)."""
@@ -70,6 +73,7 @@ class Hub(CommandPipeline):
         journal: Journal,
         grants: GrantLookup,
         *,
+        related: Relation | None = None,
         clock: Callable[[], int],
         metrics: Metrics,
         snapshot_interval: int = 1000,
@@ -79,6 +83,8 @@ class Hub(CommandPipeline):
         self.log = log
         self.journal = journal
         self.grants = grants
+        self.related = related
+        """None: a staff member is related to a creator when they have access."""
         self.clock = clock
         self.metrics = metrics
         self.snapshot_interval = snapshot_interval
@@ -147,6 +153,15 @@ class Hub(CommandPipeline):
             else:
                 session.worked.add(creator)
         return Caller(actor=actor, grant=grant)
+
+    def _related(self, caller: Caller, creator: str) -> bool:
+        """Whether the caller's refusals go to ``creator``'s audit trail (R16)."""
+        actor = caller.actor
+        if actor.role == "creator":
+            return actor.id == creator
+        if self.related is not None:
+            return self.related(actor, creator, self.clock())
+        return caller.grant is not None
 
     def access_ended(self, agency: str, creator: str, status: AccessEnd) -> int:
         """``agency``'s access to ``creator`` ended: cut its sessions off from that

@@ -75,6 +75,10 @@ class CommandPipeline(abc.ABC):
     def _precheck(self, caller: Caller, creator: str) -> Refusal | None: ...
 
     @abc.abstractmethod
+    def _related(self, caller: Caller, creator: str) -> bool:
+        """Whether the caller's refusals go to ``creator``'s audit trail (R16)."""
+
+    @abc.abstractmethod
     async def room(self, room_id: str) -> LiveRoom:
         """The room, loaded if it is not in memory."""
 
@@ -195,8 +199,17 @@ class CommandPipeline(abc.ABC):
     async def _refuse(self, session: Session, caller: Caller, command: RoomCommand,
                       refusal: Refusal) -> None:
         name = _ACTIONS[type(command)]
-        # The refusal is on the audit trail before the client hears of it (R10).
-        await self._audit_refusal(caller.actor, command, name, refusal.code)
+        # The refusal is on the audit trail before the client hears of it (R10) - if
+        # the caller has a relation to the room's creator: a stranger's goes to the
+        # log and a metric, or any token holder could fill another creator's trail.
+        if self._related(caller, command.room):
+            await self._audit_refusal(caller.actor, command, name, refusal.code)
+        else:
+            self.metrics.unaudited_refusals.labels("room", refusal.code.name).inc()
+            logger.info("refused command of a caller with no relation to the room's creator",
+                        extra={"action": name, "code": int(refusal.code), "room": command.room,
+                               "command_id": command.command_id, "actor": caller.actor.id,
+                               "agency": caller.actor.agency, "role": caller.actor.role})
         session.send(Refused(command_id=command.command_id, code=refusal.code,
                              message=refusal.message or describe(refusal.code)))
         self.metrics.command_done(name, refusal.code.name)

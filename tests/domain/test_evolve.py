@@ -85,3 +85,26 @@ def test_versions_track_families_but_not_feed() -> None:
     assert room.state.versions["bag"] == bag_version
     room.ok(STAFF, c.BagPin(command_id="p", room=ROOM, product_id="p1"))
     assert room.state.versions["bag"] == room.state.seq
+
+
+def test_an_order_beyond_the_bag_stock_is_counted_as_oversold() -> None:
+    """An order is a platform fact: beyond the bag item's stock it is still recorded,
+    the stock stays at 0, and the LIVE's figures count the excess units as oversold."""
+    # R13 (orders in the activity feed; only a flash sale never oversells)
+    room = Room().live().stock("p1", "p2")  # 10 of each
+
+    def order(oid: str, pid: str, quantity: int) -> None:
+        room.ok(CREATOR, c.FeedOrder(command_id=oid, room=ROOM, order_id=oid, user=VIEWER,
+                                     product_id=pid, quantity=quantity, amount_cents=100))
+
+    order("o1", "p1", 12)
+    assert [i.stock for i in room.state.bag] == [0, 10]
+    assert room.state.current is not None
+    assert (room.state.current.units, room.state.current.oversold) == (12, 2)
+    order("o2", "p1", 3)  # none left: all three oversold
+    order("o3", "p2", 10)  # exactly the stock: none oversold
+    order("o4", "unlisted", 5)  # not in the bag: no stock to exceed
+    assert [i.stock for i in room.state.bag] == [0, 0]
+    room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
+    [summary] = room.state.lives
+    assert (summary.orders, summary.units, summary.oversold) == (4, 30, 5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
 import pytest
 from msgspec.structs import replace
 
@@ -13,30 +14,38 @@ from protocol.events import (
     CommentPosted,
     CreatorNotified,
     FlashSaleEnded,
+    GiveawayDeployed,
+    GiveawayEnded,
+    GiveawayReady,
     LiveEnded,
     OrderPlaced,
     ProductPinned,
     ProductUnpinned,
 )
+from protocol.messages import Event
 from protocol.model import (
+    Actor,
     Billboard,
     Campaign,
     FlashSale,
     Giveaway,
+    Id,
     LiveEvent,
     ProductSet,
     Violation,
 )
-from server.domain.grants import Caller
+from server.domain.grants import Caller, Grant
 from server.domain.planning import MAX_PLANNED
 from server.domain.refusal import Refusal
 from server.domain.room import (
     MAX_BAG_ITEMS,
     decide,
     decide_enter,
+    evolve,
     is_spam,
     list_bag,
     needs_live,
+    new_room,
 )
 from tests.domain.builders import (
     CREATOR,
@@ -405,6 +414,57 @@ def test_giveaway_set_up_and_deploy() -> None:
     room.ok(STAFF, c.GiveawayDeploy(command_id="f", room=ROOM, giveaway_id="g"))
 
 
+def test_giveaway_ends_with_the_live_as_an_event() -> None:
+    """A giveaway still running when the LIVE ends ends with it: a giveaway_ended
+    event (live_ended, at the LIVE's end) before live_ended, as for flash sales."""
+    # R13
+    room = Room().live()
+    g = Giveaway(giveaway_id="g", product_id="p1", duration_s=600)
+    room.ok(STAFF, c.GiveawaySetUp(command_id="a", room=ROOM, giveaway=g))
+    room.ok(STAFF, c.GiveawayDeploy(command_id="b", room=ROOM, giveaway_id="g"))
+    room.now += 1_000
+    events = room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
+    assert events[:-1] == [GiveawayEnded(giveaway_id="g", reason="live_ended",
+                                         ended_at=room.now)]
+    assert isinstance(events[-1], LiveEnded)
+    ended = room.state.giveaways["g"]
+    assert (ended.ended, ended.ends_at) == (True, room.now)
+    assert room.state.versions["promotion"] == room.log[-2].seq
+
+
+def test_giveaway_ends_on_its_own_end_time_as_an_event() -> None:
+    """A giveaway past its own end time ends with a giveaway_ended event (expired,
+    at its end time), recorded when it is deployed or set up again or when the
+    LIVE ends; a deployment ends once."""
+    # R13
+    room = Room().live()
+    g = Giveaway(giveaway_id="g", product_id="p1", duration_s=10)
+    room.ok(STAFF, c.GiveawaySetUp(command_id="a", room=ROOM, giveaway=g))
+    room.ok(STAFF, c.GiveawayDeploy(command_id="b", room=ROOM, giveaway_id="g"))
+    first_end = room.now + 10_000
+    room.now += 60_000
+    again = room.ok(STAFF, c.GiveawayDeploy(command_id="c", room=ROOM, giveaway_id="g"))
+    assert again[0] == GiveawayEnded(giveaway_id="g", reason="expired", ended_at=first_end)
+    assert isinstance(again[1], GiveawayDeployed)
+    second_end = room.now + 10_000
+    room.now += 60_000
+    reset = room.ok(STAFF, c.GiveawaySetUp(command_id="d", room=ROOM, giveaway=g))
+    assert reset[0] == GiveawayEnded(giveaway_id="g", reason="expired", ended_at=second_end)
+    assert isinstance(reset[1], GiveawayReady)
+    room.ok(STAFF, c.GiveawayDeploy(command_id="e", room=ROOM, giveaway_id="g"))
+    third_end = room.now + 10_000
+    room.now += 60_000
+    events = room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
+    assert events[0] == GiveawayEnded(giveaway_id="g", reason="expired", ended_at=third_end)
+    assert isinstance(events[1], LiveEnded)
+    ends = [e.body for e in room.log if isinstance(e.body, GiveawayEnded)]
+    deploys = [e.body for e in room.log if isinstance(e.body, GiveawayDeployed)]
+    assert len(ends) == len(deploys) == 3
+    room.live()
+    assert not any(isinstance(e, GiveawayEnded)
+                   for e in room.ok(CREATOR, c.EndLive(command_id="end2", room=ROOM)))
+
+
 def test_billboard_deploy_and_take_down() -> None:
     """A billboard replaces the current one and can be taken down once."""
     # R13
@@ -568,6 +628,46 @@ def test_staff_entering_is_notified_to_creator() -> None:
     assert isinstance(events[0], CreatorNotified)
     assert events[0].kind == "staff_entered"
     assert "staff-1" in events[0].text
+
+
+def notification_ids(room_id: str, creations: int) -> list[str]:
+    """The notification ids of a room that goes live, is entered by staff and gets
+    ``creations`` LIVE events scheduled by them."""
+    creator = Caller(actor=Actor(role="creator", id=room_id))
+    staff = Caller(actor=STAFF.actor, grant=Grant(agency="agency-1", creator=room_id))
+    state = new_room(room_id, room_id)
+    ids: list[str] = []
+
+    def apply(events: object, by: Caller) -> None:
+        nonlocal state
+        assert isinstance(events, list), events
+        for body in events:
+            state = evolve(state, Event(room=room_id, seq=state.seq + 1, at=T0, actor=room_id,
+                                        by=by.actor, body=body))
+            if isinstance(body, CreatorNotified):
+                ids.append(body.notification_id)
+
+    apply(decide(state, creator, c.StartLive(command_id="go", room=room_id), T0), creator)
+    apply(decide_enter(state, staff, T0), staff)
+    for n in range(creations):
+        event = LiveEvent(event_id=f"e{n}", title="Show", starts_at=T0 + 1000)
+        command = c.LiveEventSchedule(command_id=f"s{n}", room=room_id, event=event)
+        apply(decide(state, staff, command, T0), staff)
+    return ids
+
+
+def test_notification_ids_are_unique_for_the_longest_room_id() -> None:
+    """Every notification of a room whose id is as long as an Id may be (128) gets
+    an id of its own, itself a valid Id: none is cut short into another's."""
+    # R14, R15
+    long_id = "c" * 127 + "1"
+    assert msgspec.convert(long_id, Id) == long_id
+    ids = notification_ids(long_id, 12)
+    assert len(ids) == 13
+    assert len(set(ids)) == 13, ids
+    assert all(msgspec.convert(nid, Id) == nid for nid in ids)
+    # Another room of the longest length names its notifications apart too.
+    assert not set(ids) & set(notification_ids("c" * 127 + "2", 12))
 
 
 # --- R16: the audience sees the creator; the log keeps the real actor ------------

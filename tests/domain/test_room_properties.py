@@ -448,6 +448,9 @@ def check_state(run: Run) -> None:
             assert sale.ended, f"a sold-out sale keeps running: {sale}"
         if s.status == "offline":  # no sale outlives its LIVE
             assert sale.starts_at is None or sale.ended, sale
+    if s.status == "offline":  # no giveaway outlives its LIVE, and its end is an event
+        for g in s.giveaways.values():
+            assert g.ends_at is None or g.ended, g
     # H2: gap-free seqs, one per event.
     assert s.seq == len(run.log)
     assert [e.seq for e in run.log[-3:]] == list(range(s.seq - len(run.log[-3:]) + 1, s.seq + 1))
