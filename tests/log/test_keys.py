@@ -177,7 +177,9 @@ def test_the_digest_ignores_expected_version_and_the_wire_format() -> None:
     json, msgpack = Codec("json"), Codec("msgpack")
     resent = [refreshed, json.decode_client(reordered),
               msgpack.decode_client(msgpack.encode(ADD))]
-    assert {command_digest(STAFF, cmd) for cmd in resent} == {command_digest(STAFF, ADD)}
+    commands = [cmd for cmd in resent if isinstance(cmd, c.BagAdd)]
+    assert len(commands) == 3
+    assert {command_digest(STAFF, cmd) for cmd in commands} == {command_digest(STAFF, ADD)}
 
 
 def test_same_command_rules() -> None:
