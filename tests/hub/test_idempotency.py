@@ -38,9 +38,10 @@ from tests.hub.test_hub import (
 REUSED = Code.COMMAND_ID_REUSED
 
 
-def add(cid: str, product: str, position: int | None = None) -> c.BagAdd:
+def add(cid: str, product: str, position: int | None = None,
+        version: int | None = None) -> c.BagAdd:
     return c.BagAdd(command_id=cid, room="cr", item=BagItem(product_id=product),
-                    position=position)
+                    position=position, expected_version=version)
 
 
 def answers(s: Session, cid: str) -> list[Ack | Refused]:
@@ -66,6 +67,7 @@ async def test_staff_reusing_the_creators_command_id_is_refused() -> None:
     hub.connect(staff)
     await hub.command(creator, add("shared", "p1"))
     [first] = answers(creator, "shared")
+    assert isinstance(first, Ack)
     await hub.command(staff, add("shared", "p2"))
     assert codes(answers(staff, "shared")) == [REUSED]
     await hub.command(creator, add("shared", "p1"))
@@ -173,9 +175,10 @@ def step(draw: st.DrawFn) -> tuple[Actor, RoomCommand]:
     version = draw(st.sampled_from([None, None, 0, 10**6]))
     what = draw(st.sampled_from(PRODUCTS))
     command: RoomCommand = draw(st.sampled_from([
-        add(cid, what), c.BagDelete(command_id=cid, room="cr", product_id=what),
-        c.Mute(command_id=cid, room="cr", user_id=what)]))
-    return actor, replace(command, expected_version=version)
+        add(cid, what, version=version),
+        c.BagDelete(command_id=cid, room="cr", product_id=what, expected_version=version),
+        c.Mute(command_id=cid, room="cr", user_id=what, expected_version=version)]))
+    return actor, command
 
 
 def same(a: RoomCommand, b: RoomCommand) -> bool:
