@@ -261,6 +261,8 @@ class CommandPipeline(abc.ABC):
         Otherwise the refusal stands (a refusal keeps no key: a resend is decided
         again)."""
         live, session, cid = call.live, call.session, call.command.command_id
+        if isinstance(call.command, BagList):
+            return refusal  # a query keeps no key: it is never a resend
         twin = next((e for e in live.inflight if e.command_id == cid), None)
         if twin is not None:
             outcome = await asyncio.shield(twin.outcome)

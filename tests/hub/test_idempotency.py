@@ -158,6 +158,18 @@ async def test_a_refused_command_keeps_no_key() -> None:
     assert await bag(hub) == ["p1"]
 
 
+async def test_a_query_is_never_a_resend() -> None:
+    """A refused bag_list whose id is an applied command's gets its own refusal: a
+    query keeps no key, so it is neither acked nor refused as a reuse."""
+    # H1
+    hub = make_hub()
+    creator = await live_creator(hub)
+    await hub.command(creator, c.EndLive(command_id="end", room="cr"))
+    drain(creator)
+    await hub.command(creator, c.BagList(command_id="go", room="cr"))
+    assert codes(answers(creator, "go")) == [Code.NOT_LIVE]
+
+
 # --- property: random (actor, id, content) resends -----------------------------------
 
 ACTORS = (CREATOR, STAFF, Actor(role="staff", id="st2", agency="ag"),
