@@ -1,9 +1,12 @@
 """Client -> server messages: session control and room commands.
 
-Every room command carries a client-chosen ``command_id`` (idempotency, H1)
-and may carry ``expected_version`` (H5): the ``seq`` of the last change the
-client saw in the part of the room the command touches (its family), so a
-stream of comments never makes a bag move stale, but a concurrent move does.
+Every room command carries a client-chosen ``command_id`` (idempotency, H1):
+it names one command by one actor in the room, so resending that command gets
+the first ack again, and sending anything else under it is refused
+``COMMAND_ID_REUSED`` (decision 0016). A command may also carry
+``expected_version`` (H5): the ``seq`` of the last change the client saw in the
+part of the room the command touches (its family), so a stream of comments never
+makes a bag move stale, but a concurrent move does.
 
 Schema evolution: new fields always get defaults; unknown fields are ignored.
 """

@@ -44,6 +44,7 @@ class Code(IntEnum):
     ALREADY_AUTHENTICATED = 109
     NOT_JOINED = 110
     INVALID_ARGUMENT = 111
+    COMMAND_ID_REUSED = 112
 
     # 200-299 access
     FORBIDDEN = 200
@@ -119,6 +120,9 @@ _MESSAGES: dict[int, str] = {
     Code.ALREADY_AUTHENTICATED: "this session is already authenticated",
     Code.NOT_JOINED: "join the room before sending commands to it",
     Code.INVALID_ARGUMENT: "an argument is out of its allowed range",
+    Code.COMMAND_ID_REUSED: (
+        "this command_id was already used by another actor or for another command"
+    ),
     Code.FORBIDDEN: "this actor may not do that",
     Code.CREATOR_ONLY: "only the creator may do that",
     Code.NO_ACCESS: "no LIVE Manager access to this creator",

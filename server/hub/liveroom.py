@@ -25,7 +25,7 @@ from typing import Final
 
 import anyio
 
-from protocol.errors import Code
+from protocol.errors import Code, describe
 from protocol.messages import Ack, Event
 from protocol.model import RoomState
 from server.domain.evolve import evolve
@@ -38,10 +38,11 @@ from server.log.base import (
     Conflict,
     Duplicate,
     PendingEvent,
+    Reused,
     RoomLog,
 )
 
-__all__ = ["RETRY", "LiveRoom", "Outcome", "Submitted"]
+__all__ = ["RETRY", "REUSED", "LiveRoom", "Outcome", "Submitted"]
 
 RETRY: Final = "retry"
 """Outcome of a command whose append conflicted: decide it again."""
@@ -50,20 +51,25 @@ Outcome = int | Refusal | str
 EventSink = Callable[["LiveRoom", Event], None]
 
 _STORAGE_FAILED = Refusal(Code.UNAVAILABLE, "storage unavailable; retry")
+REUSED: Final = Refusal(Code.COMMAND_ID_REUSED, describe(Code.COMMAND_ID_REUSED))
+"""Outcome of a command whose id is another command's key in the room (H1)."""
 logger = logging.getLogger("livepilot.hub")
 
 
 class Submitted:
     """One command whose append is under way."""
 
-    __slots__ = ("append", "command_id", "outcome", "predicted", "sender")
+    __slots__ = ("append", "command_id", "digest", "outcome", "predicted", "sender")
 
     def __init__(self, append: asyncio.Future[AppendResult], predicted: list[Event],
-                 sender: Session | None, command_id: str | None) -> None:
+                 sender: Session | None, command_id: str | None,
+                 digest: bytes | None = None) -> None:
         self.append = append
         self.predicted = predicted
         self.sender = sender
         self.command_id = command_id
+        self.digest = digest
+        """Its key's digest: a resend waiting for it must carry the same (H1)."""
         self.outcome: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
 
@@ -94,9 +100,10 @@ class LiveRoom:
         return not (self.members or self.inflight or self.lock.locked())
 
     def submit(self, log: RoomLog, command_id: str | None, pending: Sequence[PendingEvent],
-               sender: Session | None, record: CommandRecord | None = None) -> Submitted:
-        """Under the lock: start the append (with the command's audit ``record``)
-        and fold its predicted events now."""
+               sender: Session | None, record: CommandRecord | None = None, *,
+               digest: bytes | None = None) -> Submitted:
+        """Under the lock: start the append (with the command's audit ``record`` and
+        its key's ``digest``) and fold its predicted events now."""
         seq = self.state.seq
         predicted = [
             Event(room=self.room, seq=seq + i, at=p.at, actor=p.actor, by=p.by, body=p.body,
@@ -106,8 +113,9 @@ class LiveRoom:
         # Queued now, so appends reach the log in submission order.
         # publish() runs once the append is done: for the SQLite log, in the very
         # callback that completes it (a done callback would wait a turn of the loop).
-        append = log.append_soon(self.room, command_id, pending, seq, record, then=self.publish)
-        entry = Submitted(append, predicted, sender, command_id)
+        append = log.append_soon(self.room, command_id, pending, seq, record, digest=digest,
+                                 then=self.publish)
+        entry = Submitted(append, predicted, sender, command_id, digest)
         self.inflight.append(entry)
         for event in predicted:
             self.state = evolve(self.state, event)
@@ -154,6 +162,9 @@ class LiveRoom:
                 self.diverged = self.diverged or bool(entry.predicted)
                 self._ack(entry, last_seq)
                 return last_seq
+            case Reused():  # another command's id (H1): refused, nothing appended
+                self.diverged = self.diverged or bool(entry.predicted)
+                return REUSED
             case Conflict():
                 self.diverged = self.diverged or bool(entry.predicted)
                 return RETRY

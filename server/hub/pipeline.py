@@ -34,10 +34,11 @@ from server.domain.grants import Caller
 from server.domain.refusal import Refusal
 from server.domain.room import decide, list_bag
 from server.hub.auditor import Auditor
-from server.hub.liveroom import RETRY, LiveRoom, Outcome, Submitted
+from server.hub.liveroom import RETRY, REUSED, LiveRoom, Outcome, Submitted
 from server.hub.session import Session
 from server.journal import AuditEntry, Journal
-from server.log.base import CommandRecord, PendingEvent, RoomLog
+from server.log.base import CommandRecord, Duplicate, PendingEvent, Reused, RoomLog
+from server.log.keys import command_digest
 from server.metrics import Metrics
 
 __all__ = ["MAX_CONFLICT_RETRIES", "CommandPipeline", "Spawn"]
@@ -236,8 +237,7 @@ class CommandPipeline(abc.ABC):
             now = self.clock()
             decision = decide(live.state, call.caller, call.command, now)
             if isinstance(decision, Refusal):
-                return await self._refused_or_resent(live, call.session,
-                                                     call.command.command_id, decision)
+                return await self._refused_or_resent(call, decision)
             return self._submit(call, decision, now)
 
     def _decide_now(self, call: _Call) -> Outcome | Submitted | None:
@@ -261,32 +261,38 @@ class CommandPipeline(abc.ABC):
                                          items=items))
             self.metrics.command_done("bag_list", "ok")
             return -1
-        actor = call.caller.actor
-        pending = [PendingEvent(at=now, actor=live.state.room, by=actor, body=b)
+        pending = [PendingEvent(at=now, actor=live.state.room, by=call.caller.actor, body=b)
                    for b in decision]
-        # Platform activity is not an action of anyone: only commands are audited (R16).
-        record = None if command.family == "feed" else CommandRecord(
-            at=now, by=actor, family=command.family,
-            action=_ACTIONS[type(command)])
-        return live.submit(self.log, command.command_id, pending, call.session, record)
+        return live.submit(self.log, command.command_id, pending, call.session,
+                           call.record(now), digest=call.digest)
 
-    async def _refused_or_resent(
-        self, live: LiveRoom, session: Session, cid: str, refusal: Refusal
-    ) -> Outcome:
+    async def _refused_or_resent(self, call: _Call, refusal: Refusal) -> Outcome:
         """A refused command may be a resend (H1): of one in flight (wait for it), or
-        of one applied (the first ack again). Otherwise the refusal stands."""
+        of one applied (the first ack again) - if it is the same command by the same
+        actor. With the id of another command it is refused COMMAND_ID_REUSED,
+        whatever the decider said: the key comes before the state, as in the log.
+        Otherwise the refusal stands (a refusal keeps no key: a resend is decided
+        again)."""
+        live, session, cid = call.live, call.session, call.command.command_id
+        if isinstance(call.command, BagList):
+            return refusal  # a query keeps no key: it is never a resend
         twin = next((e for e in live.inflight if e.command_id == cid), None)
         if twin is not None:
             outcome = await asyncio.shield(twin.outcome)
             if not isinstance(outcome, int):
                 return RETRY  # the first attempt did not stick: decide this one afresh
+            if twin.digest != call.digest:
+                return REUSED  # H1: the id is the twin's key now
             session.send(Ack(command_id=cid, seq=outcome))
             return -1
-        done = await self.log.lookup_command(live.room, cid)
-        if done is None:
-            return refusal
-        session.send(Ack(command_id=cid, seq=done.last_seq))
-        return -1
+        match await self.log.lookup_command(live.room, cid, digest=call.digest,
+                                            record=call.record(self.clock())):
+            case Duplicate(last_seq=seq):
+                session.send(Ack(command_id=cid, seq=seq))
+                return -1
+            case Reused():
+                return REUSED
+        return refusal
 
     async def _audit_refusal(self, actor: Actor, command: Command, name: str,
                              code: int) -> None:
@@ -324,7 +330,7 @@ class CommandPipeline(abc.ABC):
 class _Call:
     """One room command on its way: who sent it, as whom, to which room."""
 
-    __slots__ = ("caller", "command", "live", "session")
+    __slots__ = ("caller", "command", "digest", "live", "session")
 
     def __init__(self, session: Session, caller: Caller, command: RoomCommand,
                  live: LiveRoom) -> None:
@@ -332,3 +338,14 @@ class _Call:
         self.caller = caller
         self.command = command
         self.live = live
+        # Once per command, retries included; the actor is the session's, fixed (H1).
+        self.digest = command_digest(caller.actor, command)
+
+    def record(self, now: int) -> CommandRecord | None:
+        """Its audit record as of ``now``; None for platform activity, which is not an
+        action of anyone: only commands are audited (R16)."""
+        command = self.command
+        if command.family == "feed":
+            return None
+        return CommandRecord(at=now, by=self.caller.actor, family=command.family,
+                             action=_ACTIONS[type(command)])

@@ -2,7 +2,8 @@
 
 :mod:`server.log.memory` is the reference implementation (tests);
 :mod:`server.log.sqlite` the embedded, durable one (single node), on the data
-file of :mod:`server.log.sqlite_store`.
+file of :mod:`server.log.sqlite_store`. :mod:`server.log.keys` says what a key
+remembers of its command and when a resend matches it (decision 0016).
 """
 
 from server.log.base import (
@@ -14,6 +15,7 @@ from server.log.base import (
     LogError,
     LogWriteError,
     PendingEvent,
+    Reused,
     RoomLog,
 )
 
@@ -26,5 +28,6 @@ __all__ = [
     "LogError",
     "LogWriteError",
     "PendingEvent",
+    "Reused",
     "RoomLog",
 ]

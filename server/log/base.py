@@ -14,8 +14,10 @@ Rules every implementation keeps:
   (multi-node). It is idempotent: a ``command_id`` already applied in the room
   appends nothing and returns :class:`Duplicate` with the first application's
   seqs (H1) - checked *before* ``expected_seq``, so a resend after a lost ack
-  is recognised even though the log has moved on. It is durable when it
-  returns (H4).
+  is recognised even though the log has moved on. A key names one command by
+  one actor: it keeps the command's ``digest``, and an append whose digest does
+  not match (:func:`server.log.keys.same_command`) appends nothing and returns
+  :class:`Reused` (decision 0016). It is durable when it returns (H4).
 * Seqs start at 1; a room never written to is at seq 0.
 * History may be trimmed, but never past the latest snapshot, so snapshot +
   history always rebuild the room. :meth:`RoomLog.read_since` returns ``None``
@@ -53,6 +55,7 @@ __all__ = [
     "LogError",
     "LogWriteError",
     "PendingEvent",
+    "Reused",
     "RoomLog",
     "RoomLogCodec",
     "check_append_args",
@@ -123,6 +126,12 @@ class Duplicate(Struct, frozen=True, kw_only=True):
     last_seq: int
 
 
+class Reused(Struct, frozen=True, kw_only=True):
+    """The command id was already applied in this room, but by another actor or as
+    another command (its digest differs): nothing was appended, and the command is
+    refused ``COMMAND_ID_REUSED`` - never acked with the other command's seqs (H1)."""
+
+
 class Conflict(Struct, frozen=True, kw_only=True):
     """The log is not at ``expected_seq`` any more (another writer went first):
     nothing was appended; reload up to ``current_seq`` and decide again."""
@@ -130,7 +139,7 @@ class Conflict(Struct, frozen=True, kw_only=True):
     current_seq: int
 
 
-AppendResult = Appended | Duplicate | Conflict
+AppendResult = Appended | Duplicate | Reused | Conflict
 
 
 class AppliedQuery(Struct, frozen=True, kw_only=True):
@@ -181,13 +190,18 @@ class RoomLog(Protocol):
         events: Sequence[PendingEvent],
         expected_seq: int,
         record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
     ) -> AppendResult:
         """Atomically store ``events`` as the next seqs of ``room`` if the log is at
         ``expected_seq`` and ``command_id`` is new there (see the module notes).
 
         ``command_id`` None appends without an idempotency key (server-made events).
         ``record``, with a ``command_id``, is stored with the key in the same
-        append and kept for good (:meth:`applied`).
+        append and kept for good (:meth:`applied`). ``digest`` (who sent the
+        command and what it says: :func:`server.log.keys.command_digest`) is
+        stored with the key; a known ``command_id`` is a :class:`Duplicate` only
+        if it matches, else :class:`Reused` (no ``digest``: the id alone matches).
         """
         ...
 
@@ -199,6 +213,7 @@ class RoomLog(Protocol):
         expected_seq: int,
         record: CommandRecord | None = None,
         *,
+        digest: bytes | None = None,
         then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """:meth:`append`, queued now: appends queued in turn apply in turn (the hub
@@ -223,8 +238,14 @@ class RoomLog(Protocol):
         """The seq of the room's last event (0 for a room never written to)."""
         ...
 
-    async def lookup_command(self, room: str, command_id: str) -> Duplicate | None:
-        """The seqs of a command already applied in the room (what a resend gets)."""
+    async def lookup_command(
+        self, room: str, command_id: str, *, digest: bytes | None = None,
+        record: CommandRecord | None = None,
+    ) -> Duplicate | Reused | None:
+        """What :meth:`append` would answer about the key of a command (``digest``,
+        ``record``) with this id: :class:`Duplicate` (the seqs its first application
+        got) if it is that command again, :class:`Reused` if the id was applied as
+        another command or by another actor, None if the id is new in the room."""
         ...
 
     async def applied(self, room: str, query: AppliedQuery) -> list[AppliedCommand]:

@@ -28,14 +28,28 @@ from server.log.base import (
     Duplicate,
     LogClosedError,
     PendingEvent,
+    Reused,
     RoomLogCodec,
     check_append_args,
     check_read_args,
     check_snapshot,
     stamp,
 )
+from server.log.keys import same_command
 
 __all__ = ["MemoryRoomLog", "MemoryStore"]
+
+
+_Key = tuple[int, int, CommandRecord | None, bytes | None]
+
+
+def _answer(seen: _Key, digest: bytes | None, record: CommandRecord | None) -> Duplicate | Reused:
+    """What a command with a stored key's id gets (H1, decision 0016)."""
+    first, last, stored, stored_digest = seen
+    by, action = (None, None) if stored is None else (stored.by, stored.action)
+    if same_command(digest, record, stored_digest, by, action):
+        return Duplicate(first_seq=first, last_seq=last)
+    return Reused()
 
 
 class _Room:
@@ -46,8 +60,8 @@ class _Room:
         self.trimmed_seq = 0
         """Every event with seq <= trimmed_seq is gone; events[0] has seq trimmed_seq + 1."""
         self.events: list[bytes] = []
-        self.commands: dict[str, tuple[int, int, CommandRecord | None]] = {}
-        """command id -> (first seq, last seq, record)."""
+        self.commands: dict[str, _Key] = {}
+        """command id -> (first seq, last seq, record, digest)."""
         self.snapshot: tuple[int, bytes] | None = None
 
 
@@ -84,11 +98,13 @@ class MemoryRoomLog:
         expected_seq: int,
         record: CommandRecord | None = None,
         *,
+        digest: bytes | None = None,
         then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """See :meth:`RoomLog.append_soon` (a task: tasks start in creation order)."""
         check_append_args(expected_seq)
-        task = asyncio.ensure_future(self.append(room, command_id, events, expected_seq, record))
+        task = asyncio.ensure_future(
+            self.append(room, command_id, events, expected_seq, record, digest=digest))
         if then is not None:
             task.add_done_callback(lambda _: then())
         return task
@@ -100,13 +116,15 @@ class MemoryRoomLog:
         events: Sequence[PendingEvent],
         expected_seq: int,
         record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
     ) -> AppendResult:
         """See :meth:`RoomLog.append`."""
         check_append_args(expected_seq)
         await self._enter()
         r = self._store.rooms.setdefault(room, _Room())
         if command_id is not None and (seen := r.commands.get(command_id)) is not None:
-            return Duplicate(first_seq=seen[0], last_seq=seen[1])  # H1
+            return _answer(seen, digest, record)  # H1
         if r.last_seq != expected_seq:
             return Conflict(current_seq=r.last_seq)
         stored = stamp(room, command_id, events, r.last_seq)
@@ -115,7 +133,7 @@ class MemoryRoomLog:
         first = r.last_seq + 1
         r.last_seq += len(stored)
         if command_id is not None:
-            r.commands[command_id] = (first, r.last_seq, record)
+            r.commands[command_id] = (first, r.last_seq, record, digest)
         return Appended(events=stored, last_seq=r.last_seq)
 
     async def read_since(self, room: str, after_seq: int, limit: int) -> list[Event] | None:
@@ -136,12 +154,15 @@ class MemoryRoomLog:
         r = self._room(room)
         return 0 if r is None else r.last_seq
 
-    async def lookup_command(self, room: str, command_id: str) -> Duplicate | None:
+    async def lookup_command(
+        self, room: str, command_id: str, *, digest: bytes | None = None,
+        record: CommandRecord | None = None,
+    ) -> Duplicate | Reused | None:
         """See :meth:`RoomLog.lookup_command`."""
         await self._enter()
         r = self._room(room)
         seen = None if r is None else r.commands.get(command_id)
-        return None if seen is None else Duplicate(first_seq=seen[0], last_seq=seen[1])
+        return None if seen is None else _answer(seen, digest, record)
 
     async def applied(self, room: str, query: AppliedQuery) -> list[AppliedCommand]:
         """See :meth:`RoomLog.applied`."""
@@ -151,7 +172,7 @@ class MemoryRoomLog:
             return []
         found = [(record.at, last, first, AppliedCommand(command_id=cid, last_seq=last,
                                                          record=record))
-                 for cid, (first, last, record) in r.commands.items()
+                 for cid, (first, last, record, _) in r.commands.items()
                  if record is not None and query.passes(record.at, record.by, record.family)]
         found.sort(key=lambda f: f[:3], reverse=True)  # as SQLite: at, last_seq, first_seq
         return [f[3] for f in found[: query.limit]]

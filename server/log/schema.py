@@ -121,8 +121,16 @@ LOG_V4: Final[tuple[str, ...]] = (
         WHERE at IS NOT NULL""",
 )
 
+LOG_V5: Final[tuple[str, ...]] = (
+    # A command id names one command by one actor (H1, decision 0016): each key
+    # keeps a 16-byte digest of its command's actor and content, and a resend
+    # must match it. Rows from before this step keep NULL: they are matched on
+    # the actor and action they recorded, if any (server.log.keys.same_command).
+    "ALTER TABLE log_commands ADD COLUMN digest BLOB",
+)
+
 SCHEMA: Final[tuple[Migration, ...]] = (
-    (1, LOG_V1), (2, JOURNAL_V2), (3, JOURNAL_V3), (4, LOG_V4),
+    (1, LOG_V1), (2, JOURNAL_V2), (3, JOURNAL_V3), (4, LOG_V4), (5, LOG_V5),
 )
 SCHEMA_VERSION: Final = SCHEMA[-1][0]
 

@@ -15,7 +15,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 
 from protocol.messages import Event
 from protocol.model import Actor, RoomState
@@ -28,12 +28,14 @@ from server.log.base import (
     Conflict,
     Duplicate,
     PendingEvent,
+    Reused,
     RoomLogCodec,
     check_append_args,
     check_read_args,
     check_snapshot,
     stamp,
 )
+from server.log.keys import same_command
 from server.log.sqlite_store import DEFAULT_MAX_BATCH, SqliteStore, StoreStats, Synchronous
 
 __all__ = [
@@ -44,7 +46,8 @@ __all__ = [
 TRIM_CHUNK: Final = 2000
 
 _SELECT_COMMAND: Final = (
-    "SELECT first_seq, last_seq FROM log_commands WHERE room = ? AND command_id = ?"
+    "SELECT first_seq, last_seq, digest, role, actor, agency, action"
+    " FROM log_commands WHERE room = ? AND command_id = ?"
 )
 _SELECT_ROOM: Final = "SELECT last_seq, trimmed_seq FROM log_rooms WHERE room = ?"
 _INSERT_EVENT: Final = "INSERT INTO log_events (room, seq, data) VALUES (?, ?, ?)"
@@ -53,11 +56,12 @@ _UPSERT_ROOM: Final = (
     " ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq"
 )
 _INSERT_COMMAND: Final = (
-    "INSERT INTO log_commands (room, command_id, first_seq, last_seq) VALUES (?, ?, ?, ?)"
+    "INSERT INTO log_commands (room, command_id, first_seq, last_seq, digest)"
+    " VALUES (?, ?, ?, ?, ?)"
 )
 _INSERT_RECORDED: Final = (
-    "INSERT INTO log_commands (room, command_id, first_seq, last_seq, at, role, actor,"
-    " agency, family, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO log_commands (room, command_id, first_seq, last_seq, digest, at, role,"
+    " actor, agency, family, action) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT_APPLIED: Final = (
     "SELECT command_id, last_seq, at, role, actor, agency, family, action"
@@ -96,6 +100,17 @@ _UPSERT_SNAPSHOT: Final = (
     " ON CONFLICT (room) DO UPDATE SET seq = excluded.seq, data = excluded.data"
     " WHERE excluded.seq >= log_snapshots.seq"
 )
+
+
+def _answer(row: tuple[Any, ...], digest: bytes | None,
+            record: CommandRecord | None) -> Duplicate | Reused:
+    """What a command with a stored key's id gets (H1, decision 0016): ``row`` is
+    the key's :data:`_SELECT_COMMAND` row."""
+    first, last, stored_digest, role, actor, agency, action = row
+    by = None if role is None else Actor(role=role, id=actor, agency=agency)
+    if same_command(digest, record, stored_digest, by, action):
+        return Duplicate(first_seq=first, last_seq=last)
+    return Reused()
 
 
 def _room_seqs(conn: sqlite3.Connection, room: str) -> tuple[int, int]:
@@ -153,9 +168,12 @@ class SqliteRoomLog:
         events: Sequence[PendingEvent],
         expected_seq: int,
         record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
     ) -> AppendResult:
         """See :meth:`RoomLog.append`."""
-        return await self.append_soon(room, command_id, events, expected_seq, record)
+        return await self.append_soon(room, command_id, events, expected_seq, record,
+                                      digest=digest)
 
     def append_soon(
         self,
@@ -165,6 +183,7 @@ class SqliteRoomLog:
         expected_seq: int,
         record: CommandRecord | None = None,
         *,
+        digest: bytes | None = None,
         then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """See :meth:`~server.log.base.RoomLog.append_soon`; ``then`` runs in the
@@ -172,7 +191,8 @@ class SqliteRoomLog:
         check_append_args(expected_seq)
         pending = tuple(events)
         return self.store.write_soon(
-            lambda conn: self._append(conn, room, command_id, pending, expected_seq, record=record),
+            lambda conn: self._append(conn, room, command_id, pending, expected_seq,
+                                      record=record, digest=digest),
             then=then,
         )
 
@@ -185,11 +205,12 @@ class SqliteRoomLog:
         expected_seq: int,
         *,
         record: CommandRecord | None,
+        digest: bytes | None,
     ) -> AppendResult:
         if command_id is not None:
             seen = conn.execute(_SELECT_COMMAND, (room, command_id)).fetchone()
             if seen is not None:
-                return Duplicate(first_seq=seen[0], last_seq=seen[1])  # H1
+                return _answer(seen, digest, record)  # H1
         last, _ = _room_seqs(conn, room)
         if last != expected_seq:
             return Conflict(current_seq=last)
@@ -204,12 +225,12 @@ class SqliteRoomLog:
             conn.execute(_UPSERT_ROOM, (room, new_last))
         if command_id is not None:
             if record is None:
-                conn.execute(_INSERT_COMMAND, (room, command_id, last + 1, new_last))
+                conn.execute(_INSERT_COMMAND, (room, command_id, last + 1, new_last, digest))
             else:
                 by = record.by
-                conn.execute(_INSERT_RECORDED, (room, command_id, last + 1, new_last, record.at,
-                                                by.role, by.id, by.agency, record.family,
-                                                record.action))
+                conn.execute(_INSERT_RECORDED, (room, command_id, last + 1, new_last, digest,
+                                                record.at, by.role, by.id, by.agency,
+                                                record.family, record.action))
         return Appended(events=stored, last_seq=new_last)
 
     async def save_snapshot(self, room: str, state: RoomState) -> None:
@@ -272,12 +293,15 @@ class SqliteRoomLog:
         """See :meth:`RoomLog.last_seq`."""
         return await self.store.read(lambda conn: _room_seqs(conn, room)[0])
 
-    async def lookup_command(self, room: str, command_id: str) -> Duplicate | None:
+    async def lookup_command(
+        self, room: str, command_id: str, *, digest: bytes | None = None,
+        record: CommandRecord | None = None,
+    ) -> Duplicate | Reused | None:
         """See :meth:`RoomLog.lookup_command`."""
 
-        def op(conn: sqlite3.Connection) -> Duplicate | None:
+        def op(conn: sqlite3.Connection) -> Duplicate | Reused | None:
             row = conn.execute(_SELECT_COMMAND, (room, command_id)).fetchone()
-            return None if row is None else Duplicate(first_seq=row[0], last_seq=row[1])
+            return None if row is None else _answer(row, digest, record)
 
         return await self.store.read(op)
 

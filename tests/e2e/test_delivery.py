@@ -9,11 +9,12 @@ from websockets.asyncio.client import connect
 
 from protocol import commands as c
 from protocol.codec import Codec
-from protocol.errors import CloseCode
-from protocol.messages import Ack, Event, Hello, Join, Resume, Resumed, Snapshot
+from protocol.errors import CloseCode, Code
+from protocol.messages import Ack, Event, Hello, Join, Refused, Resume, Resumed, Snapshot
 from protocol.model import BagItem, Viewer
 from server.config import Settings
 from tests.e2e.conftest import TIMEOUT, Raw, Server, raw_client, run_server
+from tests.e2e.test_story import CREATOR, grant
 
 VIEWER = Viewer(unique_id="v1", nickname="Viewer")
 
@@ -137,3 +138,31 @@ async def test_member_vanishing_mid_stream_ends_only_its_session(
         final: Ack = await creator.expect(Ack)
         assert final.seq > last
     assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]
+
+
+async def test_a_creators_command_id_reused_by_staff_is_refused(server: Server) -> None:
+    """A staff bag_add reusing the creator's command id is refused COMMAND_ID_REUSED;
+    the creator's command stays applied once, and its resend still gets its ack."""
+    # H1
+    room = CREATOR.id
+    await grant(server)
+    async with (
+        raw_client(server, server.token(creator=room)) as creator,
+        raw_client(server, server.token(agency="agency-1", staff="anna"), "msgpack") as anna,
+    ):
+        await live(creator, room)
+        mine = c.BagAdd(command_id="add-1", room=room, item=BagItem(product_id="p1"))
+        await creator.send(mine)
+        ack: Ack = await creator.expect(Ack)
+        await anna.send(Join(room=room))
+        await anna.expect(Snapshot)
+        await anna.send(c.BagAdd(command_id="add-1", room=room, item=BagItem(product_id="p2")))
+        refused = await anna.expect(Ack | Refused)
+        assert isinstance(refused, Refused)
+        assert (refused.command_id, refused.code) == ("add-1", Code.COMMAND_ID_REUSED)
+        await creator.send(mine)
+        assert await creator.expect(Ack) == ack
+    async with raw_client(server, server.token(creator=room)) as again:
+        await again.send(Join(room=room))
+        snapshot: Snapshot = await again.expect(Snapshot)
+        assert [i.product_id for i in snapshot.state.bag] == ["p1"]

@@ -42,9 +42,11 @@ class HeldLog(MemoryRoomLog):
 
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None) -> AppendResult:
+                     record: CommandRecord | None = None, *,
+                     digest: bytes | None = None) -> AppendResult:
         await self.release.wait()
-        return await super().append(room, command_id, events, expected_seq, record)
+        return await super().append(room, command_id, events, expected_seq, record,
+                                    digest=digest)
 
 
 def make_hub(clock: Clock, log: MemoryRoomLog | None = None) -> Hub:

@@ -59,14 +59,16 @@ class OtherNodeFirst(MemoryRoomLog):
 
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None) -> AppendResult:
+                     record: CommandRecord | None = None, *,
+                     digest: bytes | None = None) -> AppendResult:
         if not self.raced and command_id == "mine":
             self.raced = True
             other = PendingEvent(at=NOW, actor="cr", by=CREATOR,
                                  body=ProductAdded(item=BagItem(product_id="p-other"),
                                                    position=0))
             await super().append(room, "theirs", [other], expected_seq)
-        return await super().append(room, command_id, events, expected_seq, record)
+        return await super().append(room, command_id, events, expected_seq, record,
+                                    digest=digest)
 
 
 async def test_conflict_reloads_and_decides_again() -> None:
@@ -165,7 +167,8 @@ class BrokenDisk(MemoryRoomLog):
 
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None) -> AppendResult:
+                     record: CommandRecord | None = None, *,
+                     digest: bytes | None = None) -> AppendResult:
         raise LogWriteError("disk I/O error")
 
 
@@ -194,12 +197,14 @@ class Gate(MemoryRoomLog):
 
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None) -> AppendResult:
+                     record: CommandRecord | None = None, *,
+                     digest: bytes | None = None) -> AppendResult:
         self.waiting += 1
         if self.waiting == self.expect:
             self.all_waiting.set()
         await self.gate.wait()
-        return await super().append(room, command_id, events, expected_seq, record)
+        return await super().append(room, command_id, events, expected_seq, record,
+                                    digest=digest)
 
 
 def comment(i: int | str) -> c.FeedComment:

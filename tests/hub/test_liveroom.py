@@ -100,6 +100,7 @@ class ManualLog(MemoryRoomLog):
 
     def append_soon(self, room: str, command_id: str | None, events: Sequence[PendingEvent],
                     expected_seq: int, record: CommandRecord | None = None, *,
+                    digest: bytes | None = None,
                     then: Callable[[], None] | None = None) -> asyncio.Future[AppendResult]:
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self.pending.append((future, then))

@@ -1,4 +1,7 @@
-"""The RoomLog contract: every implementation passes these (see conftest ``backend``)."""
+"""The RoomLog contract: every implementation passes these (see conftest ``backend``).
+
+Its other parts, on the same fixture: command records (``test_applied.py``) and
+what an idempotency key matches (``test_keys.py``, H1, decision 0016)."""
 
 from __future__ import annotations
 
