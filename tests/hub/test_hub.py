@@ -459,11 +459,13 @@ class HeldNotice(MemoryRoomLog):
 
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None) -> AppendResult:
+                     record: CommandRecord | None = None, *,
+                     digest: bytes | None = None) -> AppendResult:
         if any(isinstance(e.body, CreatorNotified) for e in events):
             self.reached.set()
             await self.release.wait()
-        return await super().append(room, command_id, events, expected_seq, record)
+        return await super().append(room, command_id, events, expected_seq, record,
+                                    digest=digest)
 
 
 async def test_join_whose_access_ends_meanwhile_never_becomes_a_member() -> None:
