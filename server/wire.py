@@ -219,6 +219,12 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = True
             self.transport.pause_reading()
 
+    @property
+    def accepted(self) -> bool:
+        """Whether the opening handshake is over (answered, or the connection lost): what
+        the handshake deadline of :mod:`server.admission` waits for."""
+        return bool(self.handshake_complete)
+
     def is_open(self) -> bool:
         """Whether a data frame may still be sent: neither side's close frame is out.
 
