@@ -34,7 +34,8 @@ from typing import Any, Final, cast
 from server.metrics import Metrics
 
 __all__ = [
-    "FD_HEADROOM", "LINGER_S", "REFUSAL", "Admission", "default_max_connections",
+    "FD_HEADROOM", "LINGER_S", "LOG_INTERVAL_S", "REFUSAL", "Admission",
+    "default_max_connections",
     "fd_limit", "raise_fd_limit",
 ]  # fmt: skip
 
