@@ -1,10 +1,10 @@
 """Admission of client connections: a bound on how many are open, a deadline on handshakes.
 
 ``serve`` puts an :class:`Admission` in front of uvicorn's HTTP protocol factory
-(decision 0022). Every accepted socket first meets a :class:`_Gate`, which stays its
-transport's protocol for the connection's whole life and hands everything on to the
-protocol behind it: uvicorn's HTTP protocol, then, after an upgrade, livepilot's
-WebSocket protocol (:mod:`server.wire`).
+(decision 0022). Every accepted socket first meets a :class:`_Gate`: the transport's
+protocol while the connection speaks HTTP, passing everything on to uvicorn's HTTP
+protocol; on an upgrade livepilot's WebSocket protocol (:mod:`server.wire`) takes the
+connection over from it and tells it when the connection is lost.
 
 - Past ``max_connections`` open connections a new one is answered HTTP 503 with
   ``Retry-After`` at once, without an HTTP protocol being built for it, then closed.
@@ -221,19 +221,25 @@ class Admission:
         return True
 
 
-_NEW, _REFUSED, _LINGERING, _HTTP, _UNTRACKED, _UPGRADED = range(6)
+_NEW, _REFUSED, _LINGERING, _HTTP, _UNTRACKED, _UPGRADED, _GONE = range(7)
 
 
 class _Gate(asyncio.Protocol):
     """One client connection: refused, or admitted and handed to the protocol behind it.
 
-    While it speaks HTTP the gate follows request boundaries (it reads what the HTTP
-    protocol reads, after it) to arm the deadline at a request's first byte and
-    disarm it once the request is whole. When the HTTP protocol upgrades the
-    connection (it hands the transport to a WebSocket protocol) the gate takes the
-    transport back, in front of the new protocol, and the deadline stands until the
-    handshake is accepted. A request with a chunked body is not followed further:
-    its end is not known without parsing the chunks (livepilot's clients send none).
+    While it speaks HTTP the gate is the transport's protocol and passes everything
+    on to uvicorn's HTTP protocol; it follows request boundaries (reading what the
+    HTTP protocol read, after it) to arm the deadline at a request's first byte and
+    disarm it once the request is whole. A request with a chunked body is not
+    followed further: its end is not known without parsing the chunks (livepilot's
+    clients send none).
+
+    When the HTTP protocol upgrades the connection, the WebSocket protocol it makes
+    calls :meth:`hand_over` from its ``connection_made`` (whether the upgrade comes
+    with new bytes or after a pipelined response): the transport talks to it directly
+    from then on (no hop on the WebSocket read path), the deadline stands until its
+    handshake is accepted, and it calls back when the connection is lost, so the
+    gate counts it out.
     """
 
     __slots__ = ("_admission", "_body_left", "_deadline", "_head", "_inner", "_make",
@@ -272,6 +278,17 @@ class _Gate(asyncio.Protocol):
         inner = self._inner = factory(*args, **kwargs)
         inner.connection_made(transport)
 
+    def hand_over(self, protocol: asyncio.Protocol) -> Callable[[], None]:
+        """The connection was upgraded to ``protocol``, which the transport calls from
+        now on; the deadline stands until ``protocol.accepted``. Returns what
+        ``protocol`` must call once the connection is lost."""
+        self._inner = protocol
+        self._state = _UPGRADED
+        self._head = None
+        if self._deadline is None:  # the upgrade came after a pipelined request
+            self._arm()
+        return self._gone
+
     def data_received(self, data: bytes) -> None:
         inner = self._inner
         if inner is None:  # refused: what it sends is read and dropped
@@ -281,16 +298,12 @@ class _Gate(asyncio.Protocol):
             return
         transport = self._transport
         assert transport is not None
-        current = transport.get_protocol()
-        if current is not self:  # the HTTP protocol handed the connection to a WebSocket one
-            self._inner = cast(asyncio.Protocol, current)
-            self._state = _UPGRADED
-            self._head = None
-            transport.set_protocol(self)
-            if self._deadline is None:
-                self._arm()
-            return
-        self._follow(data)
+        if transport.get_protocol() is self:
+            self._follow(data)
+        else:  # upgraded to a protocol that does not hand over: it cannot be followed
+            logger.debug("connection upgraded past the gate", extra={"protocol": repr(
+                transport.get_protocol())})
+            self._gone()
 
     def eof_received(self) -> bool | None:
         inner = self._inner
@@ -307,17 +320,20 @@ class _Gate(asyncio.Protocol):
             self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
         if self._state == _LINGERING:
             self._admission.lingering -= 1
-        elif self._state != _REFUSED:
-            self._admission.open -= 1
-        self._state = _REFUSED  # counted out once
-        inner, self._inner = self._inner, None
+        inner = self._inner
+        self._gone()
         if inner is not None:
             inner.connection_lost(exc)
+
+    def _gone(self) -> None:
+        """The connection is closed (or beyond following): count it out, once."""
+        self._disarm()
+        if self._state in (_HTTP, _UNTRACKED, _UPGRADED):
+            self._admission.open -= 1
+        self._state = _GONE
+        self._inner = None
 
     # --- the deadline ------------------------------------------------------------------
 
@@ -334,6 +350,8 @@ class _Gate(asyncio.Protocol):
         self._deadline = None
         if self._state == _UPGRADED and getattr(self._inner, "accepted", True):
             return  # the WebSocket handshake is over; ws.py's hello deadline takes over
+        if self._state == _GONE:
+            return
         self._admission.metrics.handshake_timeouts.inc()
         assert self._transport is not None
         self._transport.abort()  # not close(): a client that does not read would keep it

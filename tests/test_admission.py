@@ -53,29 +53,48 @@ class FakeTransport(asyncio.Transport):
 
 class Inner(asyncio.Protocol):
     """The protocol behind a gate: records what it is handed; ``upgrade_to`` plays
-    uvicorn's HTTP protocol handing the transport to a WebSocket one."""
+    uvicorn's HTTP protocol upgrading to a WebSocket one once a head is in (or, with
+    ``pipelined``, later, as after a response to a request before it)."""
 
-    def __init__(self, upgrade_to: asyncio.Protocol | None = None) -> None:
+    def __init__(self, upgrade_to: asyncio.Protocol | None = None,
+                 pipelined: bool = False) -> None:
         self.received = b""
         self.lost = False
         self.transport: Any = None
         self.upgrade_to = upgrade_to
+        self.pipelined = pipelined
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.received += data
-        if self.upgrade_to is not None and b"\r\n\r\n" in self.received:
-            self.transport.set_protocol(self.upgrade_to)
-            self.upgrade_to.connection_made(self.transport)
+        if self.upgrade_to is not None and not self.pipelined and b"\r\n\r\n" in self.received:
+            self.upgrade()
+
+    def upgrade(self) -> None:
+        """What uvicorn's h11 protocol does: connection_made, then set_protocol."""
+        assert self.upgrade_to is not None
+        self.upgrade_to.connection_made(self.transport)
+        self.transport.set_protocol(self.upgrade_to)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
 
 
 class WebSocketInner(Inner):
+    """Plays server.wire's protocol: takes the connection over from the gate."""
+
     accepted = False
+    gone: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.gone = transport.get_protocol().hand_over(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.gone()
 
 
 def gate_for(admission: Admission, inner: Inner) -> tuple[_Gate, FakeTransport]:
@@ -147,23 +166,28 @@ async def test_an_incomplete_request_is_aborted_at_the_deadline() -> None:
     assert sample(metrics, "livepilot_handshake_timeouts_total") == 1
 
 
-async def test_an_upgrade_keeps_the_gate_in_front_until_accepted() -> None:
-    """After the HTTP protocol hands the transport to a WebSocket protocol, the gate
-    takes it back, passes everything on, and cuts a handshake never accepted."""
+@pytest.mark.parametrize("pipelined", [False, True])
+async def test_an_upgrade_is_handed_over_and_timed_until_accepted(pipelined: bool) -> None:
+    """Upgraded with new bytes or after a pipelined response, the WebSocket protocol
+    gets the transport, the deadline cuts a handshake never accepted, and the
+    connection is counted out when it is lost."""
     # H6
     metrics = Metrics()
     admission = Admission(10, 0.05, metrics)
     ws = WebSocketInner()
-    gate, transport = gate_for(admission, Inner(upgrade_to=ws))
-    gate.data_received(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")
-    assert transport.get_protocol() is gate
-    gate.data_received(b"\x81\x80frame")
-    assert ws.received == b"\x81\x80frame"
+    http = Inner(upgrade_to=ws, pipelined=pipelined)
+    gate, transport = gate_for(admission, http)
+    gate.data_received(b"GET / HTTP/1.1\r\n\r\nGET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")
+    if pipelined:
+        assert not armed(gate)  # both requests are whole
+        http.upgrade()  # uvicorn answered the first; the second is the upgrade
+    assert transport.get_protocol() is ws
+    assert armed(gate)
     with anyio.fail_after(5):
         await transport.aborted.wait()  # never accepted
     assert sample(metrics, "livepilot_handshake_timeouts_total") == 1
-    gate.connection_lost(None)
-    assert ws.lost
+    assert admission.open == 1
+    ws.connection_lost(None)  # what the transport does once aborted
     assert admission.open == 0
 
 

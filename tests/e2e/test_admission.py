@@ -174,3 +174,29 @@ async def test_past_max_connections_a_new_connection_gets_a_fast_503(
     assert status == 200
     assert "livepilot_connections_refused_total 2.0" in metrics
     assert "livepilot_handshake_timeouts_total 3.0" in metrics
+
+
+async def test_an_upgrade_pipelined_after_a_request_is_still_counted_out(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A WebSocket upgrade sent right behind an HTTP request (uvicorn upgrades once it
+    has answered the first) frees its slot when it closes: with max_connections=1 the
+    next connection is admitted, not refused forever."""
+    # H6
+    async with run_server(make_settings(max_connections=1)) as srv:
+        async with await open_socket(srv) as sock:
+            await sock.send(
+                b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                b"Sec-WebSocket-Protocol: " + JSON.subprotocol.encode() + b"\r\n\r\n")
+            answer = b""
+            with anyio.fail_after(TIMEOUT):
+                while b"101 Switching Protocols" not in answer:
+                    answer += await sock.receive()
+            assert answer.startswith(b"HTTP/1.1 200")
+        with anyio.fail_after(TIMEOUT):  # refused until the server has read the close
+            while (status := (await http_get(srv, "/healthz"))[0]) == 503:
+                pass
+        assert status == 200
+        assert sample(srv, "livepilot_open_connections") == 0
