@@ -34,6 +34,11 @@ class Metrics:
         self.revocations = Counter(
             "livepilot_revocations", "Sessions cut off because access ended.", registry=r
         )
+        self._command_counters: dict[tuple[str, str], Counter] = {}
+        self.decode_errors = Counter(
+            "livepilot_decode_errors", "Frames refused by the decoder, by code.", ["code"],
+            registry=r,
+        )
         self.connections_refused = Counter(
             "livepilot_connections_refused",
             "Connections answered HTTP 503 at accept: max_connections were open.", registry=r,
@@ -55,11 +60,6 @@ class Metrics:
         self.open_connections = Gauge(
             "livepilot_open_connections",
             "Client connections admitted and still open (HTTP and WebSocket).", registry=r,
-        )
-        self._command_counters: dict[tuple[str, str], Counter] = {}
-        self.decode_errors = Counter(
-            "livepilot_decode_errors", "Frames refused by the decoder, by code.", ["code"],
-            registry=r,
         )
 
     def command_done(self, command_type: str, result: str) -> None:
