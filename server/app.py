@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from server.config import Settings
+from server.metrics import Metrics
 from server.runtime import Runtime, open_runtime, wall_clock
 from server.ws import websocket_endpoint
 
@@ -64,18 +65,20 @@ async def readyz(request: Request) -> Response:
                          "connections": len(runtime.hub.sessions)})
 
 
-async def metrics(request: Request) -> Response:
+async def metrics_endpoint(request: Request) -> Response:
     """Prometheus metrics of this node."""
     runtime: Runtime = request.app.state.runtime
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock) -> LivepilotApp:
-    """A livepilot app for ``settings``; its lifespan opens and closes the runtime."""
+def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock,
+               metrics: Metrics | None = None) -> LivepilotApp:
+    """A livepilot app for ``settings``; its lifespan opens and closes the runtime
+    (counting in ``metrics``, a new registry by default)."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_runtime(settings, clock=clock) as runtime:
+        async with open_runtime(settings, clock=clock, metrics=metrics) as runtime:
             app.state.runtime = runtime
             yield
             app.state.runtime = None
@@ -84,7 +87,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock) -> 
         WebSocketRoute(WS_PATH, websocket_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/metrics", metrics),
+        Route("/metrics", metrics_endpoint),
     ]
     try:
         from server.api import api_routes

@@ -93,6 +93,7 @@ def _add_serve(subparsers: Subparsers) -> None:
 def _run_serve(args: argparse.Namespace) -> int:
     import sys
 
+    from server.admission import raise_fd_limit
     from server.config import ConfigError, unknown_variables
     from server.gctune import tune_gc
     from server.logs import setup_logging
@@ -120,6 +121,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         log.warning("using the public development JWT secret (--dev)")
     for name in unknown_variables(os.environ):
         log.warning("unknown setting in the environment", extra={"variable": name})
+    raise_fd_limit()  # before build_server: the default max_connections follows the limit
     server = build_server(settings)
     tune_gc()  # after the app is built: its modules, classes and functions are frozen
     server.run()

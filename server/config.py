@@ -98,6 +98,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     send_buffer_bytes: int = 1_048_576
     heartbeat_s: float = 20.0
     idle_timeout_s: float = 60.0
+    max_connections: int = 0
+    handshake_timeout_s: float = 5.0
+    hello_timeout_s: float = 5.0
     history_retention: int = 10_000
     snapshot_interval: int = 1000
     room_idle_s: float = 300.0
@@ -244,6 +247,25 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds without any traffic from a client before it is closed; more than "
         "`heartbeat_s`.",
         number(0.0, 86400.0),
+    ),
+    Option(
+        "max_connections",
+        "Open client connections (HTTP and WebSocket) past which a new one is answered "
+        "HTTP 503 at once and closed. 0: 90 % of the file descriptors left after 64 for "
+        "files, once `serve` has raised its soft limit to the hard limit.",
+        integer(0, 10_000_000),
+    ),
+    Option(
+        "handshake_timeout_s",
+        "Seconds a connection has to send a whole HTTP request, or to complete the "
+        "WebSocket handshake, from its first byte (from accept for the first request).",
+        number(0.0, 600.0),
+    ),
+    Option(
+        "hello_timeout_s",
+        "Seconds a WebSocket has after the handshake to send `hello` before it is "
+        "closed (4005).",
+        number(0.0, 600.0),
     ),
     Option(
         "history_retention",

@@ -45,6 +45,28 @@ class Metrics:
             "livepilot_decode_errors", "Frames refused by the decoder, by code.", ["code"],
             registry=r,
         )
+        self.connections_refused = Counter(
+            "livepilot_connections_refused",
+            "Connections answered HTTP 503 at accept: max_connections were open.", registry=r,
+        )
+        self.accept_errors = Counter(
+            "livepilot_accept_errors",
+            "Accepts the event loop reported failed for lack of descriptors or memory "
+            "(EMFILE, ENFILE, ENOBUFS, ENOMEM).", registry=r,
+        )
+        self.handshake_timeouts = Counter(
+            "livepilot_handshake_timeouts",
+            "Connections closed for not sending their HTTP request or completing the "
+            "WebSocket handshake within handshake_timeout_s.", registry=r,
+        )
+        self.hello_timeouts = Counter(
+            "livepilot_hello_timeouts",
+            "WebSockets closed for not sending hello within hello_timeout_s.", registry=r,
+        )
+        self.open_connections = Gauge(
+            "livepilot_open_connections",
+            "Client connections admitted and still open (HTTP and WebSocket).", registry=r,
+        )
 
     def command_done(self, command_type: str, result: str) -> None:
         """Count one command by type and result; children are cached (hot path)."""

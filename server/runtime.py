@@ -52,11 +52,14 @@ class Runtime:
 
 @asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, clock: Callable[[], int] = wall_clock
+    settings: Settings, *, clock: Callable[[], int] = wall_clock, metrics: Metrics | None = None
 ) -> AsyncIterator[Runtime]:
-    """Open storage, rebuild access, wire the hub; close everything on exit."""
+    """Open storage, rebuild access, wire the hub; close everything on exit.
+
+    ``metrics``: the registry to count in, when the server counts there too
+    (connection admission, :mod:`server.admission`); a new one by default."""
     keys = AuthKeys.from_settings(settings)
-    metrics = Metrics()
+    metrics = metrics if metrics is not None else Metrics()
     store: SqliteStore | None = None
     log: RoomLog
     journal: Journal

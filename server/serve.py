@@ -4,10 +4,15 @@ On SIGTERM (or SIGINT) the server stops accepting, closes every session with
 the retryable "going away" code (so clients reconnect elsewhere or later and
 resume), waits for them to finish (bounded), then lets uvicorn finish and the
 app's lifespan flush the store. The process then exits 0.
+
+Connections pass :class:`~server.admission.Admission` first: at most
+``max_connections`` open (HTTP 503 past it), each request or WebSocket handshake
+within ``handshake_timeout_s`` (decision 0022).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -18,8 +23,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from protocol.errors import CloseCode
+from server.admission import Admission, default_max_connections, fd_limit
 from server.app import create_app
 from server.config import Settings
+from server.metrics import Metrics
 from server.runtime import Runtime, wall_clock
 from server.wire import LivepilotWebSocketProtocol
 
@@ -55,16 +62,40 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
 class LivepilotServer(uvicorn.Server):
     """uvicorn's server, closing sessions with "going away" before it shuts down."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, config: uvicorn.Config, app: Starlette,
+                 admission: Admission | None = None) -> None:
         super().__init__(config)
         self.app = app
+        self.admission = admission
+        """What lets connections in (None: uvicorn's own accept, unbounded)."""
         self.ready = anyio.Event()
         """Set once the app's runtime is open and the socket listens."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.admission is not None:
+            self._admit_through(self.admission)
         await super().startup(sockets)
         if self.started:
             self.ready.set()
+
+    def _admit_through(self, admission: Admission) -> None:
+        # uvicorn builds each connection's protocol with config.http_protocol_class (set
+        # by Config.load, which uvicorn ran before startup): the gate goes in front of it.
+        config = self.config
+        if not config.loaded:
+            config.load()
+        config.http_protocol_class = admission.protocol_factory(  # type: ignore[assignment]
+            config.http_protocol_class)
+        admission.watch(asyncio.get_running_loop())
+        limit = fd_limit()
+        logger.info("admitting connections", extra={
+            "max_connections": admission.max_connections, "fd_limit": limit,
+            "handshake_timeout_s": admission.handshake_timeout_s,
+        })
+        if admission.max_connections > default_max_connections(limit):
+            logger.warning("max_connections leaves too few file descriptors: accepting may "
+                           "run out of them", extra={"max_connections": admission.max_connections,
+                                                     "fd_limit": limit})
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -90,9 +121,19 @@ class LivepilotServer(uvicorn.Server):
                 await hub.drained()
             logger.info("sessions drained", extra={"left": len(hub.sessions)})
         await super().shutdown(sockets)
+        if self.admission is not None:
+            self.admission.unwatch(asyncio.get_running_loop())
 
 
 def build_server(settings: Settings, *, clock: Callable[[], int] = wall_clock) -> LivepilotServer:
-    """A ready-to-run server for ``settings`` (call ``.serve()`` or ``.run()``)."""
-    app = create_app(settings, clock=clock)
-    return LivepilotServer(uvicorn_config(app, settings), app)
+    """A ready-to-run server for ``settings`` (call ``.serve()`` or ``.run()``).
+
+    ``max_connections`` 0 is derived from the descriptor limit the process has now:
+    ``serve`` raises it first (:func:`server.admission.raise_fd_limit`).
+    """
+    metrics = Metrics()
+    app = create_app(settings, clock=clock, metrics=metrics)
+    admission = Admission(
+        settings.max_connections or default_max_connections(fd_limit()),
+        settings.handshake_timeout_s, metrics)
+    return LivepilotServer(uvicorn_config(app, settings), app, admission)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from typing import Any, Final
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -184,6 +185,25 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         self.writable = _Flag()  # type: ignore[assignment]
         self._out: list[bytes] | None = None
         self._out_bytes = 0
+        self._gone: Callable[[], None] | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        # uvicorn's HTTP protocol calls this before it gives us the transport: the
+        # protocol the transport still has may be livepilot's admission gate
+        # (server.admission), which hands the connection over and wants to hear
+        # when it is lost (to count it out).
+        hand_over = getattr(transport.get_protocol(), "hand_over", None)
+        if hand_over is not None:
+            self._gone = hand_over(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        try:
+            super().connection_lost(exc)
+        finally:
+            gone, self._gone = self._gone, None
+            if gone is not None:
+                gone()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -218,6 +238,12 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         if not paused and self.queue.qsize() >= READ_AHEAD and not self.transport.is_closing():
             self.read_paused = True
             self.transport.pause_reading()
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the opening handshake is over (answered, or the connection lost): what
+        the handshake deadline of :mod:`server.admission` waits for."""
+        return bool(self.handshake_complete)
 
     def is_open(self) -> bool:
         """Whether a data frame may still be sent: neither side's close frame is out.

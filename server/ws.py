@@ -111,14 +111,18 @@ async def _authenticate(
     websocket: WebSocket, rt: Runtime, codec: Codec, header_token: str | None,
     sink: Sink | None,
 ) -> Session | None:
-    """Read hello (within the idle timeout) and verify its token, or close."""
+    """Read hello (within the hello timeout) and verify its token, or close."""
     settings = rt.settings
     frame: str | bytes | None = None
-    with anyio.move_on_after(settings.idle_timeout_s):
+    with anyio.move_on_after(settings.hello_timeout_s) as waiting:
         try:
             frame = await _receive(websocket)
         except WebSocketDisconnect:
             return None
+    if waiting.cancelled_caught:  # a socket that says nothing holds a descriptor for nothing
+        rt.metrics.hello_timeouts.inc()
+        await _safe_close(websocket, CloseCode.IDLE_TIMEOUT, "no hello in time")
+        return None
     if frame is None:
         await _safe_close(websocket, CloseCode.BAD_TOKEN, "no hello")
         return None

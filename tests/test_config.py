@@ -313,3 +313,25 @@ def test_settings_table_lists_every_option() -> None:
     assert "| `LIVEPILOT_PORT` | `--port` | `8080` |" in settings_table()
     assert "| `LIVEPILOT_JWT_SECRET` | — |" in settings_table()
     assert "| `LIVEPILOT_REDIS_URL` | `--redis-url` | unset |" in settings_table()
+
+
+def test_connection_limits_are_settings() -> None:
+    """max_connections (0: derived from the descriptor limit), the handshake and hello
+    deadlines are variables and flags, bounded like the rest."""
+    # H6
+    defaults = Settings()
+    assert (defaults.max_connections, defaults.handshake_timeout_s,
+            defaults.hello_timeout_s) == (0, 5.0, 5.0)
+    env = {"LIVEPILOT_MAX_CONNECTIONS": "5_000", "LIVEPILOT_HANDSHAKE_TIMEOUT_S": "2.5",
+           "LIVEPILOT_HELLO_TIMEOUT_S": "3"}
+    settings = load_settings(env, hello_timeout_s="4")
+    assert (settings.max_connections, settings.handshake_timeout_s,
+            settings.hello_timeout_s) == (5000, 2.5, 4.0)
+    assert [option(n).flag for n in ("max_connections", "handshake_timeout_s",
+                                     "hello_timeout_s")] == [
+        "--max-connections", "--handshake-timeout-s", "--hello-timeout-s"]
+    with pytest.raises(ConfigError) as bad:
+        load_settings({"LIVEPILOT_MAX_CONNECTIONS": "-1", "LIVEPILOT_HANDSHAKE_TIMEOUT_S": "0",
+                       "LIVEPILOT_HELLO_TIMEOUT_S": "soon"})
+    assert problem_names(bad) == ["LIVEPILOT_MAX_CONNECTIONS", "LIVEPILOT_HANDSHAKE_TIMEOUT_S",
+                                  "LIVEPILOT_HELLO_TIMEOUT_S"]

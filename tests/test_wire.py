@@ -112,6 +112,11 @@ class RecordingTransport(asyncio.Transport):
         self.aborted = False
         self.ended = asyncio.Event()
         """Set by close() or abort()."""
+        self.protocol: asyncio.BaseProtocol | None = None
+        """What get_protocol() answers: the protocol in front, before an upgrade."""
+
+    def get_protocol(self) -> Any:
+        return self.protocol
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.written.append(bytes(data))
@@ -738,3 +743,29 @@ async def test_a_ping_and_a_close_read_together_end_quietly(
                 opcodes.append(done.value.opcode)
         assert opcodes == [Opcode.CLOSE]  # nothing after the close frame
     assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]
+
+
+async def test_the_protocol_takes_the_connection_over_from_an_admission_gate() -> None:
+    """Made while a gate (server.admission) is the transport's protocol, it takes the
+    connection over (hand_over), is accepted only once the app accepts, and tells the
+    gate once when the connection is lost."""
+    # H6
+    handed: list[object] = []
+    gone: list[bool] = []
+
+    class Gate(asyncio.Protocol):
+        def hand_over(self, protocol: asyncio.Protocol) -> Callable[[], None]:
+            handed.append(protocol)
+            return lambda: gone.append(True)
+
+    config = uvicorn.Config(lambda *_: None, ws=LivepilotWebSocketProtocol, lifespan="off",
+                            log_config=None)
+    config.load()
+    protocol = LivepilotWebSocketProtocol(config, ServerState(), {})
+    transport = RecordingTransport()
+    transport.protocol = Gate()
+    protocol.connection_made(transport)
+    assert handed == [protocol]
+    assert not protocol.accepted
+    protocol.connection_lost(None)
+    assert gone == [True]
