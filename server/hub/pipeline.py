@@ -37,7 +37,7 @@ from server.hub.auditor import Auditor
 from server.hub.liveroom import RETRY, LiveRoom, Outcome, Submitted
 from server.hub.session import Session
 from server.journal import AuditEntry, Journal
-from server.log.base import CommandRecord, PendingEvent, RoomLog
+from server.log.base import CommandRecord, CorruptRecordError, PendingEvent, RoomLog
 from server.metrics import Metrics
 
 __all__ = ["MAX_CONFLICT_RETRIES", "CommandPipeline", "Spawn"]
@@ -52,6 +52,8 @@ _ACTIONS: Final[Mapping[type, str]] = MappingProxyType(
 Spawn = Callable[..., object]
 """A task group's ``start_soon``: ``spawn(async_fn, *args)``."""
 MAX_CONFLICT_RETRIES: Final = 3
+_UNREADABLE: Final = Refusal(Code.ROOM_UNAVAILABLE, "")
+"""A command to a room whose stored log does not decode: retry later."""
 
 
 class CommandPipeline(abc.ABC):
@@ -100,7 +102,11 @@ class CommandPipeline(abc.ABC):
             return None
         live = self.rooms.get(command.room)
         if live is None:
-            live = await self.room(command.room)
+            try:
+                live = await self.room(command.room)
+            except CorruptRecordError:  # counted and logged where it was read
+                await self._refuse(session, caller, command, _UNREADABLE)
+                return None
             caller = self.caller(session, command.room)  # access may have changed meanwhile (R6)
         live.touched = True  # in use: not evicted by the next sweep of idle rooms
         call = _Call(session, caller, command, live)
