@@ -261,7 +261,7 @@ class RoomState(Struct, frozen=True, kw_only=True):
     live_events: dict[str, LiveEvent] = {}
     product_sets: dict[str, ProductSet] = {}
     campaigns: dict[str, Campaign] = {}
-    showcase: list[str] = []
+    showcase: ProductIds = []
     versions: dict[str, Seq] = {}
     """``seq`` of the last change per command family (H5 ``expected_version``)."""
     current: LiveSummary | None = None
