@@ -102,9 +102,9 @@ class Hub(CommandPipeline):
         """Notifications published but not yet stored in the inbox."""
         self._json = msgspec.json.Encoder()
         self._msgpack = msgspec.msgpack.Encoder()
-        self.unreadable: dict[str, str] = {}
-        """Rooms whose stored log did not decode on their last load, and why: while
-        any is, ``/readyz`` answers 503 (see :meth:`_cannot_read`)."""
+        self.unreadable: dict[str, CorruptRecordError] = {}
+        """Rooms whose stored log did not decode when last read, and what did not:
+        while any is, ``/readyz`` answers 503 (see :meth:`_cannot_read`)."""
 
     # --- sessions -------------------------------------------------------------
 
@@ -218,10 +218,18 @@ class Hub(CommandPipeline):
         except CorruptRecordError as error:
             self._cannot_read(error)
             raise
-        if self.unreadable.pop(room_id, None) is not None:
-            logger.warning("room readable again", extra={"room": room_id})
-            self.metrics.unreadable_rooms.set(len(self.unreadable))
+        self._can_read(room_id)
         return state, state.seq - since
+
+    def _can_read(self, room_id: str, seqs: range | None = None) -> None:
+        """The room loaded (or, with ``seqs``, those events read): if what did not
+        decode has been read since, it was repaired and the room is readable again."""
+        mark = self.unreadable.get(room_id)
+        if mark is None or (seqs is not None and mark.seq not in seqs):
+            return
+        del self.unreadable[room_id]
+        logger.warning("room readable again", extra={"room": room_id})
+        self.metrics.unreadable_rooms.set(len(self.unreadable))
 
     def _cannot_read(self, error: CorruptRecordError) -> None:
         """Count a record that did not decode; log it once per room, not per join
@@ -230,7 +238,7 @@ class Hub(CommandPipeline):
         self.metrics.unreadable_records.labels(error.kind).inc()
         if error.room in self.unreadable:
             return
-        self.unreadable[error.room] = str(error)
+        self.unreadable[error.room] = error
         self.metrics.unreadable_rooms.set(len(self.unreadable))
         logger.error("room cannot be read: %s", error,
                      extra={"room": error.room, "kind": error.kind, "seq": error.seq})
@@ -298,6 +306,7 @@ class Hub(CommandPipeline):
             if not batch or len(events) + len(batch) > MAX_RESUME_EVENTS:
                 return False
             events.extend(batch)
+        self._can_read(live.room, range(last_seq + 1, last_seq + len(events) + 1))
         for event in events:
             session.send(event)
         session.send(Resumed(room=live.room, seq=live.state.seq))

@@ -15,7 +15,7 @@ import pytest
 
 from protocol import commands as c
 from protocol.errors import Code
-from protocol.messages import Ack, Error, Join, Ping, Pong, Refused, Snapshot
+from protocol.messages import Ack, Error, Join, Ping, Pong, Refused, Resume, Resumed, Snapshot
 from protocol.model import BagItem, Viewer
 from server.config import Settings
 from tests.e2e.conftest import Server, raw_client, run_server
@@ -170,3 +170,38 @@ async def test_a_record_that_does_not_decode_makes_its_room_unavailable(
         ready = await http.get(f"{base}/readyz")
         assert ready.status_code == 200
         assert "livepilot_unreadable_rooms 0.0" in (await http.get(f"{base}/metrics")).text
+
+
+async def test_a_resume_through_an_unreadable_event_is_retryable(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A room that loads from its snapshot still joins; a resume that must read the
+    damaged event before it answers ROOM_UNAVAILABLE (and /readyz 503) until repaired."""
+    # H3, H6
+    settings = make_settings()
+    path = Path(settings.data_path)
+    async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw:
+        for command in (c.StartLive(command_id="go", room="cr"),
+                        c.BagAdd(command_id="a", room="cr", item=BagItem(product_id="p1")),
+                        c.BagAdd(command_id="b", room="cr", item=BagItem(product_id="p2"))):
+            await raw.send(command)
+            await raw.expect(Ack)
+        rt = srv.runtime
+        await rt.log.save_snapshot("cr", (await rt.hub.room("cr")).state)
+    [(good,)] = _sql(path, "SELECT data FROM log_events WHERE seq = 2")
+    _sql(path, "UPDATE log_events SET data = ? WHERE seq = 2", b"\xc1")
+    async with (run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw,
+                httpx.AsyncClient() as http):
+        base = f"http://127.0.0.1:{srv.settings.port}"
+        await raw.send(Join(room="cr"))
+        assert (await raw.expect(Snapshot)).seq == 3
+        await raw.send(Resume(room="cr", last_seq=1))
+        error: Error = await raw.expect(Error)
+        assert (error.code, error.retryable) == (Code.ROOM_UNAVAILABLE, True)
+        assert (await http.get(f"{base}/readyz")).status_code == 503
+        _sql(path, "UPDATE log_events SET data = ? WHERE seq = 2", good)
+        await raw.send(Resume(room="cr", last_seq=1))
+        resumed: Resumed = await raw.expect(Resumed)
+        assert resumed.seq == 3
+        assert [e.seq for e in raw.events] == [2, 3]
+        assert (await http.get(f"{base}/readyz")).status_code == 200
