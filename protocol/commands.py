@@ -21,6 +21,7 @@ from protocol.model import (
     BagItem,
     Billboard,
     Campaign,
+    Cents,
     Count,
     Family,
     FlashSale,
@@ -28,8 +29,11 @@ from protocol.model import (
     Id,
     LiveEvent,
     Millis,
+    ProductIds,
     ProductSet,
+    Quantity,
     Seconds,
+    Seq,
     Text,
     Title,
     Viewer,
@@ -70,7 +74,7 @@ class Resume(Message, tag="resume", frozen=True):
     """Rejoin a room and receive every event after ``last_seq`` (H3)."""
 
     room: Id
-    last_seq: Count
+    last_seq: Seq
 
 
 class Leave(Message, tag="leave", frozen=True):
@@ -94,7 +98,7 @@ class Command(Message, frozen=True, kw_only=True):
     family: ClassVar[Family]
     command_id: Id
     room: Id
-    expected_version: Count | None = None
+    expected_version: Seq | None = None
 
 
 class StartLive(Command, tag="start_live", frozen=True):
@@ -292,7 +296,7 @@ class ShowcaseUpdate(Command, tag="showcase_update", frozen=True):
     """Replace the showcase's product list."""
 
     family = "planning"
-    product_ids: Annotated[list[Id], Meta(max_length=500)]
+    product_ids: ProductIds
 
 
 # --- creator client feed (platform activity, creator only) -----------------
@@ -314,8 +318,8 @@ class FeedOrder(Command, tag="feed_order", frozen=True):
     order_id: Id
     user: Viewer
     product_id: Id
-    quantity: Annotated[int, Meta(ge=1, le=10**6)] = 1
-    amount_cents: Annotated[int, Meta(ge=0, le=10**12)] = 0
+    quantity: Quantity = 1
+    amount_cents: Cents = 0
     sale_id: Id | None = None
 
 

@@ -65,6 +65,7 @@ class Code(IntEnum):
     UNKNOWN_REQUEST = 215
     ALREADY_GRANTED = 216
     FEED_CREATOR_ONLY = 217
+    TOO_MANY_PENDING = 218
 
     # 300-399 room state
     NOT_LIVE = 300
@@ -85,6 +86,7 @@ class Code(IntEnum):
     INTERNAL = 502
     TOKEN_EXPIRED = 503
     UNAVAILABLE = 504
+    ROOM_UNAVAILABLE = 505
 
 
 class CloseCode(IntEnum):
@@ -143,6 +145,9 @@ _MESSAGES: dict[int, str] = {
     Code.UNKNOWN_REQUEST: "no such request",
     Code.ALREADY_GRANTED: "access is already granted",
     Code.FEED_CREATOR_ONLY: "only the creator client feeds platform activity",
+    Code.TOO_MANY_PENDING: (
+        "the agency has too many requests pending; wait for answers (the cap is documented)"
+    ),
     Code.NOT_LIVE: "the room is not live",
     Code.ALREADY_LIVE: "the room is already live",
     Code.NOT_FOUND: "no such item",
@@ -151,7 +156,7 @@ _MESSAGES: dict[int, str] = {
     Code.SOLD_OUT: "the flash sale has not enough stock left",
     Code.SALE_NOT_ACTIVE: "the flash sale is not running",
     Code.POSITION_OUT_OF_RANGE: "the position is outside the bag",
-    Code.LIMIT_REACHED: "a room limit is reached",
+    Code.LIMIT_REACHED: "a room limit is reached (the caps are documented)",
     Code.HISTORY_TRUNCATED: "history no longer covers that seq; reload the snapshot",
     Code.ALREADY_ACTIVE: "already active",
     Code.RATE_LIMITED: "too many messages; slow down and retry",
@@ -159,6 +164,7 @@ _MESSAGES: dict[int, str] = {
     Code.INTERNAL: "internal error; retry later",
     Code.TOKEN_EXPIRED: "the token expired; refresh it",
     Code.UNAVAILABLE: "the service is unavailable; retry later",
+    Code.ROOM_UNAVAILABLE: "this room cannot be read right now; retry later",
     CloseCode.GOING_AWAY: "the server is going away; reconnect and resume",
     CloseCode.SLOW_CONSUMER: "the client did not read fast enough; reconnect and resume",
     CloseCode.RATE_LIMITED: "too many messages; reconnect later",

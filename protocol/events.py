@@ -15,6 +15,7 @@ from protocol.model import (
     BagItem,
     Billboard,
     Campaign,
+    Cents,
     CommentSettings,
     Count,
     FlashSale,
@@ -23,7 +24,9 @@ from protocol.model import (
     LiveEvent,
     LiveSummary,
     Millis,
+    ProductIds,
     ProductSet,
+    Quantity,
     Text,
     Title,
     Viewer,
@@ -161,7 +164,7 @@ class CampaignSaved(EventBase, tag="campaign_saved", frozen=True):
 
 
 class ShowcaseUpdated(EventBase, tag="showcase_updated", frozen=True):
-    product_ids: list[Id]
+    product_ids: ProductIds
 
 
 HiddenReason = Literal["muted", "blocked", "spam", "comments_off"]
@@ -189,8 +192,8 @@ class OrderPlaced(EventBase, tag="order_placed", frozen=True):
     order_id: Id
     user: Viewer
     product_id: Id
-    quantity: Count
-    amount_cents: Count
+    quantity: Quantity
+    amount_cents: Cents
     sale_id: Id | None = None
 
 

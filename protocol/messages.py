@@ -127,6 +127,7 @@ from protocol.model import (
     Role,
     RoomState,
     Seconds,
+    Seq,
     Text,
     Title,
     Viewer,
@@ -163,7 +164,7 @@ class Snapshot(Message, tag="snapshot", frozen=True):
     """The room as of ``seq``: answer to join, or to a resume history cannot serve."""
 
     room: Id
-    seq: Count
+    seq: Seq
     state: RoomState
     reason: SnapshotReason = "join"
 
@@ -173,7 +174,7 @@ class Event(Message, tag="event", frozen=True):
     ``by`` is who really acted."""
 
     room: Id
-    seq: Count
+    seq: Seq
     at: Millis
     actor: Id
     by: Actor
@@ -185,14 +186,14 @@ class Resumed(Message, tag="resumed", frozen=True):
     """Every missed event up to ``seq`` was sent; live events follow."""
 
     room: Id
-    seq: Count
+    seq: Seq
 
 
 class Ack(Message, tag="ack", frozen=True):
     """The command was applied (durably, H4); ``seq`` is its last event's seq."""
 
     command_id: Id
-    seq: Count
+    seq: Seq
 
 
 class Refused(Message, tag="refused", frozen=True):

@@ -9,18 +9,22 @@ milliseconds since the Unix epoch.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from msgspec import Meta, Struct
 
 __all__ = [
     "FAMILIES",
     "GRANTABLE",
+    "TOTAL_MAX",
     "Actor",
     "BagItem",
     "Billboard",
     "Campaign",
+    "Cents",
+    "CentsTotal",
     "CommentSettings",
+    "Count",
     "Family",
     "FlashSale",
     "Giveaway",
@@ -30,9 +34,14 @@ __all__ = [
     "LiveSummary",
     "Millis",
     "MinuteBucket",
+    "ProductIds",
     "ProductSet",
+    "Quantity",
     "Role",
     "RoomState",
+    "Seconds",
+    "Seq",
+    "Total",
     "Viewer",
     "Violation",
 ]
@@ -41,11 +50,32 @@ Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@
 """An identifier: 1-128 characters of ``[A-Za-z0-9_.:@-]``."""
 Text = Annotated[str, Meta(max_length=2000)]
 Title = Annotated[str, Meta(max_length=200)]
+
+# One bound per quantity (decision 0017): commands, events, the room state and its
+# snapshots all use these aliases, so a value a command may carry is a value every
+# decoder of an event or a snapshot accepts. A stored type's bound may be widened,
+# never narrowed: what is in the log must stay readable.
 Millis = Annotated[int, Meta(ge=0, le=2**53)]
 """Milliseconds since the Unix epoch (or a duration in milliseconds)."""
-Cents = Annotated[int, Meta(ge=0, le=10**12)]
-Count = Annotated[int, Meta(ge=0, le=10**9)]
 Seconds = Annotated[int, Meta(ge=1, le=366 * 24 * 3600)]
+"""A duration in seconds: at most a year."""
+Cents = Annotated[int, Meta(ge=0, le=10**12)]
+"""One amount of money in cents (a price, an order's amount): at most 10^12."""
+Count = Annotated[int, Meta(ge=0, le=10**9)]
+"""One count of something (a stock, a viewer count, a gift streak): at most 10^9."""
+Quantity = Annotated[int, Meta(ge=1, le=10**6)]
+"""Units in one order: 1 to 10^6."""
+TOTAL_MAX: Final = 2**53 - 1
+"""The bound of every running sum, and of seqs: the largest integer a JSON number
+carries exactly in every client (JavaScript's ``Number.MAX_SAFE_INTEGER``)."""
+Total = Annotated[int, Meta(ge=0, le=TOTAL_MAX)]
+"""A running sum of counts (a LIVE's orders, units, gifts...): saturates at TOTAL_MAX."""
+CentsTotal = Annotated[int, Meta(ge=0, le=TOTAL_MAX)]
+"""A running sum of money in cents (a LIVE's GMV): saturates at TOTAL_MAX."""
+Seq = Annotated[int, Meta(ge=0, le=TOTAL_MAX)]
+"""A room's event sequence number (and a family's version): 2^53 events is never reached."""
+ProductIds = Annotated[list[Id], Meta(max_length=500)]
+"""The product ids of a set, a campaign or the showcase."""
 
 Role = Literal["creator", "staff"]
 
@@ -147,7 +177,7 @@ class ProductSet(Struct, frozen=True, kw_only=True):
 
     set_id: Id
     name: Title
-    product_ids: Annotated[list[Id], Meta(max_length=500)] = []
+    product_ids: ProductIds = []
 
 
 class Campaign(Struct, frozen=True, kw_only=True):
@@ -155,7 +185,7 @@ class Campaign(Struct, frozen=True, kw_only=True):
 
     campaign_id: Id
     name: Title
-    product_ids: Annotated[list[Id], Meta(max_length=500)] = []
+    product_ids: ProductIds = []
     discount_pct: Annotated[int, Meta(ge=0, le=100)] = 0
 
 
@@ -172,11 +202,11 @@ class Violation(Struct, frozen=True, kw_only=True):
 class MinuteBucket(Struct, frozen=True, kw_only=True):
     """Per-minute figures of one LIVE, minute 0 being the start."""
 
-    minute: Count
+    minute: Total
     viewers: Count = 0
-    orders: Count = 0
-    gmv_cents: Cents = 0
-    comments: Count = 0
+    orders: Total = 0
+    gmv_cents: CentsTotal = 0
+    comments: Total = 0
 
 
 class LiveSummary(Struct, frozen=True, kw_only=True):
@@ -188,17 +218,17 @@ class LiveSummary(Struct, frozen=True, kw_only=True):
     duration_ms: Millis = 0
     viewers: Count = 0
     peak_viewers: Count = 0
-    orders: Count = 0
-    units: Count = 0
-    oversold: Count = 0
+    orders: Total = 0
+    units: Total = 0
+    oversold: Total = 0
     """Units ordered beyond the bag item's stock (which stays at 0): the platform took
     the orders, the hub cannot refuse them, so they are counted here."""
-    gmv_cents: Cents = 0
-    comments: Count = 0
-    gifts: Count = 0
-    follows: Count = 0
-    subscriptions: Count = 0
-    violations: Count = 0
+    gmv_cents: CentsTotal = 0
+    comments: Total = 0
+    gifts: Total = 0
+    follows: Total = 0
+    subscriptions: Total = 0
+    violations: Total = 0
     per_minute: list[MinuteBucket] = []
 
     @property
@@ -219,7 +249,7 @@ class RoomState(Struct, frozen=True, kw_only=True):
 
     room: Id
     creator: Id
-    seq: Count = 0
+    seq: Seq = 0
     status: LiveStatus = "offline"
     live_id: Id | None = None
     title: Title = ""
@@ -229,13 +259,15 @@ class RoomState(Struct, frozen=True, kw_only=True):
     flash_sales: dict[str, FlashSale] = {}
     billboard: Billboard | None = None
     comment_settings: CommentSettings = CommentSettings()
-    muted: dict[str, int] = {}
-    blocked: dict[str, int] = {}
+    muted: dict[str, Millis] = {}
+    """Account -> end of its mute, earliest first; an entry leaves at its end (evolve)."""
+    blocked: dict[str, Millis] = {}
+    """Account -> end of its block, earliest first; an entry leaves at its end (evolve)."""
     live_events: dict[str, LiveEvent] = {}
     product_sets: dict[str, ProductSet] = {}
     campaigns: dict[str, Campaign] = {}
-    showcase: list[str] = []
-    versions: dict[str, int] = {}
+    showcase: ProductIds = []
+    versions: dict[str, Seq] = {}
     """``seq`` of the last change per command family (H5 ``expected_version``)."""
     current: LiveSummary | None = None
     """Running figures of the LIVE in progress (the LIVE dashboard)."""

@@ -27,7 +27,7 @@ from protocol.errors import Code, describe, is_retryable
 from protocol.model import Actor
 from server.auth import AuthError, verify
 from server.domain.refusal import Refusal
-from server.log.base import LogError
+from server.log.base import CorruptRecordError, LogError
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -136,6 +136,8 @@ def endpoint(handler: Handler) -> Handler:
             return _error_response(error)
         except ClientDisconnect:  # nobody is left to read an answer
             return Response(status_code=400)
+        except CorruptRecordError:  # the hub counted and logged it, once per room
+            return _error_response(ApiError(Code.ROOM_UNAVAILABLE))
         except LogError:
             log.exception("storage failure on %s %s", request.method, request.url.path)
             return _error_response(ApiError(Code.UNAVAILABLE, "storage unavailable"))

@@ -57,10 +57,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: the runtime (storage, access) is open."""
+    """Readiness: the runtime (storage, access) is open, and every room it loaded
+    could be read (a stored record that does not decode answers 503 until it does)."""
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is None:
         return JSONResponse({"status": "starting"}, status_code=503)
+    unreadable = runtime.hub.unreadable
+    if unreadable:
+        return JSONResponse({"status": "degraded", "unreadable_rooms": sorted(unreadable)[:100]},
+                            status_code=503)
     return JSONResponse({"status": "ready", "rooms": len(runtime.hub.rooms),
                          "connections": len(runtime.hub.sessions)})
 

@@ -40,6 +40,16 @@ class Metrics:
             "logged and counted here, not written to that creator's audit trail.",
             ["source", "code"], registry=r,
         )
+        self.unreadable_records = Counter(
+            "livepilot_unreadable_records",
+            "Stored events or snapshots that did not decode on load, by kind.", ["kind"],
+            registry=r,
+        )
+        self.unreadable_rooms = Gauge(
+            "livepilot_unreadable_rooms",
+            "Rooms whose stored log does not decode (/readyz answers 503 while any).",
+            registry=r,
+        )
         self._command_counters: dict[tuple[str, str], Counter] = {}
         self.decode_errors = Counter(
             "livepilot_decode_errors", "Frames refused by the decoder, by code.", ["code"],

@@ -33,6 +33,7 @@ from server.domain.access_book import (
     request_status,
 )
 from server.domain.access_views import creators_of, pending_requests, request_view
+from server.domain.caps import MAX_PENDING_REQUESTS
 from server.domain.grants import Grant
 from server.domain.refusal import Refusal
 
@@ -137,13 +138,22 @@ def decide_platform(
             assert_never(unreachable)
 
 
-def _sender(book: AccessBook, who: Actor, request_id: str) -> str | Refusal:
+def _sender(book: AccessBook, who: Actor, request_id: str, now: int) -> str | Refusal:
     """The agency sending a new request, or why it may not."""
     if who.role != "staff" or who.agency is None:
         return Refusal(Code.FORBIDDEN, "only agency staff send requests")
     if request_id in book.requests:
         return Refusal(Code.ALREADY_EXISTS, f"request {request_id} already exists")
-    return who.agency
+    agency = who.agency
+    # Every request lands in a creator's inbox: one agency may not flood them (cap,
+    # decision 0018). Expired and answered requests do not count.
+    pending = sum(1 for r in book.requests.values()
+                  if r.agency == agency and request_status(book, r, now) == "pending")
+    if pending >= MAX_PENDING_REQUESTS:
+        return Refusal(Code.TOO_MANY_PENDING,
+                       f"at most {MAX_PENDING_REQUESTS:,} requests pending per agency"
+                       " (a documented cap)")
+    return agency
 
 
 def _linked(book: AccessBook, agency: str, creator: str, now: int) -> Link | Refusal:
@@ -167,7 +177,7 @@ def _sent(
 
 
 def _request_link(book: AccessBook, who: Actor, cmd: a.RequestLink, now: int) -> Decision:
-    agency = _sender(book, who, cmd.request_id)
+    agency = _sender(book, who, cmd.request_id, now)
     if isinstance(agency, Refusal):
         return agency
     if cmd.ends_at is not None and cmd.ends_at <= now:
@@ -185,7 +195,7 @@ def _request_link(book: AccessBook, who: Actor, cmd: a.RequestLink, now: int) ->
 
 
 def _request_access(book: AccessBook, who: Actor, cmd: a.RequestAccess, now: int) -> Decision:
-    agency = _sender(book, who, cmd.request_id)
+    agency = _sender(book, who, cmd.request_id, now)
     if isinstance(agency, Refusal):
         return agency
     link = _linked(book, agency, cmd.creator, now)
@@ -208,7 +218,7 @@ def _request_access(book: AccessBook, who: Actor, cmd: a.RequestAccess, now: int
 def _request_extension(
     book: AccessBook, who: Actor, cmd: a.RequestExtension, now: int
 ) -> Decision:
-    agency = _sender(book, who, cmd.request_id)
+    agency = _sender(book, who, cmd.request_id, now)
     if isinstance(agency, Refusal):
         return agency
     link = _linked(book, agency, cmd.creator, now)

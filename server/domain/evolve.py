@@ -8,6 +8,8 @@ touches are copied; everything else is shared with the previous state.
 
 from __future__ import annotations
 
+from typing import cast
+
 from msgspec.structs import replace
 
 from protocol.events import (
@@ -49,9 +51,9 @@ from protocol.events import (
     ViolationReported,
 )
 from protocol.messages import Event
-from protocol.model import Family, LiveSummary, MinuteBucket, RoomState
+from protocol.model import TOTAL_MAX, Family, LiveSummary, MinuteBucket, RoomState
 
-__all__ = ["evolve", "family_of", "new_room"]
+__all__ = ["evolve", "expire", "family_of", "new_room", "plus"]
 
 _FAMILY: dict[type[EventBody], Family] = {
     LiveStarted: "live", LiveEnded: "live",
@@ -93,11 +95,12 @@ def evolve(state: RoomState, event: Event) -> RoomState:
     family = _FAMILY.get(type(body))
     if family is not None:
         changes["versions"] = {**state.versions, family: event.seq}
-    if isinstance(body, LiveEnded):
-        # Ending the LIVE also clears the pin, the billboard and running giveaways:
-        # those families moved on, so edits decided before it are stale (H5).
+    if isinstance(body, LiveEnded | LiveStarted):
+        # Ending the LIVE also clears the pin, the billboard and running giveaways;
+        # starting one drops the promotions of the last: those families moved on, so
+        # edits decided before it are stale (H5).
         moved = [fam for fam, field in (("bag", "pinned"), ("billboard", "billboard"),
-                                        ("promotion", "giveaways"))
+                                        ("promotion", "giveaways"), ("promotion", "flash_sales"))
                  if changes.get(field, getattr(state, field)) != getattr(state, field)]
         changes["versions"] = {**state.versions, "live": event.seq,
                                **dict.fromkeys(moved, event.seq)}
@@ -105,7 +108,50 @@ def evolve(state: RoomState, event: Event) -> RoomState:
         current = _measure(state.current, body, event.at)
         if current is not state.current:
             changes["current"] = current
+    if state.muted or state.blocked:
+        _expire_into(changes, state, event.at)
     return replace(state, seq=event.seq, **changes)
+
+
+def plus(total: int, n: int) -> int:
+    """``total + n``, saturated at :data:`~protocol.model.TOTAL_MAX` (decision 0017):
+    a running sum stays within what its type holds, however large the values fed."""
+    return total + n if total + n <= TOTAL_MAX else TOTAL_MAX
+
+
+def expire(entries: dict[str, int], at: int) -> dict[str, int]:
+    """Mutes or blocks without those ended by ``at``: the same dict if none has.
+
+    Entries are kept earliest end first (:func:`_put`), so when the first has not
+    ended, none has: the check every event makes is O(1).
+    """
+    if not entries or next(iter(entries.values())) > at:
+        return entries
+    return {uid: until for uid, until in entries.items() if until > at}
+
+
+def _expire_into(changes: dict[str, object], state: RoomState, at: int) -> None:
+    """An ended mute or block leaves the state with the first event folded at or
+    after its end (``at`` is in the event, so a replay prunes the same entries).
+
+    Not a change of the moderation family (no version bump, H5): the decider
+    already treats an ended entry as absent."""
+    for field, current in (("muted", state.muted), ("blocked", state.blocked)):
+        entries = cast("dict[str, int]", changes.get(field, current))
+        kept = expire(entries, at)
+        if kept is not entries:
+            changes[field] = kept
+
+
+def _put(entries: dict[str, int], uid: str, until: int) -> dict[str, int]:
+    """``entries`` with ``uid`` ending at ``until``, still ordered earliest end first."""
+    rest = {k: v for k, v in entries.items() if k != uid}
+    if rest and until < next(reversed(rest.values())):
+        # Shorter than the last one's: rare (durations mostly repeat), and a sort of
+        # an already ordered list plus one is linear.
+        return dict(sorted([*rest.items(), (uid, until)], key=lambda entry: entry[1]))
+    rest[uid] = until
+    return rest
 
 
 def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
@@ -117,16 +163,17 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
         case OrderPlaced():
             return _order(state, body, at)
         case UserMuted(user_id=uid, until=until):
-            return {"muted": {**state.muted, uid: until}}
+            return {"muted": _put(state.muted, uid, until)}
         case UserUnmuted(user_id=uid):
             return {"muted": {k: v for k, v in state.muted.items() if k != uid}}
         case UserBlocked(user_id=uid, until=until):
-            return {"blocked": {**state.blocked, uid: until}}
+            return {"blocked": _put(state.blocked, uid, until)}
         case UserUnblocked(user_id=uid):
             return {"blocked": {k: v for k, v in state.blocked.items() if k != uid}}
         case LiveStarted(live_id=live_id, title=title):
             summary = LiveSummary(live_id=live_id, started_at=at)
-            return {"status": "live", "live_id": live_id, "title": title, "current": summary}
+            return {"status": "live", "live_id": live_id, "title": title, "current": summary,
+                    **_unspent(state)}
         case LiveEnded(summary=summary):
             # A giveaway deployed during the LIVE ends with it, by a giveaway_ended
             # event decided just before this one. Logs written before that event
@@ -195,6 +242,21 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
     raise AssertionError(f"unhandled event {body!r}")  # pragma: no cover - the union is closed
 
 
+def _unspent(state: RoomState) -> dict[str, object]:
+    """The giveaways and flash sales a new LIVE keeps: those never deployed.
+
+    Those deployed in an earlier LIVE ended with it; they leave the state here, so
+    a room holds one LIVE's promotions (capped, decision 0018), not every LIVE's."""
+    changes: dict[str, object] = {}
+    giveaways = {gid: g for gid, g in state.giveaways.items() if g.deployed_at is None}
+    if len(giveaways) != len(state.giveaways):
+        changes["giveaways"] = giveaways
+    sales = {sid: sale for sid, sale in state.flash_sales.items() if sale.starts_at is None}
+    if len(sales) != len(state.flash_sales):
+        changes["flash_sales"] = sales
+    return changes
+
+
 def _order(state: RoomState, order: OrderPlaced, at: int) -> dict[str, object]:
     """An order draws down the bag item's stock and, with a sale id, the sale's.
 
@@ -211,7 +273,7 @@ def _order(state: RoomState, order: OrderPlaced, at: int) -> dict[str, object]:
     changes: dict[str, object] = {"bag": bag}
     if excess and state.current is not None:
         current = _measure(state.current, order, at)
-        changes["current"] = replace(current, oversold=current.oversold + excess)
+        changes["current"] = replace(current, oversold=plus(current.oversold, excess))
     if order.sale_id is not None:
         sale = state.flash_sales[order.sale_id]
         sale = replace(sale, sold=sale.sold + order.quantity)
@@ -226,18 +288,19 @@ def _measure(s: LiveSummary, body: EventBody, at: int) -> LiveSummary:
             s = replace(s, viewers=total, peak_viewers=max(s.peak_viewers, total))
             return _bucket(s, at, viewers=total)
         case OrderPlaced(quantity=q, amount_cents=amount):
-            s = replace(s, orders=s.orders + 1, units=s.units + q, gmv_cents=s.gmv_cents + amount)
+            s = replace(s, orders=plus(s.orders, 1), units=plus(s.units, q),
+                        gmv_cents=plus(s.gmv_cents, amount))
             return _bucket(s, at, orders=1, gmv_cents=amount)
         case CommentPosted():
-            return _bucket(replace(s, comments=s.comments + 1), at, comments=1)
+            return _bucket(replace(s, comments=plus(s.comments, 1)), at, comments=1)
         case GiftSent(repeat_count=n, repeat_end=True):
-            return replace(s, gifts=s.gifts + n)
+            return replace(s, gifts=plus(s.gifts, n))
         case Followed():
-            return replace(s, follows=s.follows + 1)
+            return replace(s, follows=plus(s.follows, 1))
         case Subscribed():
-            return replace(s, subscriptions=s.subscriptions + 1)
+            return replace(s, subscriptions=plus(s.subscriptions, 1))
         case ViolationReported():
-            return replace(s, violations=s.violations + 1)
+            return replace(s, violations=plus(s.violations, 1))
     return s
 
 
@@ -253,9 +316,9 @@ def _bucket(
         bucket = replace(
             last,
             viewers=last.viewers if viewers is None else viewers,
-            orders=last.orders + orders,
-            gmv_cents=last.gmv_cents + gmv_cents,
-            comments=last.comments + comments,
+            orders=plus(last.orders, orders),
+            gmv_cents=plus(last.gmv_cents, gmv_cents),
+            comments=plus(last.comments, comments),
         )
         return replace(s, per_minute=[*series[:-1], bucket])
     bucket = MinuteBucket(

@@ -24,12 +24,11 @@ from protocol.events import (
 )
 from protocol.messages import RoomCommand
 from protocol.model import Family, RoomState
+from server.domain.caps import MAX_PLANNED, MAX_SET_PRODUCTS, cap_reached
 from server.domain.refusal import NOT_FOUND, Refusal
 
 __all__ = ["MAX_PLANNED", "PLAN_FAMILIES", "decide_planning", "plan_of"]
 
-MAX_PLANNED = 200
-"""Per-room cap on LIVE events, product sets and campaigns."""
 PLAN_FAMILIES: frozenset[Family] = frozenset({"planning", "promotion"})
 """The families whose set-ups make the pre-LIVE plan: a reader needs one of them."""
 
@@ -58,7 +57,7 @@ def decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> list[EventBody]
             if ev.event_id in s.live_events:
                 return Refusal(Code.ALREADY_EXISTS, "a LIVE event with this id exists")
             if len(s.live_events) >= MAX_PLANNED:
-                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} LIVE events")
+                return cap_reached("LIVE events", MAX_PLANNED)
             if ev.starts_at < now:
                 return Refusal(Code.INVALID_ARGUMENT, "a LIVE event cannot start in the past")
             return [LiveEventScheduled(event=replace(ev, cancelled=False))]
@@ -82,7 +81,11 @@ def decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> list[EventBody]
             return [LiveEventCancelled(event_id=eid)]
         case c.ProductSetSave(product_set=ps):
             if ps.set_id not in s.product_sets and len(s.product_sets) >= MAX_PLANNED:
-                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} product sets")
+                return cap_reached("product sets", MAX_PLANNED)
+            # The list's type has the same bound: this is for commands made in-process,
+            # which msgspec does not validate (the edge refuses a longer list itself).
+            if len(ps.product_ids) > MAX_SET_PRODUCTS:
+                return cap_reached("products in a product set", MAX_SET_PRODUCTS)
             return [ProductSetSaved(product_set=ps)]
         case c.ProductSetDelete(set_id=sid):
             if sid not in s.product_sets:
@@ -90,7 +93,7 @@ def decide_planning(s: RoomState, cmd: RoomCommand, now: int) -> list[EventBody]
             return [ProductSetDeleted(set_id=sid)]
         case c.CampaignSave(campaign=camp):
             if camp.campaign_id not in s.campaigns and len(s.campaigns) >= MAX_PLANNED:
-                return Refusal(Code.LIMIT_REACHED, f"at most {MAX_PLANNED} campaigns")
+                return cap_reached("campaigns", MAX_PLANNED)
             return [CampaignSaved(campaign=camp)]
         case c.ShowcaseUpdate(product_ids=ids):
             return [ShowcaseUpdated(product_ids=list(dict.fromkeys(ids)))]

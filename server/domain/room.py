@@ -41,6 +41,15 @@ from protocol.events import (
 )  # fmt: skip
 from protocol.messages import RoomCommand
 from protocol.model import BagItem, Family, Giveaway, RoomState
+from server.domain.caps import (
+    MAX_BAG_ITEMS,
+    MAX_BLOCKED,
+    MAX_FLASH_SALES,
+    MAX_GIVEAWAYS,
+    MAX_MUTED,
+    cap_reached,
+    in_force,
+)
 from server.domain.evolve import evolve, new_room
 from server.domain.feed import decide_feed, is_spam, running
 from server.domain.grants import Caller
@@ -54,7 +63,6 @@ __all__ = [
 ]  # fmt: skip
 
 Decision = list[EventBody] | Refusal
-MAX_BAG_ITEMS = 500
 
 _PRE_LIVE: frozenset[type[RoomCommand]] = frozenset({
     c.GiveawaySetUp, c.FlashSaleSetUp, c.LiveEventSchedule, c.LiveEventEdit,
@@ -166,6 +174,13 @@ def _notify_creator(
     return [*events, CreatorNotified(notification_id=nid, kind=kind, text=f"Your agency {what}")]
 
 
+def _full(entries: dict[str, int], uid: str, cap: int, now: int) -> bool:
+    """Whether muting (or blocking) ``uid`` would pass ``cap`` mutes in force at once.
+
+    Counting what is in force scans the entries, so only once they reach the cap."""
+    return uid not in entries and len(entries) >= cap and in_force(entries, now) >= cap
+
+
 def _find(bag: list[BagItem], product_id: str) -> int | None:
     for index, item in enumerate(bag):
         if item.product_id == product_id:
@@ -180,17 +195,24 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
         return decide_feed(s, cmd, now)
     match cmd:
         case c.Mute(user_id=uid, duration_s=d):
+            if _full(s.muted, uid, MAX_MUTED, now):
+                return cap_reached("accounts muted at once", MAX_MUTED)
             seconds = s.comment_settings.default_mute_s if d is None else d
             return [UserMuted(user_id=uid, until=now + seconds * 1000)]
         case c.Unmute(user_id=uid):
-            if s.muted.get(uid, 0) <= now:
+            # Answered by what the room lists: a mute that ended but is still listed
+            # (no event since) is lifted like any other, so the state a console shows
+            # and the answer agree; once it has left the state, there is nothing to lift.
+            if uid not in s.muted:
                 return Refusal(Code.NOT_FOUND, "the account is not muted")
             return [UserUnmuted(user_id=uid)]
         case c.Block(user_id=uid, duration_s=d):
+            if _full(s.blocked, uid, MAX_BLOCKED, now):
+                return cap_reached("accounts blocked at once", MAX_BLOCKED)
             seconds = s.comment_settings.default_block_s if d is None else d
             return [UserBlocked(user_id=uid, until=now + seconds * 1000)]
         case c.Unblock(user_id=uid):
-            if s.blocked.get(uid, 0) <= now:
+            if uid not in s.blocked:  # as for Unmute
                 return Refusal(Code.NOT_FOUND, "the account is not blocked")
             return [UserUnblocked(user_id=uid)]
         case c.StartLive(title=title):
@@ -203,7 +225,7 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
             if _find(s.bag, item.product_id) is not None:
                 return Refusal(Code.ALREADY_EXISTS, "the product is already in the bag")
             if len(s.bag) >= MAX_BAG_ITEMS:
-                return Refusal(Code.LIMIT_REACHED, f"the bag holds {MAX_BAG_ITEMS} items")
+                return cap_reached("products in the bag", MAX_BAG_ITEMS)
             at = len(s.bag) if position is None else position
             if at > len(s.bag):
                 return Refusal(Code.POSITION_OUT_OF_RANGE, f"position {at} > {len(s.bag)}")
@@ -237,6 +259,8 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
             return []  # a query: the hub answers it with list_bag()
         case c.GiveawaySetUp(giveaway=g):
             current = s.giveaways.get(g.giveaway_id)
+            if current is None and len(s.giveaways) >= MAX_GIVEAWAYS:
+                return cap_reached("giveaways per LIVE", MAX_GIVEAWAYS)
             if current is not None and current.ends_at is not None and now < current.ends_at:
                 return Refusal(Code.ALREADY_ACTIVE, "the giveaway is running")
             reset = replace(g, deployed_at=None, ends_at=None, ended=False)
@@ -251,6 +275,8 @@ def _decide(s: RoomState, cmd: RoomCommand, now: int) -> Decision:
             return [*_expired(ready), deployed]
         case c.FlashSaleSetUp(sale=sale):
             current_sale = s.flash_sales.get(sale.sale_id)
+            if current_sale is None and len(s.flash_sales) >= MAX_FLASH_SALES:
+                return cap_reached("flash sales per LIVE", MAX_FLASH_SALES)
             if current_sale is not None and running(current_sale, now):
                 return Refusal(Code.ALREADY_ACTIVE, "the flash sale is running")
             fresh = replace(sale, sold=0, starts_at=None, ends_at=None, ended=False)

@@ -44,7 +44,7 @@ from server.hub.liveroom import LiveRoom
 from server.hub.pipeline import CommandPipeline
 from server.hub.session import Frame, Session
 from server.journal import Journal
-from server.log.base import PendingEvent, RoomLog
+from server.log.base import CorruptRecordError, PendingEvent, RoomLog
 from server.metrics import Metrics
 
 __all__ = ["GrantLookup", "Hub", "LiveRoom", "Relation"]
@@ -110,6 +110,9 @@ class Hub(CommandPipeline):
         """Notifications published but not yet stored in the inbox."""
         self._json = msgspec.json.Encoder()
         self._msgpack = msgspec.msgpack.Encoder()
+        self.unreadable: dict[str, CorruptRecordError] = {}
+        """Rooms whose stored log did not decode when last read, and what did not:
+        while any is, ``/readyz`` answers 503 (see :meth:`_cannot_read`)."""
 
     # --- sessions -------------------------------------------------------------
 
@@ -240,15 +243,45 @@ class Hub(CommandPipeline):
         return (await self._load_counted(room_id))[0]
 
     async def _load_counted(self, room_id: str) -> tuple[RoomState, int]:
-        """The room from its latest snapshot and the events after it; how many those were."""
-        state = await self.log.load_snapshot(room_id) or new_room(room_id, room_id)
-        since = state.seq
-        while True:
-            events = await self.log.read_since(room_id, state.seq, MAX_RESUME_EVENTS)
-            if not events:
-                return state, state.seq - since
-            for event in events:
-                state = evolve(state, event)
+        """The room from its latest snapshot and the events after it; how many those were.
+
+        :class:`CorruptRecordError` when a stored record does not decode."""
+        try:
+            state = await self.log.load_snapshot(room_id) or new_room(room_id, room_id)
+            since = state.seq
+            while True:
+                events = await self.log.read_since(room_id, state.seq, MAX_RESUME_EVENTS)
+                if not events:
+                    break
+                for event in events:
+                    state = evolve(state, event)
+        except CorruptRecordError as error:
+            self._cannot_read(error)
+            raise
+        self._can_read(room_id)
+        return state, state.seq - since
+
+    def _can_read(self, room_id: str, seqs: range | None = None) -> None:
+        """The room loaded (or, with ``seqs``, those events read): if what did not
+        decode has been read since, it was repaired and the room is readable again."""
+        mark = self.unreadable.get(room_id)
+        if mark is None or (seqs is not None and mark.seq not in seqs):
+            return
+        del self.unreadable[room_id]
+        logger.warning("room readable again", extra={"room": room_id})
+        self.metrics.unreadable_rooms.set(len(self.unreadable))
+
+    def _cannot_read(self, error: CorruptRecordError) -> None:
+        """Count a record that did not decode; log it once per room, not per join
+        (clients retry: every retry would add a traceback). The room's callers are
+        answered ``ROOM_UNAVAILABLE`` meanwhile."""
+        self.metrics.unreadable_records.labels(error.kind).inc()
+        if error.room in self.unreadable:
+            return
+        self.unreadable[error.room] = error
+        self.metrics.unreadable_rooms.set(len(self.unreadable))
+        logger.error("room cannot be read: %s", error,
+                     extra={"room": error.room, "kind": error.kind, "seq": error.seq})
 
     def _precheck(self, caller: Caller, creator: str) -> Refusal | None:
         """Refuse callers with no business in a room before loading it."""
@@ -260,7 +293,14 @@ class Hub(CommandPipeline):
         return None
 
     async def join(self, session: Session, room_id: str, last_seq: int | None = None) -> None:
-        """Join (snapshot) or resume (missed events) a room; refusals answer with Error."""
+        """Join (snapshot) or resume (missed events) a room; refusals answer with Error,
+        and so does a room whose stored log does not decode (ROOM_UNAVAILABLE)."""
+        try:
+            await self._join(session, room_id, last_seq)
+        except CorruptRecordError:  # counted and logged where it was read
+            session.send(_error(Code.ROOM_UNAVAILABLE, "", room_id))
+
+    async def _join(self, session: Session, room_id: str, last_seq: int | None) -> None:
         caller = self.caller(session, room_id)
         refusal = self._precheck(caller, room_id)
         if refusal is not None:
@@ -313,10 +353,15 @@ class Hub(CommandPipeline):
             return False
         events: list[Event] = []
         while last_seq + len(events) < live.state.seq:
-            batch = await self.log.read_since(live.room, last_seq + len(events), 1000)
+            try:
+                batch = await self.log.read_since(live.room, last_seq + len(events), 1000)
+            except CorruptRecordError as error:
+                self._cannot_read(error)
+                raise
             if not batch or len(events) + len(batch) > MAX_RESUME_EVENTS:
                 return False
             events.extend(batch)
+        self._can_read(live.room, range(last_seq + 1, last_seq + len(events) + 1))
         for event in events:
             session.send(event)
         session.send(Resumed(room=live.room, seq=live.state.seq))

@@ -37,7 +37,14 @@ from server.hub.auditor import Auditor
 from server.hub.liveroom import RETRY, REUSED, LiveRoom, Outcome, Submitted
 from server.hub.session import Session
 from server.journal import AuditEntry, Journal
-from server.log.base import CommandRecord, Duplicate, PendingEvent, Reused, RoomLog
+from server.log.base import (
+    CommandRecord,
+    CorruptRecordError,
+    Duplicate,
+    PendingEvent,
+    Reused,
+    RoomLog,
+)
 from server.log.keys import command_digest
 from server.metrics import Metrics
 
@@ -53,6 +60,8 @@ _ACTIONS: Final[Mapping[type, str]] = MappingProxyType(
 Spawn = Callable[..., object]
 """A task group's ``start_soon``: ``spawn(async_fn, *args)``."""
 MAX_CONFLICT_RETRIES: Final = 3
+_UNREADABLE: Final = Refusal(Code.ROOM_UNAVAILABLE, "")
+"""A command to a room whose stored log does not decode: retry later."""
 
 
 class CommandPipeline(abc.ABC):
@@ -105,7 +114,11 @@ class CommandPipeline(abc.ABC):
             return None
         live = self.rooms.get(command.room)
         if live is None:
-            live = await self.room(command.room)
+            try:
+                live = await self.room(command.room)
+            except CorruptRecordError:  # counted and logged where it was read
+                await self._refuse(session, caller, command, _UNREADABLE)
+                return None
             caller = self.caller(session, command.room)  # access may have changed meanwhile (R6)
         live.touched = True  # in use: not evicted by the next sweep of idle rooms
         call = _Call(session, caller, command, live)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 import msgspec
 from msgspec import Struct
@@ -50,6 +50,7 @@ __all__ = [
     "AppliedQuery",
     "CommandRecord",
     "Conflict",
+    "CorruptRecordError",
     "Duplicate",
     "LogClosedError",
     "LogError",
@@ -172,6 +173,21 @@ class LogError(Exception):
     """Base of the log's own errors (I/O, lifecycle); never raised for a refusal."""
 
 
+class CorruptRecordError(LogError):
+    """A stored event or snapshot does not decode (the bytes, or a bound, broke):
+    the room cannot be read until it is repaired. Raised by reads, never retried
+    by the log; the hub answers the room's callers ``ROOM_UNAVAILABLE``."""
+
+    def __init__(self, room: str, kind: Literal["event", "snapshot"], seq: int | None,
+                 detail: str) -> None:
+        where = f"{kind} {seq}" if seq is not None else kind
+        super().__init__(f"room {room}: {where} does not decode: {detail}")
+        self.room = room
+        self.kind = kind
+        self.seq = seq
+        self.detail = detail
+
+
 class LogClosedError(LogError):
     """The log was used before it was started or after it was closed."""
 
@@ -284,13 +300,40 @@ class RoomLogCodec:
     and one decoder per type. An event is stored as the whole :class:`Event`
     message, so its bytes are exactly what a MessagePack client receives."""
 
-    __slots__ = ("decode_event", "decode_state", "encode")
+    __slots__ = ("_decode_state", "decode_event", "encode")
 
     def __init__(self) -> None:
         encoder = msgspec.msgpack.Encoder()
         self.encode = encoder.encode
         self.decode_event = msgspec.msgpack.Decoder(Event).decode
-        self.decode_state = msgspec.msgpack.Decoder(RoomState).decode
+        self._decode_state = msgspec.msgpack.Decoder(RoomState).decode
+
+    def decode_events(self, room: str, first_seq: int, stored: Sequence[bytes]) -> list[Event]:
+        """Decode a room's stored events, ``first_seq`` being the first one's seq;
+        :class:`CorruptRecordError` names the first that does not decode."""
+        decode = self.decode_event
+        try:
+            return [decode(data) for data in stored]
+        except _UNDECODABLE:
+            pass  # find which one, outside the fast path
+        for offset, data in enumerate(stored):
+            try:
+                decode(data)
+            except _UNDECODABLE as exc:
+                raise CorruptRecordError(room, "event", first_seq + offset, str(exc)) from None
+        raise AssertionError("unreachable: one of them failed")  # pragma: no cover
+
+    def decode_state(self, room: str, stored: bytes) -> RoomState:
+        """Decode a room's stored snapshot (:class:`CorruptRecordError` if it does not)."""
+        try:
+            return self._decode_state(stored)
+        except _UNDECODABLE as exc:
+            raise CorruptRecordError(room, "snapshot", None, str(exc)) from None
+
+
+_UNDECODABLE = (msgspec.DecodeError, TypeError, ValueError)
+"""What decoding a stored value raises when it is not what was stored: not MessagePack,
+out of a type's bounds (``ValidationError`` is a ``DecodeError``), or not bytes at all."""
 
 
 MAX_LIMIT: Final = 100_000

@@ -146,7 +146,7 @@ class MemoryRoomLog:
         if after_seq < r.trimmed_seq or after_seq > r.last_seq:
             return None  # H3
         start = after_seq - r.trimmed_seq
-        return [self._codec.decode_event(b) for b in r.events[start : start + limit]]
+        return self._codec.decode_events(room, after_seq + 1, r.events[start : start + limit])
 
     async def last_seq(self, room: str) -> int:
         """See :meth:`RoomLog.last_seq`."""
@@ -191,7 +191,7 @@ class MemoryRoomLog:
         r = self._room(room)
         if r is None or r.snapshot is None:
             return None
-        return self._codec.decode_state(r.snapshot[1])
+        return self._codec.decode_state(room, r.snapshot[1])
 
     async def trim(self, room: str, before_seq: int) -> int:
         """See :meth:`RoomLog.trim`."""

@@ -284,8 +284,7 @@ class SqliteRoomLog:
             if after_seq < trimmed or after_seq > last:
                 return None  # H3
             rows = conn.execute(_SELECT_EVENTS, (room, after_seq, limit)).fetchall()
-            decode = self._codec.decode_event
-            return [decode(row[0]) for row in rows]
+            return self._codec.decode_events(room, after_seq + 1, [row[0] for row in rows])
 
         return await self.store.read(op)
 
@@ -334,6 +333,6 @@ class SqliteRoomLog:
 
         def op(conn: sqlite3.Connection) -> RoomState | None:
             row = conn.execute("SELECT data FROM log_snapshots WHERE room = ?", (room,)).fetchone()
-            return None if row is None else self._codec.decode_state(row[0])
+            return None if row is None else self._codec.decode_state(room, row[0])
 
         return await self.store.read(op)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from protocol import commands as c
+from protocol.errors import Code
 from protocol.events import CreatorNotified, LiveEnded, ProductPinned, ViewersChanged
 from protocol.model import Violation
 from server.domain.evolve import evolve, family_of, new_room
-from tests.domain.builders import CREATOR, CREATOR_ID, ROOM, STAFF, VIEWER, Room
+from server.domain.refusal import Refusal
+from tests.domain.builders import CREATOR, CREATOR_ID, MODERATOR, ROOM, STAFF, VIEWER, Room
 
 
 def feed_a_live(room: Room) -> Room:
@@ -108,3 +110,42 @@ def test_an_order_beyond_the_bag_stock_is_counted_as_oversold() -> None:
     room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
     [summary] = room.state.lives
     assert (summary.orders, summary.units, summary.oversold) == (4, 30, 5)
+
+
+def test_ended_mutes_and_blocks_leave_the_state_with_the_next_event() -> None:
+    """A mute or block leaves the room state (and so every later snapshot) with the first
+    event folded at or after its end, whatever that event is; one in force stays."""
+    # R13 (mute / block for a duration)
+    room = Room().live()
+    room.ok(MODERATOR, c.Mute(command_id="m1", room=ROOM, user_id="short", duration_s=60))
+    room.ok(MODERATOR, c.Mute(command_id="m2", room=ROOM, user_id="long", duration_s=600))
+    room.ok(MODERATOR, c.Block(command_id="b1", room=ROOM, user_id="short", duration_s=60))
+    room.now += 60_000
+    room.ok(CREATOR, c.FeedViewers(command_id="v", room=ROOM, total=3))
+    assert room.state.muted == {"long": room.now + 540_000}
+    assert room.state.blocked == {}
+    # Nothing to lift any more: the answer agrees with what the state lists.
+    unmute = c.Unmute(command_id="u", room=ROOM, user_id="short")
+    refused = room.send(MODERATOR, unmute)
+    assert isinstance(refused, Refusal)
+    assert refused.code == Code.NOT_FOUND
+    # Replaying the log prunes the same entries at the same events.
+    replayed = new_room(ROOM, CREATOR_ID)
+    for event in room.log:
+        replayed = evolve(replayed, event)
+    assert replayed == room.state
+
+
+def test_mutes_stay_ordered_by_their_end_whatever_the_durations() -> None:
+    """Mutes are kept earliest end first (a shorter mute after a longer one, a renewal),
+    so the check each event makes looks at the first only."""
+    room = Room().live()
+    for uid, seconds in (("a", 600), ("b", 60), ("c", 300), ("a", 30)):
+        room.ok(MODERATOR, c.Mute(command_id=f"m-{uid}-{seconds}", room=ROOM, user_id=uid,
+                                  duration_s=seconds))
+    assert list(room.state.muted) == ["a", "b", "c"]
+    ends = list(room.state.muted.values())
+    assert ends == sorted(ends)
+    room.now += 61_000
+    room.ok(CREATOR, c.FeedFollow(command_id="f", room=ROOM, user=VIEWER))
+    assert list(room.state.muted) == ["c"]

@@ -26,6 +26,7 @@ from protocol.events import (
     EventBody,
     FlashSaleEnded,
     LiveEnded,
+    LiveStarted,
     NotificationKind,
     OrderPlaced,
 )
@@ -451,6 +452,13 @@ def check_state(run: Run) -> None:
     if s.status == "offline":  # no giveaway outlives its LIVE, and its end is an event
         for g in s.giveaways.values():
             assert g.ends_at is None or g.ended, g
+    # Ended mutes and blocks leave the state with the first event at or after their
+    # end; both are kept earliest end first (what makes that check O(1)).
+    at = run.log[-1].at if run.log else T0
+    for entries in (s.muted, s.blocked):
+        ends = list(entries.values())
+        assert ends == sorted(ends), entries
+        assert all(until > at for until in ends), (at, entries)
     # H2: gap-free seqs, one per event.
     assert s.seq == len(run.log)
     assert [e.seq for e in run.log[-3:]] == list(range(s.seq - len(run.log[-3:]) + 1, s.seq + 1))
@@ -477,20 +485,31 @@ def check_event_versions(before: RoomState, after: RoomState, event: Event) -> N
         if fam == family:
             assert after.versions[fam] == event.seq
             continue
-        # Ending a LIVE clears the pin, the billboard and running giveaways: it bumps
-        # exactly the families it changed.
-        if isinstance(event.body, LiveEnded) and fam in ("bag", "billboard", "promotion"):
+        # Ending a LIVE clears the pin, the billboard and running giveaways, starting
+        # one drops the last one's promotions: it bumps exactly the families it changed.
+        if ((isinstance(event.body, LiveEnded) and fam in ("bag", "billboard", "promotion"))
+                or (isinstance(event.body, LiveStarted) and fam == "promotion")):
             changed = project(before) != project(after)
             assert (after.versions.get(fam) == event.seq) == changed, fam
             continue
         assert after.versions.get(fam) == before.versions.get(fam)
         if project(before) == project(after):
             continue
+        # Mutes and blocks that ended leave with any event, without a bump: the decider
+        # already treated them as absent (decision 0018).
+        if fam == "moderation" and project(_in_force(before, event.at)) == project(after):
+            continue
         # Orders draw down stock (bag) and a sale's sold count (promotion) without
         # bumping those families, by design: the feed must not make staff edits stale.
         if isinstance(event.body, OrderPlaced) and fam in ("bag", "promotion"):
             continue
         raise AssertionError(f"{type(event.body).__name__} changed {fam} without a bump")
+
+
+def _in_force(state: RoomState, at: int) -> RoomState:
+    """``state`` without the mutes and blocks ended by ``at``."""
+    return replace(state, muted={k: v for k, v in state.muted.items() if v > at},
+                   blocked={k: v for k, v in state.blocked.items() if v > at})
 
 
 def refused(decision: object, *codes: Code) -> Refusal:

@@ -15,10 +15,18 @@ from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import msgspec
 import pytest
 
 from protocol.model import RoomState
-from server.log.base import Appended, Duplicate, LogClosedError, LogError, LogWriteError
+from server.log.base import (
+    Appended,
+    CorruptRecordError,
+    Duplicate,
+    LogClosedError,
+    LogError,
+    LogWriteError,
+)
 from server.log.schema import SCHEMA, SCHEMA_VERSION, SchemaError, migrate, schema_version
 from server.log.sqlite import SqliteRoomLog, SqliteStore
 from server.log.sqlite_store import MMAP_BYTES, WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB
@@ -404,6 +412,33 @@ async def test_large_trim_runs_in_steps(log: SqliteRoomLog) -> None:
     assert [e.seq for e in events] == [11, 12, 13, 14, 15]
     assert await log.lookup_command(ROOM, "c10") is None
     assert await log.lookup_command(ROOM, "c11") == Duplicate(first_seq=11, last_seq=11)
+
+
+async def test_a_record_that_does_not_decode_is_named_not_raised_raw(
+    log: SqliteRoomLog,
+) -> None:
+    """An event or snapshot whose stored bytes are garbage, or break a bound, raises
+    CorruptRecordError naming the room, the kind and the seq; the others still read."""
+    # H6 (defence in depth: a stored record never turns into a crash loop)
+    for i in range(1, 4):
+        await log.append(ROOM, f"c{i}", [pending(f"p{i}")], i - 1)
+    await log.save_snapshot(ROOM, RoomState(room=ROOM, creator="creator-1", seq=1))
+    # Seq 2: not MessagePack at all. The snapshot: valid MessagePack, a seq out of bounds.
+    bad_state = msgspec.msgpack.encode({"room": ROOM, "creator": "creator-1", "seq": -1})
+    await log.store.write(lambda conn: (
+        conn.execute("UPDATE log_events SET data = ? WHERE seq = 2", (b"\xc1garbage",)),
+        conn.execute("UPDATE log_snapshots SET data = ?", (bad_state,)),
+    ))
+    with pytest.raises(CorruptRecordError) as broken:
+        await log.read_since(ROOM, 0, 10)
+    assert (broken.value.room, broken.value.kind, broken.value.seq) == (ROOM, "event", 2)
+    events = await log.read_since(ROOM, 2, 10)
+    assert events is not None
+    assert [e.seq for e in events] == [3]
+    with pytest.raises(CorruptRecordError) as snapshot:
+        await log.load_snapshot(ROOM)
+    assert (snapshot.value.kind, snapshot.value.seq) == ("snapshot", None)
+    assert "$.seq" in str(snapshot.value)
 
 
 # --- a real crash -----------------------------------------------------------------
