@@ -96,6 +96,7 @@ class CloseCode(IntEnum):
     TOKEN_EXPIRED = 4003
     OVERLOADED = 4004
     IDLE_TIMEOUT = 4005
+    TOO_MANY_CONNECTIONS = 4006
 
     # terminal
     BAD_TOKEN = 4500
@@ -161,6 +162,7 @@ _MESSAGES: dict[int, str] = {
     CloseCode.TOKEN_EXPIRED: "the token expired; reconnect with a fresh one",
     CloseCode.OVERLOADED: "the server is overloaded; reconnect later",
     CloseCode.IDLE_TIMEOUT: "no traffic within the idle timeout",
+    CloseCode.TOO_MANY_CONNECTIONS: "this actor has too many connections open; reconnect later",
     CloseCode.BAD_TOKEN: "the token is missing, forged or malformed",
     CloseCode.ACCESS_REVOKED: "LIVE Manager access was revoked",
     CloseCode.FORBIDDEN: "this actor may not connect here",
