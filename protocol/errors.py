@@ -165,7 +165,7 @@ _MESSAGES: dict[int, str] = {
     CloseCode.TOO_MANY_CONNECTIONS: "this actor has too many connections open; reconnect later",
     CloseCode.BAD_TOKEN: "the token is missing, forged or malformed",
     CloseCode.ACCESS_REVOKED: "LIVE Manager access was revoked",
-    CloseCode.FORBIDDEN: "this actor may not connect here",
+    CloseCode.FORBIDDEN: "this page's origin may not connect here",
     CloseCode.BAD_REQUEST: "the client broke the protocol",
     CloseCode.ABUSE: "sustained abuse of the rate limit",
     CloseCode.UNSUPPORTED_PROTOCOL: "no supported subprotocol was offered",

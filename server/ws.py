@@ -143,7 +143,11 @@ async def _authenticate(
     except DecodeError as e:
         await _safe_close(websocket, CloseCode.BAD_REQUEST, describe(e.code))
         return None
-    if not isinstance(hello, Hello):  # no token at all
+    if not isinstance(hello, Hello):  # no token at all: say so, then close
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            data = codec.encode(_error(Code.NOT_AUTHENTICATED))
+            await websocket.send({"type": "websocket.send", "bytes": data} if codec.binary
+                                 else {"type": "websocket.send", "text": data.decode()})
         await _safe_close(websocket, CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED))
         return None
     token = hello.token if hello.token is not None else header_token or ""
@@ -228,7 +232,12 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
             if abuse is None:
                 abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
             if abuse.refused(now):
-                session.close(CloseCode.ABUSE, "sustained rate-limit abuse")
+                # Refused for its own rate, the connection is the abuser (terminal);
+                # for its actor's, the actor's other connections spend (decision 0021).
+                if refused_by == "actor":
+                    session.close(CloseCode.RATE_LIMITED, "sustained refusals for the actor")
+                else:
+                    session.close(CloseCode.ABUSE, "sustained rate-limit abuse")
                 return
             continue
         if isinstance(frame, bytes) != codec.binary:

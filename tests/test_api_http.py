@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from protocol.errors import Code
 from server.auth import mint
 from tests.test_api import AGENCY, OTHER_AGENCY, Opener, expect_error, open_env
@@ -41,3 +43,23 @@ async def test_writes_past_the_actor_budget_get_429_rate_limited(open_env: Opene
         assert other.status_code == 201, other.text
         metrics = (await env.client.get("/metrics")).text
         assert 'livepilot_rate_limit_refusals_total{limit="http"} 2.0' in metrics
+
+
+async def test_an_unexpected_failure_is_500_internal_and_logged(
+    open_env: Opener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception no endpoint expects is answered 500 INTERNAL (retryable), with the
+    traceback in the log and not in the answer; the next request is served."""
+    # H6
+    async for env in open_env():
+        async def broken(*_: object) -> None:
+            raise RuntimeError("secret detail")
+
+        monkeypatch.setattr(env.runtime.access, "submit", broken)
+        answer = await env.request(link("cr-0"))
+        body = expect_error(answer, 500, Code.INTERNAL)
+        assert "secret detail" not in answer.text
+        assert body["retryable"] is True
+        assert "unexpected failure on POST /api/requests" in caplog.text
+        monkeypatch.undo()
+        assert (await env.request(link("cr-0"))).status_code == 201

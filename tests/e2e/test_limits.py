@@ -146,3 +146,20 @@ async def test_connections_beyond_the_actor_cap_are_refused_retryably(
             await ws.close()  # type: ignore[attr-defined]
         refusals = 'livepilot_connection_refusals_total{reason="too_many_connections"}'
         assert await metric(srv, refusals) >= 1
+
+
+async def test_sustained_refusals_for_the_actor_close_retryably(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A connection refused again and again for its actor's budget (not its own rate) is
+    closed with the retryable 4002, not as abuse: the actor's spending is shared."""
+    # H6
+    settings = make_settings(rate_per_s=1000.0, rate_burst=1000, actor_rate_per_s=0.001,
+                             actor_rate_burst=5, abuse_refusals=10)
+    async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw:
+        for i in range(40):
+            await raw.send(Ping(nonce=i))
+        messages, close_code = await raw.until_closed()
+        assert [m.code for m in messages if isinstance(m, Error)] == [Code.RATE_LIMITED] * 10
+        assert sum(isinstance(m, Pong) for m in messages) == 5
+        assert close_code == CloseCode.RATE_LIMITED
