@@ -75,8 +75,8 @@ Choices:
   UNKNOWN_REQUEST / NOT_FOUND (and unknown paths), 409 for the access workflow's
   state conflicts (NOT_LINKED, ALREADY_LINKED, the *_PENDING codes,
   REQUEST_EXPIRED, REQUEST_CLOSED, LINK_ENDED, ALREADY_GRANTED), 429 for
-  RATE_LIMITED (with ``Retry-After``), 500 for INTERNAL, 405 for a known path with another method. The
-  code is authoritative; the status is for HTTP tooling.
+  RATE_LIMITED (with ``Retry-After``), 500 for INTERNAL, 405 for a known path
+  with another method. The code is authoritative; the status is for HTTP tooling.
 * **Bodies**: at most ``settings.max_message_bytes`` (TOO_LARGE, checked on
   ``Content-Length`` and while reading), a JSON object (MALFORMED,
   INVALID_UTF8, TOO_DEEP when nested beyond the decoder's depth), fields of the
