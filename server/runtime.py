@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import anyio
 
 from protocol.errors import CloseCode
+from protocol.model import Actor
 from server.access_service import AccessEventStore, AccessService, MemoryAccessEventStore
 from server.auth import AuthKeys
 from server.config import Settings
 from server.hub.hub import Hub
+from server.hub.ratelimit import Budgets
 from server.journal import Journal, MemoryJournal
 from server.log.base import RoomLog
 from server.log.memory import MemoryRoomLog
@@ -48,6 +50,10 @@ class Runtime:
     spawn: Callable[..., object]
     """Start a task owned by the runtime (``start_soon``): what is left of a command
     after its append, when it has to wait (it outlives the connection that sent it)."""
+    actors: Budgets[Actor]
+    """Each actor's WebSocket budget, shared by its connections, and their count."""
+    api_writers: Budgets[Actor]
+    """Each actor's budget of HTTP API writes (decision 0021)."""
 
 
 @asynccontextmanager
@@ -84,7 +90,11 @@ async def open_runtime(
         await access.start()
         async with anyio.create_task_group() as tasks:
             yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
-                          journal=journal, access=access, hub=hub, spawn=tasks.start_soon)
+                          journal=journal, access=access, hub=hub, spawn=tasks.start_soon,
+                          actors=Budgets(settings.actor_rate_per_s, settings.actor_rate_burst,
+                                         settings.max_connections_per_actor),
+                          api_writers=Budgets(settings.api_rate_per_s,
+                                              settings.api_rate_burst))
     finally:
         access.close()  # its deadline timer
         hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
