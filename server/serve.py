@@ -64,6 +64,8 @@ class LivepilotServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            if sockets is not None:  # uvicorn only says where it listens when it binds
+                self._log_started_message(sockets)
             self.ready.set()
 
     @contextlib.contextmanager
