@@ -176,7 +176,9 @@ def _add_demo(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="serve and stream a simulated LIVE room, with tokens to try it",
         description="Serve on the development secret, grant a demo agency access to a demo "
-                    "creator and stream a realistic feed into the creator's live room.",
+                    "creator and stream a realistic feed into the creator's live room. The "
+                    "store is in memory unless --data-path names a file "
+                    "(LIVEPILOT_DATA_PATH is the server's, and not used here).",
     )
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds (default: until Ctrl-C)")
