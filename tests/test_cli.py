@@ -119,6 +119,7 @@ def test_token_mistakes_are_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A wrong token request says what is wrong in one line and exits 2, minting nothing."""
+    # H6
     if env is None:
         monkeypatch.delenv("LIVEPILOT_JWT_SECRET", raising=False)
     else:
@@ -144,6 +145,7 @@ def test_serve_on_a_missing_directory_names_the_path_and_the_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A data path in a missing directory is one line naming the path and its setting."""
+    # H6
     missing = tmp_path / "nonexistent" / "dir" / "x.db"
     line = one_line_error(["serve", "--dev", "--port", "0", "--data-path", str(missing)], capsys)
     assert f"data path {missing} (--data-path)" in line
@@ -157,6 +159,7 @@ def test_serve_on_a_port_in_use_says_so_and_creates_no_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A port already in use is one line, and the data file is never created."""
+    # H6
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -169,6 +172,7 @@ def test_serve_on_a_port_in_use_says_so_and_creates_no_file(
 
 def test_serve_unknown_flag_shows_serve_usage(capsys: pytest.CaptureFixture[str]) -> None:
     """A mistyped flag of `serve` is reported with serve's usage, and a suggestion."""
+    # H6
     with pytest.raises(SystemExit) as info:
         main(["serve", "--prot", "18082"])
     assert info.value.code == 2
@@ -182,6 +186,7 @@ def test_serve_redis_refusal_names_the_flag_it_came_from(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A Redis URL given by flag is refused with "drop --redis-url", not the variable."""
+    # H6
     monkeypatch.delenv("LIVEPILOT_REDIS_URL", raising=False)
     line = one_line_error(["serve", "--dev", "--port", "0", "--redis-url",
                            "redis://127.0.0.1:6379/0"], capsys)
@@ -191,6 +196,7 @@ def test_serve_redis_refusal_names_the_flag_it_came_from(
 
 def test_demo_reports_bad_settings_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     """`livepilot demo` with a bad flag says so in one line and exits 2."""
+    # H6
     assert "--port" in one_line_error(["demo", "--port", "99999"], capsys)
 
 
@@ -223,6 +229,7 @@ def test_check_passes_a_sound_file(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_check_fails_a_corrupted_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`livepilot check` on a file with a damaged page reports it and exits 1."""
+    # H4: what was acked is on disk; check says whether the disk still holds it.
     path = tmp_path / "live.db"
     make_data_file(path)
     with path.open("r+b") as f:  # scribble over the middle of the file's pages

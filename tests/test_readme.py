@@ -132,10 +132,11 @@ async def stop(process: Process) -> None:
 
 
 async def test_readme_demo_sdk_and_http_snippets_run_twice(tmp_path: Path) -> None:
-    """The demo starts twice in a row and stops on Ctrl-C, leaving no data file; against
-    it, the demo's console snippet, then the SDK snippet twice and the HTTP snippet
-    twice, all run to their end without a refusal."""
-    # R1 R5 R6 R13
+    """Against the README's demo, the SDK and HTTP snippets each run twice to their end."""
+    # R1 R5 R6 R13. After the demo's own console snippet pinned the dress, the SDK
+    # snippet's pin is refused (and says so), twice; the HTTP one unlinks at its end.
+    # The demo itself then starts a second time, stops on Ctrl-C (exit 0) and keeps
+    # no file in its working directory.
     port = free_port()
     async with readme_demo(tmp_path, port) as (demo, banner):
         staff = re.search(r"staff token:\s+(\S+)", banner)

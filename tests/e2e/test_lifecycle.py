@@ -124,9 +124,9 @@ async def test_sigterm_says_going_away_and_a_restarted_server_resumes(tmp_path: 
 
 
 async def test_a_second_server_on_the_same_data_path_refuses_to_start(tmp_path: Path) -> None:
-    """While one `serve` holds a data path, a second one exits 2 with one line naming the
-    path and the holder's pid, and never opens the file; once the first stops, it starts."""
+    """A second `serve` on a held data path exits 2 with one line naming the holder's pid."""
     # H2 H4: one writer per room log; a second process would ack appends nobody sees.
+    # Once the first stops, the data path is free again.
     data = tmp_path / "one.db"  # pytest resolves it: the path the lock names
     async with serve_process(data, free_port()) as first:
         env = {**os.environ, "LIVEPILOT_JWT_SECRET": SECRET}

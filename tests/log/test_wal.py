@@ -18,9 +18,10 @@ TABLE = ((1, ("CREATE TABLE t (x BLOB)",)),)
 
 
 async def test_the_wal_stays_bounded_while_reads_overlap(tmp_path: Path) -> None:
-    """With reads always in flight (so passive checkpoints never restart the WAL), the
-    -wal file stays under the limit plus one batch; 8 MB are written."""
-    # H4: a durable store must not fill the disk with its log of recent commits.
+    """The -wal file stays under its limit plus one batch while overlapping reads pin it."""
+    # H4: a durable store must not fill its disk with the log of recent commits. Reads
+    # always in flight keep SQLite's passive checkpoints from restarting the WAL; 8 MB
+    # are written against a 1 MiB limit.
     path = tmp_path / "w.db"
     store = SqliteStore(path, migrations=TABLE, wal_checkpoint_pages=100, wal_limit_bytes=LIMIT)
     hold = threading.Event()  # never set: each read holds its snapshot for 20 ms
