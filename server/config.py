@@ -182,7 +182,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "TCP port to listen on (0: any free port).", integer(0, 65535)),
     Option(
         "data_path",
-        "SQLite file of the embedded store (`:memory:` for a throw-away one).",
+        "SQLite file of the embedded store (`:memory:` for a throw-away one); one "
+        "process at a time, held by a lock on `<path>.lock`.",
         text,
     ),
     Option(
