@@ -88,8 +88,12 @@ close frame (what the server does, checked by the tests that produce each code).
 NOT_SENT: Final[dict[int, str]] = {
     Code.NOT_JOINED: "not sent: a command needs no join (the grant is checked on each one)",
     Code.ACCESS_REVOKED: (
-        "not sent as an error: access ending closes the session with 4501; later "
-        "joins and commands are refused with 202"
+        "not sent as an error: access ending sends access_changed and takes the session "
+        "out of that creator's room; later joins and commands are refused with 202"
+    ),
+    CloseCode.ACCESS_REVOKED: (
+        "not sent: access ending closes no socket (decision 0015), it sends "
+        "access_changed for that creator's room only; the number stays reserved"
     ),
     Code.HISTORY_TRUNCATED: (
         "not sent: a resume beyond the retained history gets a snapshot instead"

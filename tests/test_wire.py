@@ -501,7 +501,7 @@ async def test_close_now_twice_sends_one_close_frame() -> None:
     """A second close_now is a no-op: the first code stands."""
     async with wire() as w:
         w.protocol.close_now(4001, "slow")
-        w.protocol.close_now(4501, "revoked")
+        w.protocol.close_now(4504, "abuse")
         frames = w.client_receives()
         assert [Close.parse(bytes(f.data)).code for f in frames] == [4001]
 
@@ -515,7 +515,7 @@ async def test_close_now_after_the_peer_closed_is_a_no_op(deflate: bool) -> None
         assert [f.opcode for f in echo] == [Opcode.CLOSE]  # uvicorn echoed it
         assert w.transport.closed
         w.protocol.close_now(4001, "too late")
-        w.sink(False).close(4501, "too late")
+        w.sink(False).close(4504, "too late")
         assert w.transport.written == []
         assert await drain(w.protocol) == [
             {"type": "websocket.disconnect", "code": 1000, "reason": "bye"}]

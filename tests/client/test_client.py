@@ -731,11 +731,11 @@ async def test_terminal_close_fails_pending_and_does_not_reconnect(
         hub.silent.add(pin.command_id)
         pending = asyncio.create_task(client.send(pin))
         await hub.wait_for(lambda _, m: m == pin)
-        await hub.close(CloseCode.ACCESS_REVOKED, "revoked")
+        await hub.close(CloseCode.BAD_TOKEN, "forged")
         with pytest.raises(SessionClosed) as raised:
             await pending
-        assert raised.value.code == CloseCode.ACCESS_REVOKED
-        assert raised.value.reason == "revoked"
+        assert raised.value.code == CloseCode.BAD_TOKEN
+        assert raised.value.reason == "forged"
         assert raised.value.retryable is False
         assert await client.wait_closed() is raised.value
         with pytest.raises(SessionClosed):
