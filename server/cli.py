@@ -31,8 +31,9 @@ def _add_schema(subparsers: Subparsers) -> None:
         "schema",
         help="write the protocol's JSON Schema, AsyncAPI and error-code docs",
         description=(
-            "Generate docs/protocol/livepilot.v1.schema.json, docs/protocol/asyncapi.json "
-            "and docs/protocol/errors.md from the protocol package."
+            "Generate docs/protocol/livepilot.v1.schema.json, docs/protocol/asyncapi.json, "
+            "docs/protocol/errors.md and the consoles' server/web/static/protocol.js from "
+            "the protocol package."
         ),
     )
     parser.add_argument(
@@ -46,11 +47,13 @@ def _add_schema(subparsers: Subparsers) -> None:
 
 
 def _run_schema(args: argparse.Namespace) -> int:
-    from protocol.schema import write_schema
+    from protocol.schema import json_schema, write_schema
+    from server.web.protocol_js import write_protocol_js
 
     out: Path = args.out
     for path in write_schema(out):
         print(path)
+    print(write_protocol_js(json_schema()))  # the consoles' copy of the contract
     return 0
 
 
