@@ -52,7 +52,9 @@ async def test_request_accept_enter_then_bag_changes_reach_the_creator_in_order(
     frames = FrameLog()
     console, creator = await _room_ready(browser, server, frames, drop=("billboard",))
     grant = server.runtime.access.grant_for(AGENCY, CREATOR, server.clock())
-    assert grant is not None and "billboard" not in grant.scopes and "bag" in grant.scopes
+    assert grant is not None
+    assert "billboard" not in grant.scopes
+    assert "bag" in grant.scopes
     for pid in ("sku-a", "sku-b", "sku-c"):
         await add_product(console, pid)
     await console.click("#bag li[data-product=sku-b] >> text=Pin")
@@ -85,8 +87,10 @@ async def test_request_accept_enter_then_bag_changes_reach_the_creator_in_order(
     await console.click("text=Deploy billboard")
     await console.wait_for_selector(
         "#status[data-kind=error] >> text=The grant does not cover this command family")
-    assert frames.sent and frames.invalid == []  # every frame the page sent fits the schema
-    assert console.errors == [] and creator.errors == []
+    assert frames.sent
+    assert frames.invalid == []
+    assert console.errors == []
+    assert creator.errors == []
 
 
 async def test_flash_sale_stock_falls_with_simulated_orders_never_below_zero(
@@ -135,12 +139,15 @@ async def test_muting_an_account_hides_its_comments(browser: Any, server: Server
     await console.wait_for_selector("#moderated >> text=fan_leo muted")
     await creator.fill("#sim-text", "spam spam")
     await creator.click("#sim-comment")
-    await console.wait_for_selector("#comments li[data-user=fan_leo][data-hidden=muted] >> text=spam spam")
+    await console.wait_for_selector(
+        "#comments li[data-user=fan_leo][data-hidden=muted] >> text=spam spam")
     until = (await server.runtime.hub.room(CREATOR)).state.muted["fan_leo"]
     assert until - server.clock() > 3000 * 1000  # the chosen hour, not the 5-minute default
 
 
-async def test_a_forged_start_live_from_the_console_is_refused(browser: Any, server: Server) -> None:
+async def test_a_forged_start_live_from_the_console_is_refused(
+    browser: Any, server: Server,
+) -> None:
     """The console has no start/end control; a start_live frame forged from its page is
     refused CREATOR_ONLY and changes nothing (R10)."""
     # R10
@@ -157,7 +164,8 @@ async def test_a_forged_start_live_from_the_console_is_refused(browser: Any, ser
              .then(() => "applied", e => e.code)""", CREATOR)
     assert ended == 201
     state = (await server.runtime.hub.room(CREATOR)).state
-    assert state.status == "live" and state.seq == seq
+    assert state.status == "live"
+    assert state.seq == seq
 
 
 async def test_revoke_on_the_creator_page_ends_the_console_room_within_a_second(
@@ -215,6 +223,8 @@ async def test_the_console_resumes_after_a_server_restart_without_reload(
         assert seqs[-1] == last
         assert [k for _, k in log].count("comment_posted") >= 3
         sent = [f["type"] for f in frames.sent if f["type"] in ("join", "resume")]
-        assert sent[0] == "join" and "resume" in sent[1:] and "join" not in sent[1:]
+        assert sent[0] == "join"
+        assert "resume" in sent[1:]
+        assert "join" not in sent[1:]
         assert frames.invalid == []
         await console.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from protocol.schema import json_schema
 from server.web.protocol_js import PROTOCOL_JS, render_protocol_js
@@ -17,13 +18,12 @@ IGNORED_EVENTS = {"creator_notified", "campaign_saved", "showcase_updated"}
 FORTHCOMING_EVENTS = {"giveaway_ended"}
 
 
-def _exported(name: str) -> dict[str, object]:
+def _exported(name: str) -> Any:
     """One ``export const NAME = {...};`` of the committed protocol.js, as JSON."""
     text = PROTOCOL_JS.read_text(encoding="utf-8")
     match = re.search(rf"export const {name} = (.*?);\n(?:export|$)", text, re.S)
     assert match is not None, name
-    value: dict[str, object] = json.loads(match.group(1))
-    return value
+    return json.loads(match.group(1))
 
 
 def _sources() -> dict[str, str]:
@@ -74,14 +74,15 @@ def test_the_room_model_folds_every_event_body() -> None:
 def test_close_ranges_and_codes_come_from_the_error_table() -> None:
     """The client's reconnect rule reads the generated ranges: 4000-4499 reconnect,
     4500-4999 do not, 500-599 transient."""
-    ranges = {(r["low"], r["high"]): r["retryable"] for r in _exported("RANGES")}  # type: ignore[attr-defined]
+    ranges = {(r["low"], r["high"]): r["retryable"] for r in _exported("RANGES")}
     assert ranges[(4000, 4499)] is True
     assert ranges[(4500, 4999)] is False
     assert ranges[(500, 599)] is True
     codes = _exported("CODES")
     assert codes["201"] == {"name": "CREATOR_ONLY", "message": "only the creator may do that"}
     text = _sources()["livepilot.js"]
-    assert "RANGES" in text and "CODES" in text
+    assert "RANGES" in text
+    assert "CODES" in text
 
 
 def test_static_files_have_no_inline_script_or_style() -> None:
@@ -89,6 +90,7 @@ def test_static_files_have_no_inline_script_or_style() -> None:
     for page in ("console.html", "creator.html"):
         html = (STATIC_DIR / page).read_text(encoding="utf-8")
         assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
-        assert " style=" not in html and "<style" not in html
+        assert " style=" not in html
+        assert "<style" not in html
         assert re.findall(r"<[^>]+\son[a-z]+=", html) == []  # no inline handlers
 

@@ -24,6 +24,7 @@ function setConn(state) {
 // --- sign in -------------------------------------------------------------------------
 
 function start() {
+  view.initialRoom = new URLSearchParams(window.location.hash.slice(1)).get("room");
   view.token = storedToken(TOKEN_KEY);
   $("#signout").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -58,8 +59,7 @@ function signedIn() {
   view.client = new Client({ token: view.token, client: "livepilot-console" });
   wire(view.client);
   view.client.start().catch((e) => announce(`Cannot connect: ${e.message}`, "error"));
-  const hash = new URLSearchParams(window.location.hash.slice(1));
-  if (hash.get("room")) enterRoom(hash.get("room"));
+  if (view.initialRoom) enterRoom(view.initialRoom);
   else showCreators();
 }
 

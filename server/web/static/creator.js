@@ -161,7 +161,7 @@ function renderGrants() {
     keep(slot, [h("p", {}, view.grantsMissing ? "This hub does not list grants yet." : "No agency has access."), manual]);
     return;
   }
-  keep(slot, [h("div", { class: "scroll" }, h("table", { id: "grants-table" },
+  keep(slot, [h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Grants in force" }, h("table", { id: "grants-table" },
     h("thead", {}, h("tr", {}, ["Agency", "Scopes", "Since", "Until", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, view.grants.map((g) => h("tr", { dataset: { agency: g.agency } },
       h("th", { scope: "row" }, g.agency), h("td", {}, g.scopes.join(", ")),
@@ -251,7 +251,7 @@ async function loadAudit() {
   }
   const slot = $("#audit-list");
   if (!slot) return;
-  keep(slot, view.audit.length === 0 ? h("p", {}, "No matching action.") : h("div", { class: "scroll" }, h("table", { id: "audit-table" },
+  keep(slot, view.audit.length === 0 ? h("p", {}, "No matching action.") : h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Audit trail entries" }, h("table", { id: "audit-table" },
     h("thead", {}, h("tr", {}, ["When", "Who", "Family", "Action", "Result"].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, view.audit.map((e) => h("tr", { dataset: { staff: e.actor.id } },
       h("td", {}, when(e.at)),
