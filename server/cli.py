@@ -43,17 +43,23 @@ def _add_schema(subparsers: Subparsers) -> None:
         metavar="DIR",
         help="docs directory to write under (default: ./docs)",
     )
+    parser.add_argument(
+        "--web", type=Path, default=None, metavar="DIR",
+        help="where to write the consoles' protocol.js (default: server/web/static)",
+    )
     parser.set_defaults(run=_run_schema)
 
 
 def _run_schema(args: argparse.Namespace) -> int:
     from protocol.schema import json_schema, write_schema
-    from server.web.protocol_js import write_protocol_js
+    from server.web.protocol_js import PROTOCOL_JS, write_protocol_js
 
     out: Path = args.out
     for path in write_schema(out):
         print(path)
-    print(write_protocol_js(json_schema()))  # the consoles' copy of the contract
+    web: Path | None = args.web
+    js = PROTOCOL_JS if web is None else web / PROTOCOL_JS.name
+    print(write_protocol_js(json_schema(), js))  # the consoles' copy of the contract
     return 0
 
 
