@@ -35,8 +35,9 @@ def _add_schema(subparsers: Subparsers) -> None:
         "schema",
         help="write the protocol's JSON Schema, AsyncAPI and error-code docs",
         description=(
-            "Generate docs/protocol/livepilot.v1.schema.json, docs/protocol/asyncapi.json "
-            "and docs/protocol/errors.md from the protocol package."
+            "Generate docs/protocol/livepilot.v1.schema.json, docs/protocol/asyncapi.json, "
+            "docs/protocol/errors.md and the consoles' server/web/static/protocol.js from "
+            "the protocol package."
         ),
     )
     parser.add_argument(
@@ -46,15 +47,23 @@ def _add_schema(subparsers: Subparsers) -> None:
         metavar="DIR",
         help="docs directory to write under (default: ./docs)",
     )
+    parser.add_argument(
+        "--web", type=Path, default=None, metavar="DIR",
+        help="where to write the consoles' protocol.js (default: server/web/static)",
+    )
     parser.set_defaults(run=_run_schema)
 
 
 def _run_schema(args: argparse.Namespace) -> int:
-    from protocol.schema import write_schema
+    from protocol.schema import json_schema, write_schema
+    from server.web.protocol_js import PROTOCOL_JS, write_protocol_js
 
     out: Path = args.out
     for path in write_schema(out):
         print(path)
+    web: Path | None = args.web
+    js = PROTOCOL_JS if web is None else web / PROTOCOL_JS.name
+    print(write_protocol_js(json_schema(), js))  # the consoles' copy of the contract
     return 0
 
 

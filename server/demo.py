@@ -27,7 +27,7 @@ from server.runtime import Runtime
 from server.serve import build_server
 from server.startup import bind_listener
 
-__all__ = ["CREATOR", "STAFF", "feed", "grant_demo_access", "run_demo"]
+__all__ = ["CREATOR", "STAFF", "feed", "grant_demo_access", "page_urls", "run_demo"]
 
 CREATOR = Actor(role="creator", id="demo-creator")
 STAFF = Actor(role="staff", id="demo-staff", agency="demo-agency")
@@ -103,6 +103,14 @@ async def feed(client: Client, room: str, rng: random.Random, steps: int | None,
     return sent
 
 
+def page_urls(settings: Settings, port: int, staff_token: str,
+              creator_token: str) -> tuple[str, str]:
+    """The console (straight into the demo room) and creator page URLs, signed in."""
+    base = f"http://{settings.host}:{port}"
+    return (f"{base}/console#token={staff_token}&room={CREATOR.id}",
+            f"{base}/creator#token={creator_token}")
+
+
 def _banner(settings: Settings, port: int, now: int) -> str:
     url = f"ws://{settings.host}:{port}/ws"
     creator = mint(settings, creator=CREATOR.id, ttl_s=12 * 3600, now=now)
@@ -112,6 +120,10 @@ def _banner(settings: Settings, port: int, now: int) -> str:
     return f"""
 livepilot demo: {CREATOR.id} is LIVE at {url}
   agency {STAFF.agency} has LIVE Manager access (staff {STAFF.id}).
+
+Open in a browser (the token rides in the #fragment, which is never sent to the server):
+  Live Manager: {page_urls(settings, port, staff, creator)[0]}
+  Creator page: {page_urls(settings, port, staff, creator)[1]}
 
   creator token: {creator}
   staff token:   {staff}

@@ -67,7 +67,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one WebSocket connection from handshake to close."""
     rt: Runtime = websocket.app.state.runtime
     settings = rt.settings
-    if not settings.origin_allowed(websocket.headers.get("origin")):
+    origin = websocket.headers.get("origin")
+    if not (settings.origin_allowed(origin) or _own_origin(origin, websocket.headers.get("host"))):
         await websocket.close(code=CloseCode.FORBIDDEN)  # before accept: HTTP 403
         return
     offered: list[str] = list(websocket.scope.get("subprotocols", []))
@@ -110,6 +111,16 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     finally:
         rt.actors.close(session.actor, time.monotonic())
     await _close(websocket, rt, session)
+
+
+def _own_origin(origin: str | None, host: str | None) -> bool:
+    """Whether a browser page of this hub itself (``/console``, ``/creator``) opens the
+    socket: its Origin names the host the request was sent to. A page elsewhere has
+    another Origin; a DNS-rebound one matches but still needs a token in hello."""
+    if origin is None or host is None:
+        return False
+    scheme, _, rest = origin.strip().lower().partition("://")
+    return scheme in ("http", "https") and rest.rstrip("/") == host.strip().lower()
 
 
 async def _receive(websocket: WebSocket) -> str | bytes | None:

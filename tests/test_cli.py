@@ -12,9 +12,11 @@ from server.cli import build_parser, main
 
 
 def test_schema_writes_the_docs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`livepilot schema --out DIR` writes the three protocol docs and lists them."""
-    assert main(["schema", "--out", str(tmp_path)]) == 0
+    """`livepilot schema --out DIR --web DIR` writes the three protocol docs and the
+    consoles' protocol.js, and lists them."""
+    assert main(["schema", "--out", str(tmp_path), "--web", str(tmp_path)]) == 0
     expected = [tmp_path / relative for relative in (SCHEMA_FILE, ASYNCAPI_FILE, ERRORS_FILE)]
+    expected.append(tmp_path / "protocol.js")
     assert all(path.is_file() and path.stat().st_size > 0 for path in expected)
     assert capsys.readouterr().out.splitlines() == [str(path) for path in expected]
 
@@ -24,7 +26,7 @@ def test_schema_defaults_to_docs_in_the_cwd(
 ) -> None:
     """Without --out, `livepilot schema` writes under ./docs."""
     monkeypatch.chdir(tmp_path)
-    assert main(["schema"]) == 0
+    assert main(["schema", "--web", str(tmp_path)]) == 0
     assert (tmp_path / "docs" / SCHEMA_FILE).is_file()
 
 
