@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 import msgspec
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
 from protocol.messages import Event
@@ -58,7 +58,7 @@ from server.log.base import (
     stamp,
 )
 from server.log.keys import same_command
-from server.log.redis_conn import RedisClient, Script, connect, creator_key
+from server.log.redis_conn import RedisClient, Script, connect, creator_key, run_batch
 from server.log.redis_scripts import (
     APPEND,
     DEFAULT_PREFIX,
@@ -282,25 +282,11 @@ class RedisRoomLog:
             self._queue.clear()
 
     async def _send(self, batch: list[_Job]) -> list[object]:
-        """One pipeline for the batch (in order); scripts the server had lost are
-        loaded and their appends sent again - still conditional on their seq."""
+        """One pipeline for the batch, in order (a reply or an error per append)."""
         try:
-            replies = await self._pipeline(batch)
-            again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if again:
-                await APPEND.load(self.client)
-                for i, reply in zip(again, await self._pipeline([batch[i] for i in again]),
-                                    strict=True):
-                    replies[i] = reply
+            return await run_batch(self.client, APPEND, [(job.keys, job.args) for job in batch])
         except (RedisError, OSError) as exc:
             return [exc] * len(batch)
-        return replies
-
-    async def _pipeline(self, jobs: list[_Job]) -> list[object]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for job in jobs:
-                pipe.evalsha(APPEND.sha, len(job.keys), *job.keys, *job.args)
-            return list(await pipe.execute(raise_on_error=False))
 
     @staticmethod
     def _settle(batch: list[_Job], replies: list[object]) -> None:

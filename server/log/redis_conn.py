@@ -19,7 +19,8 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT
 
 __all__ = [
-    "RedisClient", "Script", "check_persistence", "connect", "creator_key", "tagged",
+    "RedisClient", "Script", "check_persistence", "connect", "creator_key", "run_batch",
+    "tagged",
 ]
 
 RedisClient = Redis | RedisCluster
@@ -78,6 +79,33 @@ class Script:
         except NoScriptError:
             await self.load(client)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+Call = tuple[Sequence[str], Sequence[EncodableT]]
+"""The keys and arguments of one run of a script."""
+
+
+async def run_batch(client: RedisClient, script: Script, calls: Sequence[Call]) -> list[object]:
+    """Run ``script`` once per call, in order, in one pipeline (one round trip per
+    server); each reply, or the error of that call, in call order. Calls that found
+    the script missing are sent again, in order, once it is loaded: every script
+    here is safe to resend when it did not run (the room append is conditional
+    on its seq anyway). A broken connection raises."""
+    replies = await _pipeline(client, script, calls)
+    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if again:
+        await script.load(client)
+        resent = await _pipeline(client, script, [calls[i] for i in again])
+        for i, reply in zip(again, resent, strict=True):
+            replies[i] = reply
+    return replies
+
+
+async def _pipeline(client: RedisClient, script: Script, calls: Sequence[Call]) -> list[object]:
+    async with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 # --- the persistence check ----------------------------------------------------------
