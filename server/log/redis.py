@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Final
 
 import msgspec
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.typing import EncodableT
 
 from protocol.messages import Event
@@ -79,6 +80,16 @@ MAX_BATCH: Final = 256
 TRIM_CHUNK: Final = 2000
 """At most this many events are trimmed per script run (a script blocks Redis)."""
 APPLIED_PAGE: Final = 200
+_FAILURES: Final = (RedisError, RedisClusterException, OSError)
+"""What a call to Redis raises when it did not answer (the Cluster client's own
+errors, a slot no node covers..., are not RedisErrors)."""
+
+
+@functools.lru_cache(maxsize=65536)
+def _room_keys(prefix: str, room: str) -> tuple[str, ...]:
+    """meta, events, cmds, keyseq, applied, grants (one slot: ``{room}``)."""
+    return tuple(creator_key(prefix, room, name)
+                 for name in ("meta", "events", "cmds", "keyseq", "applied", "grants"))
 
 
 _KeyBlob = tuple[bytes | None, CommandRecord | None]
@@ -155,9 +166,7 @@ class RedisRoomLog:
             await self.client.aclose()
 
     def _keys(self, room: str) -> tuple[str, ...]:
-        """meta, events, cmds, keyseq, applied, grants (one slot: ``{room}``)."""
-        return tuple(creator_key(self.prefix, room, name)
-                     for name in ("meta", "events", "cmds", "keyseq", "applied", "grants"))
+        return _room_keys(self.prefix, room)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -168,7 +177,7 @@ class RedisRoomLog:
         self._check_open()
         try:
             reply = await script(self.client, keys, args)
-        except RedisError as exc:
+        except _FAILURES as exc:
             raise LogError(f"redis: {exc}") from exc
         assert isinstance(reply, list)
         return reply
@@ -177,7 +186,7 @@ class RedisRoomLog:
         self._check_open()
         try:
             value = await self.client.hget(key, field)
-        except RedisError as exc:
+        except _FAILURES as exc:
             raise LogError(f"redis: {exc}") from exc
         return value if isinstance(value, bytes) else None
 
@@ -285,7 +294,7 @@ class RedisRoomLog:
         """One pipeline for the batch, in order (a reply or an error per append)."""
         try:
             return await run_batch(self.client, APPEND, [(job.keys, job.args) for job in batch])
-        except (RedisError, OSError) as exc:
+        except Exception as exc:  # no reply (any cause): none of the batch is acked
             return [exc] * len(batch)
 
     @staticmethod
@@ -362,7 +371,7 @@ class RedisRoomLog:
             try:
                 page = await self.client.zrevrangebyscore(key, high, low, start=offset,
                                                           num=APPLIED_PAGE)
-            except RedisError as exc:
+            except _FAILURES as exc:
                 raise LogError(f"redis: {exc}") from exc
             for member in page:
                 assert isinstance(member, bytes)

@@ -10,6 +10,7 @@ is in one Cluster slot. Ids cannot contain braces (``protocol.model.Id``).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Final
 
@@ -20,8 +21,10 @@ from redis.typing import EncodableT
 
 __all__ = [
     "RedisClient", "Script", "check_persistence", "connect", "creator_key", "run_batch",
-    "tagged",
+    "tagged", "warn_about_persistence",
 ]
+
+logger = logging.getLogger("livepilot.redis")
 
 RedisClient = Redis | RedisCluster
 """One Redis server, or a Redis Cluster (every command here runs on either)."""
@@ -169,3 +172,11 @@ async def check_persistence(client: RedisClient) -> list[str]:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def warn_about_persistence(client: RedisClient) -> list[str]:
+    """:func:`check_persistence`, each line logged as a warning: call it at start."""
+    warnings = await check_persistence(client)
+    for line in warnings:
+        logger.warning("Redis can lose acknowledged commands: %s", line)
+    return warnings

@@ -21,7 +21,7 @@ from server.log.base import (
 )
 from server.log.redis import RedisRoomLog, decode_wake, wake_channel
 from server.log.redis_conn import creator_key
-from tests.log.conftest import pending
+from tests.log.conftest import pending, server_for
 from tests.log.test_contract import all_events, fill
 from tests.redis_fixtures import RedisProcess, free_port, unique_prefix
 
@@ -31,10 +31,12 @@ ROOM = "cr-1"
 AGENCY = "ag-1"
 
 
-@pytest.fixture
-async def log(redis_url: str) -> AsyncIterator[RedisRoomLog]:
-    """A Redis room log under a fresh prefix on the session's server."""
-    opened = await RedisRoomLog.open(redis_url, prefix=unique_prefix())
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def log(request: pytest.FixtureRequest) -> AsyncIterator[RedisRoomLog]:
+    """A Redis room log under a fresh prefix on the session's server, then Cluster."""
+    url = server_for(request.param, request)
+    assert url is not None
+    opened = await RedisRoomLog.open(url, prefix=unique_prefix())
     yield opened
     await opened.close()
 
