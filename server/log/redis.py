@@ -25,13 +25,13 @@ resuming by seq ("history lost", H3): :meth:`RedisRoomLog.epoch`, :class:`Wake`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import anyio
 import msgspec
 from redis.exceptions import RedisClusterException, RedisError
 from redis.typing import EncodableT
@@ -153,17 +153,18 @@ class RedisRoomLog:
         return cls(client, prefix=prefix, retain_events=retain_events, owns_client=True)
 
     async def close(self) -> None:
-        """Send every append already queued, then stop; idempotent. The client is
-        closed if this log owns it."""
+        """Send every append already queued, then stop; idempotent, and runs to
+        completion even if the caller is cancelled. The client is closed if this
+        log owns it."""
         if self._closed:
             return
         self._closed = True
         self._wake.set()
-        with contextlib.suppress(asyncio.CancelledError):
+        with anyio.CancelScope(shield=True):
             if self._writer is not None:
-                await asyncio.shield(self._writer)
-        if self._owns_client:
-            await self.client.aclose()
+                await self._writer
+            if self._owns_client:
+                await self.client.aclose()
 
     def _keys(self, room: str) -> tuple[str, ...]:
         return _room_keys(self.prefix, room)
