@@ -1,44 +1,50 @@
 """The async client's public face: :class:`Client` and its requests, and :func:`connect`.
 
 A :class:`Client` opens a WebSocket to ``ws://host:port/ws`` with one of the
-protocol v1 subprotocols, authenticates with ``hello`` and keeps the session
-going: when the connection drops with a retryable close (4000-4499, or lost
-without a close frame) it reconnects with bounded exponential backoff, says
-``hello`` again, resumes every joined room from the last ``seq`` it saw and
-resends every command not yet acknowledged, with the same ``command_id`` so
-the server applies it at most once (H1). Events are delivered once each, in
-``seq`` order: duplicates are dropped and a gap triggers a resume.
+protocol v1 subprotocols, authenticates with ``hello`` and keeps going across
+connections: when one drops with a retryable close (4000-4499, or lost without
+a close frame) it reconnects with bounded exponential backoff, says ``hello``
+again, resumes every joined room from the last ``seq`` it saw and resends every
+command not yet acknowledged, with the same ``command_id`` so the server
+applies it at most once (H1). Events are delivered once each, in ``seq``
+order: duplicates are dropped and a gap triggers a resume.
 
 A terminal close (4500-4999), an ``access_changed`` with ``terminal`` set, or
-a reconnect that gives up ends the session: every pending call fails with
-:class:`~client.errors.SessionClosed`. An ``access_changed`` that is not
-terminal (an agency's access to one creator ended, decision 0015) ends only
-that creator's room: its stream raises :class:`~client.errors.AccessEnded`,
-and the room is no longer resumed.
+a reconnect that gives up ends the client: every pending call fails with
+:class:`~client.errors.ClientClosed` (also named ``SessionClosed``). An
+``access_changed`` that is not terminal (an agency's access to one creator
+ended, decision 0015) ends only that creator's room: its stream raises
+:class:`~client.errors.AccessEnded`, and the room is no longer resumed.
 
-The machinery underneath: :mod:`client.link` (the connection and the reconnect
-loop), :mod:`client.session` (lifecycle, restore, dispatch), with
-:mod:`client.pending`, :mod:`client.rooms` and :mod:`client.streams`.
+Underneath: :class:`~client.options.ClientOptions` (how it connects, frozen),
+:class:`~client.state.ClientState` (pending requests, rooms and subscriptions;
+no I/O) and :class:`~client.driver.Driver` (the connection and the reconnect
+loop).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import random
 from collections.abc import Callable, Generator, Mapping
 from types import TracebackType
-from typing import Any, Final, TypeVar
-
-from websockets.exceptions import ConnectionClosed
+from typing import Any, Self, TypeVar
 
 from client.backoff import Backoff
-from client.commands import make_command, new_command_id, with_command_id
-from client.errors import ClientError, SessionClosed
-from client.link import Sleep, TokenSource
-from client.pending import answer_future
-from client.rooms import Room
-from client.session import Session
+from client.commands import make_command, with_command_id
+from client.driver import Driver
+from client.errors import CLIENT_CLOSED, ClientClosed, ClientError
+from client.options import (
+    DEFAULT_CLIENT_NAME,
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_OPEN_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    ClientOptions,
+    Sleep,
+    TokenSource,
+)
+from client.state import ClientState
 from client.streams import Subscription, every, room_stream
 from protocol.codec import Format
 from protocol.commands import Command
@@ -57,29 +63,13 @@ from protocol.messages import (
     Welcome,
 )
 
-__all__ = [
-    "DEFAULT_MAX_FRAME_BYTES",
-    "DEFAULT_TIMEOUT",
-    "Client",
-    "Connecting",
-    "Sleep",
-    "TokenSource",
-    "connect",
-    "make_command",
-    "new_command_id",
-    "with_command_id",
-]
+__all__ = ["Client", "Connecting", "connect"]
 
 C = TypeVar("C", bound=Command)
 
-DEFAULT_TIMEOUT: Final = 30.0
-"""Seconds a request (join, send, list_bag, ping) waits for its answer by default."""
-DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
-"""Largest server frame accepted: snapshots of big rooms exceed the client limit."""
 
-
-class Client(Session):
-    """One livepilot session, reconnecting and resuming until closed.
+class Client:
+    """A livepilot client, reconnecting and resuming until closed.
 
     Use it as an async context manager and call :meth:`connect` once::
 
@@ -96,24 +86,24 @@ class Client(Session):
     :meth:`list_bag` and :meth:`ping` wait for their answer (None: no bound;
     wrap a call in ``asyncio.timeout()`` for a tighter one);
     ``heartbeat`` sends a ``ping`` twice per ``limits.heartbeat_s`` so the server
-    never sees an idle session, ``max_frame_bytes`` bounds incoming frames and
+    never sees an idle connection, ``max_frame_bytes`` bounds incoming frames and
     ``connect_options`` are passed on to :func:`websockets.asyncio.client.connect`
-    (e.g. ``proxy``, ``ssl``).
+    (e.g. ``proxy``, ``ssl``). They make up :attr:`options`.
     """
 
     def __init__(
         self,
         *,
-        client_name: str = "livepilot-python",
+        client_name: str = DEFAULT_CLIENT_NAME,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
-        open_timeout: float | None = 10.0,
+        open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
         request_timeout: float | None = DEFAULT_TIMEOUT,
         heartbeat: bool = True,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         connect_options: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(
+        self._options = ClientOptions(
             client_name=client_name,
             sleep=sleep,
             rand=rand,
@@ -121,44 +111,123 @@ class Client(Session):
             request_timeout=request_timeout,
             heartbeat=heartbeat,
             max_frame_bytes=max_frame_bytes,
-            connect_options=connect_options,
+            connect_options=connect_options or {},
         )
+        self._state = ClientState()
+        self._driver: Driver | None = None
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def connect(
+        self,
+        url: str,
+        token: TokenSource,
+        *,
+        format: Format = "json",
+        reconnect: bool = True,
+        backoff: Backoff | None = None,
+    ) -> Welcome:
+        """Connect, say hello, return the server's :class:`Welcome`.
+
+        ``token`` is a token or an async callable returning a fresh one, called on
+        every (re)connect. ``format`` picks the subprotocol (``livepilot.v1.json``
+        in text frames, or ``livepilot.v1.msgpack`` in binary frames).
+        ``reconnect=False`` ends the client at the first lost connection instead
+        of reconnecting with ``backoff``.
+
+        Raises :class:`ClientClosed` when the first connection cannot be opened
+        or the server refuses the hello (``retryable`` says whether trying again
+        later may help); the client is closed then. A client connects once.
+        """
+        if self._driver is not None:
+            raise RuntimeError("a Client connects once; create a new one")
+        if isinstance(token, str) and not token:
+            raise ValueError("token must not be empty")
+        self._options = dataclasses.replace(
+            self._options,
+            url=url,
+            format=format,
+            reconnect=reconnect,
+            backoff=backoff if backoff is not None else Backoff(),
+        )
+        self._driver = Driver(self._options, token, self._state)
+        return await self._driver.start()
+
+    async def close(self) -> None:
+        """End the client: close the connection, fail pending calls, end subscriptions.
+
+        Pending calls fail with :class:`ClientClosed` (code 1000); subscriptions
+        stop iterating. Closing twice is harmless.
+        """
+        self._state.finish(
+            ClientClosed(CLIENT_CLOSED, "closed by the client", retryable=False), normal=True
+        )
+        if self._driver is not None:
+            await self._driver.close()
+
+    async def wait_closed(self) -> ClientClosed:
+        """Wait until the client ends, and return why it ended."""
+        return await self._state.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _open_driver(self) -> Driver:
+        """The driver, once connected and until the client ends; raises otherwise."""
+        if self._state.closed is not None:
+            raise self._state.closed
+        if self._driver is None:
+            raise ClientError("call connect() first")
+        return self._driver
 
     # --- state --------------------------------------------------------------
 
     @property
+    def options(self) -> ClientOptions:
+        """How this client connects; ``connect`` fills in the url, format and backoff."""
+        return self._options
+
+    @property
     def welcome(self) -> Welcome | None:
         """The last :class:`Welcome` received (a reconnect gets a new one)."""
-        return self._welcome
+        return None if self._driver is None else self._driver.welcome
 
     @property
     def connected(self) -> bool:
-        """Whether a connection is open and the session restored on it right now."""
-        return self._ready and self._closed is None
+        """Whether a connection is open and the client restored on it right now."""
+        return self._driver is not None and self._driver.ready
 
     @property
-    def closed(self) -> SessionClosed | None:
-        """Why the session ended, or None while it is going on."""
-        return self._closed
+    def closed(self) -> ClientClosed | None:
+        """Why the client ended, or None while it is going on."""
+        return self._state.closed
 
     @property
     def format(self) -> Format:
         """The negotiated message format."""
-        return self._format
+        return self._options.format
 
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms joined (or being joined)."""
-        return frozenset(self._rooms)
+        return frozenset(self._state.rooms)
 
     @property
     def pending_commands(self) -> int:
         """How many commands await their answer (they are resent on reconnect)."""
-        return len(self._pending)
+        return len(self._state.pending)
 
     def last_seq(self, room: str) -> int | None:
         """Seq of the last event of ``room`` delivered, None if the room is not joined."""
-        joined = self._rooms.get(room)
+        joined = self._state.rooms.get(room)
         return None if joined is None else joined.last_seq
 
     # --- streams ------------------------------------------------------------
@@ -169,7 +238,7 @@ class Client(Session):
         Events appear once each, in ``seq`` order per room: the client drops
         duplicates and out-of-order events (and resumes to fill a gap).
         """
-        return self._subs.subscribe(every, self._closed)
+        return self._state.subs.subscribe(every, self._state.closed)
 
     def events(self, room: str) -> Subscription[Event | Snapshot]:
         """The events of ``room`` from now on, once each and in ``seq`` order.
@@ -180,7 +249,7 @@ class Client(Session):
         creator ends, the stream raises :class:`~client.errors.AccessEnded` after
         its last event and the room is left; other rooms' streams go on.
         """
-        return self._subs.subscribe(room_stream(room), self._closed, room)
+        return self._state.subs.subscribe(room_stream(room), self._state.closed, room)
 
     # --- requests -----------------------------------------------------------
 
@@ -193,44 +262,23 @@ class Client(Session):
         """Join ``room`` and return its :class:`Snapshot`; its events follow.
 
         Raises :class:`ServerError` if the server answers the join with an access
-        or room error, :class:`SessionClosed` if the session ends first, and
+        or room error, :class:`ClientClosed` if the client ends first, and
         ``TimeoutError`` after the client's ``request_timeout``.
         """
-        self._check_open()
-        joined = self._rooms.get(room)
-        if joined is None:
-            joined = self._rooms[room] = Room(room)
-        if joined.join is None or joined.join.done():
-            joined.join = answer_future()
-            joined.join_generation = 0
-        future = joined.join
-        joined.join_waiters += 1
+        driver = self._open_driver()
+        joined, future = self._state.rooms.begin_join(room)
         try:
-            async with self._lock:
-                ws = self._ws
-                if self._ready and ws is not None and joined.join_generation != self._generation:
-                    joined.join_generation = self._generation
-                    with contextlib.suppress(ConnectionClosed):
-                        await self._send_on(ws, Join(room=room))
-            async with asyncio.timeout(self._request_timeout):
+            await driver.send_once(Join(room=room), joined.claim_join)
+            async with asyncio.timeout(self._options.request_timeout):
                 return await asyncio.shield(future)
         finally:
-            joined.join_waiters -= 1
-            if joined.join_waiters == 0 and not future.done():
-                future.cancel()
-                if joined.last_seq is None and self._rooms.get(room) is joined:
-                    # Never joined: forget it, and tell the server in case it answers late.
-                    del self._rooms[room]
-                    await self._send_session(Leave(room=room))
+            if self._state.rooms.end_join(joined, future):
+                await driver.send_now(Leave(room=room))
 
     async def leave(self, room: str) -> None:
         """Leave ``room``: its events stop and it is no longer resumed on reconnect."""
-        joined = self._rooms.pop(room, None)
-        if joined is None:
-            return
-        if joined.join is not None and not joined.join.done():
-            joined.join.set_exception(ClientError(f"left room {room} before joining it"))
-        await self._send_session(Leave(room=room))
+        if self._state.rooms.leave(room) and self._driver is not None:
+            await self._driver.send_now(Leave(room=room))
 
     async def send(self, command: RoomCommand) -> Ack:
         """Send a room command and return its :class:`Ack` once the server applied it.
@@ -241,8 +289,8 @@ class Client(Session):
 
         Raises :class:`CommandRefused` when the server refuses it (nothing
         changed; ``retryable`` for transient codes), :class:`InvalidMessage` when
-        it would not pass the server's validation, :class:`SessionClosed` when
-        the session ends first, and ``TimeoutError`` after the client's
+        it would not pass the server's validation, :class:`ClientClosed` when
+        the client ends first, and ``TimeoutError`` after the client's
         ``request_timeout``. A command that times out or whose call is
         cancelled is forgotten (not resent); sending it again with the same
         ``command_id`` is safe. Use :meth:`list_bag` for ``BagList``.
@@ -271,32 +319,44 @@ class Client(Session):
             raise ClientError(f"expected a bag listing for {query.command_id}, got {answer!r}")
         return answer
 
+    async def _request(self, command: RoomCommand) -> Ack | BagListing:
+        driver = self._open_driver()
+        command = with_command_id(command)
+        driver.validate(command)
+        pending = self._state.pending.track(command)
+        try:
+            await driver.send_once(pending.command, pending.claim)
+            async with asyncio.timeout(self._options.request_timeout):
+                return await asyncio.shield(pending.future)
+        finally:
+            self._state.pending.release(pending)
+
     async def ping(self) -> float:
         """Round-trip a ``ping`` and return the time it took, in seconds.
 
-        While reconnecting, the ping is sent once the session is restored (the
+        While reconnecting, the ping is sent once the connection is restored (the
         time includes the wait). When it returns, every message the server sent
         before its pong has been dispatched.
         """
-        self._check_open()
-        nonce, future = self._pings.add()
+        driver = self._open_driver()
+        nonce, future = self._state.pings.add()
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            await self._send_session(Ping(nonce=nonce))  # or on restore
-            async with asyncio.timeout(self._request_timeout):
+            await driver.send_now(Ping(nonce=nonce))  # or on restore
+            async with asyncio.timeout(self._options.request_timeout):
                 await future
             return loop.time() - started
         finally:
-            self._pings.forget(nonce)
+            self._state.pings.forget(nonce)
 
     async def refresh(self, token: str) -> None:
-        """Replace the session's token in-band; reconnects use it too."""
+        """Replace the client's token in-band; reconnects use it too."""
         if not token:
             raise ValueError("token must not be empty")
-        self._check_open()
-        self._token = token
-        await self._send_session(Refresh(token=token))
+        driver = self._open_driver()
+        driver.token = token
+        await driver.send_now(Refresh(token=token))
 
 
 class Connecting:
@@ -334,10 +394,10 @@ def connect(
     format: Format = "json",
     reconnect: bool = True,
     backoff: Backoff | None = None,
-    client_name: str = "livepilot-python",
+    client_name: str = DEFAULT_CLIENT_NAME,
     sleep: Sleep = asyncio.sleep,
     rand: Callable[[], float] = random.random,
-    open_timeout: float | None = 10.0,
+    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
     request_timeout: float | None = DEFAULT_TIMEOUT,
     heartbeat: bool = True,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
