@@ -19,8 +19,9 @@ delivers each event once, in order. When it ends, pending calls raise
 """
 
 from client.backoff import Backoff
-from client.client import Client, Connecting, connect
+from client.client import Client
 from client.commands import make_command, new_command_id, with_command_id
+from client.connecting import Connecting, connect
 from client.errors import (
     AccessEnded,
     ClientClosed,

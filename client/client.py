@@ -1,4 +1,4 @@
-"""The async client's public face: :class:`Client` and its requests, and :func:`connect`.
+"""The async client's public face: :class:`Client`, its lifecycle and its requests.
 
 A :class:`Client` opens a WebSocket to ``ws://host:port/ws`` with one of the
 protocol v1 subprotocols, authenticates with ``hello`` and keeps going across
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -63,7 +63,7 @@ from protocol.messages import (
     Welcome,
 )
 
-__all__ = ["Client", "Connecting", "connect"]
+__all__ = ["Client"]
 
 C = TypeVar("C", bound=Command)
 
@@ -80,15 +80,8 @@ class Client:
             async for message in client.events("room-1"):
                 ...
 
-    ``sleep`` and ``rand`` drive the reconnect backoff (inject them to test it),
-    ``open_timeout`` bounds opening a connection and waiting for ``welcome``;
-    ``request_timeout`` bounds how long :meth:`join`, :meth:`send`,
-    :meth:`list_bag` and :meth:`ping` wait for their answer (None: no bound;
-    wrap a call in ``asyncio.timeout()`` for a tighter one);
-    ``heartbeat`` sends a ``ping`` twice per ``limits.heartbeat_s`` so the server
-    never sees an idle connection, ``max_frame_bytes`` bounds incoming frames and
-    ``connect_options`` are passed on to :func:`websockets.asyncio.client.connect`
-    (e.g. ``proxy``, ``ssl``). They make up :attr:`options`.
+    The keyword arguments are the fields of :class:`~client.options.ClientOptions`,
+    which says what each does; :meth:`connect` sets the others (:attr:`options`).
     """
 
     def __init__(
@@ -357,66 +350,3 @@ class Client:
         driver = self._open_driver()
         driver.token = token
         await driver.send_now(Refresh(token=token))
-
-
-class Connecting:
-    """What :func:`connect` returns: await it, or use it as an async context manager."""
-
-    def __init__(self, client: Client, url: str, token: TokenSource, options: dict[str, Any]):
-        self._client = client
-        self._url = url
-        self._token = token
-        self._options = options
-
-    async def _connect(self) -> Client:
-        await self._client.connect(self._url, self._token, **self._options)
-        return self._client
-
-    def __await__(self) -> Generator[Any, None, Client]:
-        return self._connect().__await__()
-
-    async def __aenter__(self) -> Client:
-        return await self._connect()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._client.close()
-
-
-def connect(
-    url: str,
-    token: TokenSource,
-    *,
-    format: Format = "json",
-    reconnect: bool = True,
-    backoff: Backoff | None = None,
-    client_name: str = DEFAULT_CLIENT_NAME,
-    sleep: Sleep = asyncio.sleep,
-    rand: Callable[[], float] = random.random,
-    open_timeout: float | None = DEFAULT_OPEN_TIMEOUT,
-    request_timeout: float | None = DEFAULT_TIMEOUT,
-    heartbeat: bool = True,
-    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-    connect_options: Mapping[str, Any] | None = None,
-) -> Connecting:
-    """Connect a new :class:`Client`: ``async with connect(url, token) as client: ...``.
-
-    Or ``client = await connect(url, token)`` (then close it). The arguments are
-    those of :class:`Client` and :meth:`Client.connect`.
-    """
-    client = Client(
-        client_name=client_name,
-        sleep=sleep,
-        rand=rand,
-        open_timeout=open_timeout,
-        request_timeout=request_timeout,
-        heartbeat=heartbeat,
-        max_frame_bytes=max_frame_bytes,
-        connect_options=connect_options,
-    )
-    options: dict[str, Any] = {"format": format, "reconnect": reconnect, "backoff": backoff}
-    return Connecting(client, url, token, options)

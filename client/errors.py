@@ -75,7 +75,7 @@ class CommandRefused(ClientError):
 
 
 class ServerError(ClientError):
-    """The server answered a request with a session-level ``Error``."""
+    """The server answered a request with an ``Error`` (a command gets ``Refused`` instead)."""
 
     def __init__(self, code: int, message: str = "", *, retryable: bool = False) -> None:
         super().__init__(f"server error {code}: {message or describe(code)}")

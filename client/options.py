@@ -50,12 +50,16 @@ def _no_options() -> Mapping[str, Any]:
 class ClientOptions:
     """How a client connects, waits and reconnects; see :class:`~client.client.Client`.
 
-    ``sleep`` and ``rand`` drive the reconnect backoff (inject them to test it);
-    ``open_timeout`` bounds opening a connection and waiting for ``welcome``;
-    ``request_timeout`` bounds how long a request waits for its answer (None:
-    no bound); ``heartbeat`` sends a ``ping`` twice per ``limits.heartbeat_s``;
-    ``max_frame_bytes`` bounds incoming frames; ``connect_options`` are passed
-    on to :func:`websockets.asyncio.client.connect` (e.g. ``proxy``, ``ssl``).
+    ``client_name`` goes in ``hello``. ``sleep`` and ``rand`` drive the
+    reconnect backoff (inject them to test it); ``open_timeout`` bounds opening
+    a connection and waiting for ``welcome``; ``request_timeout`` bounds how
+    long ``join``, ``send``, ``list_bag`` and ``ping`` wait for their answer
+    (None: no bound; wrap a call in ``asyncio.timeout()`` for a tighter one);
+    ``heartbeat`` sends a ``ping`` twice per ``limits.heartbeat_s`` so the
+    server never sees an idle connection; ``max_frame_bytes`` bounds incoming
+    frames; ``connect_options`` are passed on to
+    :func:`websockets.asyncio.client.connect` (e.g. ``proxy``, ``ssl``).
+
     ``url``, ``format`` (``json`` or ``msgpack``), ``reconnect`` and ``backoff``
     are set by :meth:`~client.client.Client.connect`.
     """

@@ -1,7 +1,7 @@
-"""The connection driver against the fake hub: hello, heartbeat, reconnect with backoff, restore,
-terminal closes, formats.
+"""The connection driver against the fake hub: hello, reconnect, restore, terminal closes.
 
-Every test bounds its waits with ``asyncio.timeout``; backoff sleeps are recorded, not slept.
+Also the heartbeat and both formats. Every test bounds its waits with
+``asyncio.timeout``; backoff sleeps are recorded, not slept.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ async def test_reconnect_gives_up_after_max_attempts(hub: FakeHub, sleeps: Sleep
 
 
 async def test_no_reconnect_when_disabled(hub: FakeHub, sleeps: Sleeps) -> None:
-    """With reconnect=False a retryable close ends the session, marked retryable."""
+    """With reconnect=False a retryable close ends the client, marked retryable."""
     async with asyncio.timeout(BOUND), new_client(sleeps) as client:
         await client.connect(hub.url, "good", reconnect=False)
         await hub.close(CloseCode.GOING_AWAY, "bye")
@@ -266,7 +266,7 @@ async def test_unreachable_server_fails_connect(sleeps: Sleeps) -> None:
         await client.close()
 
 
-async def test_msgpack_session(hub: FakeHub, sleeps: Sleeps) -> None:
+async def test_msgpack_connection(hub: FakeHub, sleeps: Sleeps) -> None:
     """format="msgpack" negotiates livepilot.v1.msgpack and speaks binary frames only."""
     async with asyncio.timeout(BOUND), new_client(sleeps) as client:
         welcome = await client.connect(hub.url, "good", format="msgpack")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client import close_is_retryable
+from client import ClientClosed, SessionClosed, close_is_retryable
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,10 @@ from client import close_is_retryable
 def test_close_is_retryable(code: int, retryable: bool) -> None:
     """4000-4499 and connection losses reconnect; 4500-4999 and protocol faults do not."""
     assert close_is_retryable(code) is retryable
+
+
+def test_session_closed_is_client_closed() -> None:
+    """SessionClosed is another public name of ClientClosed: catching either catches both."""
+    assert SessionClosed is ClientClosed
+    with pytest.raises(SessionClosed):
+        raise ClientClosed(4500, "bad token")

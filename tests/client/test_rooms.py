@@ -1,10 +1,11 @@
-"""Rooms: events once each in seq order, a gap resumed, a truncated history replaced by a snapshot.
-"""
+"""Rooms: events once each in seq order, a gap resumed, a truncated history replaced."""
 
 from __future__ import annotations
 
 import asyncio
 
+from client import ClientError
+from client.rooms import Rooms
 from protocol.errors import CloseCode
 from protocol.events import ProductPinned
 from protocol.messages import Event, Resume, Snapshot
@@ -83,3 +84,27 @@ async def test_events_of_other_rooms_are_not_mixed_in(hub: FakeHub, sleeps: Slee
         assert (await events.get()).seq == 1
         await settle(client)
         assert not any(isinstance(m, Event) and m.room == "room-2" for m in await drain(messages))
+
+
+async def test_joins_of_one_room_share_one_future() -> None:
+    """Two joins of a room at once share one join; when both give up before the snapshot,
+    the never-joined room is forgotten (the caller tells the server: Leave)."""
+    rooms = Rooms(resume=lambda _: None)
+    room, first = rooms.begin_join(ROOM)
+    same, second = rooms.begin_join(ROOM)
+    assert (same, second) == (room, first)
+    assert room.claim_join(1)
+    assert not room.claim_join(1)  # sent on this connection already
+    assert not rooms.end_join(room, first)  # one waiter left
+    assert rooms.end_join(room, first)
+    assert first.cancelled()
+    assert ROOM not in rooms
+
+
+async def test_leave_fails_a_waiting_join() -> None:
+    """Leaving a room still joining fails its join; leaving an unknown room is a no-op."""
+    rooms = Rooms(resume=lambda _: None)
+    _, join = rooms.begin_join(ROOM)
+    assert rooms.leave(ROOM)
+    assert isinstance(join.exception(), ClientError)
+    assert not rooms.leave(ROOM)

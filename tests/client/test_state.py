@@ -6,10 +6,23 @@ import asyncio
 
 import pytest
 
-from client import AccessEnded, ClientClosed
-from protocol.errors import CloseCode
+from client import AccessEnded, ClientClosed, CommandRefused, make_command
+from client.state import ClientState
+from protocol.commands import BagPin
+from protocol.errors import CloseCode, Code
 from protocol.events import ProductPinned
-from protocol.messages import AccessChanged, Event, Join, Resume, Snapshot
+from protocol.messages import (
+    AccessChanged,
+    Ack,
+    Event,
+    Join,
+    Ping,
+    Pong,
+    Refused,
+    Resume,
+    Snapshot,
+)
+from protocol.model import RoomState
 from tests.client.fakehub import (
     BOUND,
     CREATOR,
@@ -24,8 +37,8 @@ from tests.client.fakehub import (
 )
 
 
-async def test_access_changed_terminal_ends_the_session(hub: FakeHub, sleeps: Sleeps) -> None:
-    """AccessChanged(terminal=True) is delivered, then the session ends: no reconnect."""
+async def test_access_changed_terminal_ends_the_client(hub: FakeHub, sleeps: Sleeps) -> None:
+    """AccessChanged(terminal=True) is delivered, then the client ends: no reconnect."""
     async with asyncio.timeout(BOUND), new_client(sleeps) as client:
         await client.connect(hub.url, "good")
         messages = client.messages()
@@ -54,7 +67,7 @@ async def test_access_ended_for_one_room_ends_that_stream_only(
 ) -> None:
     """A non-terminal AccessChanged naming a room ends that room's stream with AccessEnded
     after its events, forgets the room (not resumed after a reconnect) and keeps the
-    session and the other rooms going."""
+    client and the other rooms going."""
     # R6 R9 (decision 0015: an access end touches that creator's room only)
     other = "room-2"
     async with asyncio.timeout(BOUND), new_client(sleeps) as client:
@@ -73,7 +86,7 @@ async def test_access_ended_for_one_room_ends_that_stream_only(
             ROOM, CREATOR, "expired")
         assert client.rooms == frozenset({other})
         assert client.last_seq(ROOM) is None
-        # The other room keeps streaming on the same session...
+        # The other room keeps streaming on the same client...
         later = Event(room=other, seq=1, at=T0, actor=CREATOR, by=STAFF,
                       body=ProductPinned(product_id="p1"))
         await hub.push(later)
@@ -88,3 +101,72 @@ async def test_access_ended_for_one_room_ends_that_stream_only(
             Resume(room=other, last_seq=1)]
         with pytest.raises(AccessEnded):  # the stream stays ended
             await mine.get()
+
+
+# --- the pure state, no socket ------------------------------------------------------------
+
+
+def joined_state(last_seq: int = 2) -> ClientState:
+    """A state with ROOM joined at ``last_seq``."""
+    state = ClientState()
+    room, join = state.rooms.begin_join(ROOM)
+    room_state = RoomState(room=ROOM, creator=CREATOR, seq=last_seq)
+    state.dispatch(Snapshot(room=ROOM, seq=last_seq, state=room_state), 1)
+    state.rooms.end_join(room, join)
+    return state
+
+
+async def test_restore_resumes_rejoins_and_resends_in_order() -> None:
+    """A new connection gets: joined rooms resumed from their last seq, rooms still joining
+    joined again, unanswered commands with their command_id (H1), unanswered pings."""
+    state = joined_state(last_seq=2)
+    state.rooms.begin_join("room-2")
+    pin = make_command(BagPin, room=ROOM, product_id="p1")
+    pending = state.pending.track(pin)
+    nonce, _ = state.pings.add()
+    assert state.restore(2) == [
+        Resume(room=ROOM, last_seq=2), Join(room="room-2"), pin, Ping(nonce=nonce)]
+    assert pending.generation == 2
+    assert not pending.claim(2)  # sent there already: a flush on that connection skips it
+
+
+async def test_dispatch_drops_duplicates_and_answers_a_gap_with_one_resume() -> None:
+    """dispatch publishes the next event only; a gap returns one Resume from the last seq."""
+    state = joined_state(last_seq=2)
+    events = state.subs.subscribe(lambda m: m if isinstance(m, Event) else None, None)
+    assert state.dispatch(event(2), 1) == []  # a duplicate
+    assert state.dispatch(event(4), 1) == [Resume(room=ROOM, last_seq=2)]
+    assert state.dispatch(event(5), 1) == []  # resuming already: no second resume
+    assert state.dispatch(event(3), 1) == []
+    assert state.rooms[ROOM].last_seq == 3
+    events.close()
+    assert [e.seq async for e in events] == [3]
+
+
+async def test_dispatch_settles_answers() -> None:
+    """An Ack settles its command, a Refused fails it with CommandRefused, a Pong its ping."""
+    state = ClientState()
+    acked = state.pending.track(make_command(BagPin, room=ROOM, product_id="p1"))
+    refused = state.pending.track(make_command(BagPin, room=ROOM, product_id="p2"))
+    nonce, pong = state.pings.add()
+    ack = Ack(command_id=acked.command.command_id, seq=1)
+    state.dispatch(ack, 1)
+    state.dispatch(Refused(command_id=refused.command.command_id, code=Code.NOT_FOUND), 1)
+    state.dispatch(Pong(nonce=nonce), 1)
+    assert acked.future.result() == ack
+    assert isinstance(refused.future.exception(), CommandRefused)
+    assert pong.result() == Pong(nonce=nonce)
+    assert len(state.pending) == 0
+
+
+async def test_finish_fails_what_waits_once() -> None:
+    """finish ends the client once: pending calls fail with its reason, a second one is ignored."""
+    state = joined_state()
+    pending = state.pending.track(make_command(BagPin, room=ROOM, product_id="p1"))
+    reason = ClientClosed(CloseCode.BAD_TOKEN, "forged")
+    assert state.finish(reason, normal=False)
+    assert not state.finish(ClientClosed(1000), normal=True)
+    assert pending.future.exception() is reason
+    assert await state.wait_closed() is reason
+    with pytest.raises(ClientClosed):
+        await state.subs.subscribe(lambda m: m, state.closed).get()
