@@ -134,7 +134,6 @@ class Rooms(dict[str, Room]):
         assert room.last_seq is not None
         room.resuming = True
         self._send_resume(Resume(room=room.name, last_seq=room.last_seq))
-        # Not sent when the connection is down: the reconnect resumes the room anyway.
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         """A snapshot restarts the room's stream at its seq and answers a waiting join."""
