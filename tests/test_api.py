@@ -452,7 +452,7 @@ async def test_revoke_keeps_link(env: Env) -> None:
     assert [f["status"] for f in frames(console) if f["type"] == "access_changed"] == [
         "revoked"]
     assert (await env.command(console, plan))["code"] == Code.NO_ACCESS
-    assert (await env.status())["status"] == "linked"
+    assert (await env.status())["status"] == "revoked"  # still linked, access revoked
     again = await env.client.post("/api/revoke", json={"agency": AGENCY},
                                   headers=env.creator())
     expect_error(again, 403, Code.NO_ACCESS)

@@ -67,12 +67,13 @@ function signedIn() {
 
 const STATUS_LABEL = {
   access_granted: "granted", pending: "requested", expired: "expired", ended: "expired",
-  none: "none", linked: "linked, no access",
+  none: "none", linked: "linked, no access", revoked: "revoked",
 };
 
 function statusOf(row) {
   if (view.revoked?.has(row.creator) && row.status !== "access_granted") return "revoked";
-  if (row.status === "linked" && row.requests.some((r) => r.kind === "access")) return "requested";
+  const noAccess = row.status === "linked" || row.status === "revoked";
+  if (noAccess && row.requests.some((r) => r.kind === "access")) return "requested";
   return STATUS_LABEL[row.status] ?? row.status;
 }
 
@@ -111,14 +112,14 @@ function extensionForm(creator) {
 
 function actionsFor(row) {
   const c = row.creator;
-  const linked = row.status === "linked" || row.status === "access_granted";
+  const linked = ["linked", "revoked", "access_granted"].includes(row.status);
   const asked = new Set(row.requests.map((r) => r.kind));
   const out = [];
   if (row.status === "access_granted") {
     out.push(h("button", { type: "button", class: "primary", dataset: { creator: c },
                            onclick: () => enterRoom(c) }, "Enter Live Manager"));
   }
-  if (row.status === "linked" && !asked.has("access") && !asked.has("extension")) {
+  if (row.status !== "access_granted" && linked && !asked.has("access") && !asked.has("extension")) {
     out.push(h("button", { type: "button", onclick: () => request(
       { type: "request_access", creator: c, request_id: newId("req") },
       `LIVE access requested from ${c}.`) }, "Request access"));
