@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from protocol.model import Actor
 from server.hub.ratelimit import BAD_FRAME_COST, AbuseMeter, Budgets, FrameLimiter, TokenBucket
-
-ANN = Actor(role="staff", id="ann", agency="ag-1")
-ANN_ELSEWHERE = Actor(role="staff", id="ann", agency="ag-2")
+from tests.actors import ANN, ANN_ELSEWHERE
 
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:
