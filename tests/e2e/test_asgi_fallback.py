@@ -46,7 +46,7 @@ from tests.e2e.conftest import TIMEOUT, Clock, Raw, Server, raw_client
 
 VIEWER = Viewer(unique_id="v1", nickname="Viewer")
 CREATOR = Actor(role="creator", id="creator-1")
-STAFF = Actor(role="staff", id="anna", agency="agency-1")
+ANNA = Actor(role="staff", id="anna", agency="agency-1")
 FALLBACK = "websockets-sansio"
 
 
@@ -258,7 +258,7 @@ async def test_slow_consumer_endpoint_ends_without_the_client_reading(
 async def grant(srv: Server) -> None:
     """agency-1 asks for link + LIVE access; the creator accepts (R1, R5)."""
     access = srv.runtime.access
-    sent = await access.submit(STAFF, a.RequestLink(request_id="req-1", creator=CREATOR.id,
+    sent = await access.submit(ANNA, a.RequestLink(request_id="req-1", creator=CREATOR.id,
                                                     with_access=True))
     assert isinstance(sent, list)
     accepted = await access.submit(CREATOR, a.AcceptRequest(request_id="req-1"))
