@@ -109,6 +109,13 @@ class AccessService:
         self.on_access_ended = on_access_ended
         self.metrics = metrics
         self.book = AccessBook()
+        self.shared = False
+        """Multi-node: other nodes append to the store too; the book is the store's
+        events folded in the store's order (:meth:`sync`), never ours alone."""
+        self.on_changed: Callable[[], object] | None = None
+        """Called after this node changed the book (multi-node: the others reload)."""
+        self._applied = 0
+        """How many of the store's events are folded into the book."""
         self._lock = anyio.Lock()
         self._checked = clock()
         """End dates up to this time have been dealt with (by :meth:`check_deadlines`)."""
@@ -121,10 +128,27 @@ class AccessService:
         Ends passed while the node was down concern no session: they are not
         announced."""
         book = AccessBook()
-        for event in await self.store.load_access_events():
+        events = await self.store.load_access_events()
+        for event in events:
             book = evolve_access(book, event)
         self.book = book
+        self._applied = len(events)
         self._checked = self.clock()
+        self._arm()
+
+    async def sync(self) -> None:
+        """Fold in the events other nodes stored since the last sync (multi-node).
+
+        An end among them is not announced here: the node where it happened
+        announces it on the bus, and end dates are each node's own timer's."""
+        events = await self.store.load_access_events()
+        if len(events) <= self._applied:
+            return
+        book = self.book
+        for event in events[self._applied:]:
+            book = evolve_access(book, event)
+        self.book = book
+        self._applied = len(events)
         self._arm()
 
     def close(self) -> None:
@@ -196,6 +220,8 @@ class AccessService:
     async def submit(self, who: Actor, command: a.AccessCommand) -> list[AccessEvent] | Refusal:
         """Decide a party's command and apply it; a refusal changes nothing."""
         async with self._lock:
+            if self.shared:  # decide on what every node stored so far
+                await self.sync()
             now = self.clock()
             decision = decide_access(self.book, who, command, now)
             creator = _creator_of(self.book, command, who)
@@ -221,6 +247,12 @@ class AccessService:
         if not events:
             return
         await self.store.append_access_events(events)
+        if self.on_changed is not None:
+            self.on_changed()
+        if self.shared:
+            await self.sync()
+            return
+        self._applied += len(events)
         book = self.book
         for event in events:
             book = evolve_access(book, event)

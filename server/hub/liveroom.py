@@ -30,6 +30,7 @@ from protocol.messages import Ack, Event
 from protocol.model import RoomState
 from server.domain.evolve import evolve
 from server.domain.refusal import Refusal
+from server.hub.delivery import Delivery
 from server.hub.session import Session
 from server.log.base import (
     Appended,
@@ -76,8 +77,8 @@ class Submitted:
 class LiveRoom:
     """A room loaded in memory: optimistic state, members, lock, appends in flight."""
 
-    __slots__ = ("__weakref__", "diverged", "inflight", "lock", "members", "on_event",
-                 "room", "since_snapshot", "state", "touched")
+    __slots__ = ("__weakref__", "delivery", "diverged", "inflight", "lock", "members",
+                 "on_event", "room", "since_snapshot", "state", "touched")
 
     def __init__(self, state: RoomState, on_event: EventSink) -> None:
         self.room = state.room
@@ -90,6 +91,9 @@ class LiveRoom:
         self.diverged = False
         self.on_event = on_event
         """Called for each durable event, in order: fan-out and its side effects."""
+        self.delivery: Delivery | None = None
+        """Multi-node: the room's delivered-up-to cursor; durable events and acks go
+        through it (events other nodes appended are delivered in between)."""
         self.touched = True
         """Used since the hub's last sweep of idle rooms (a command, a lookup, a member
         leaving), or busy at that sweep."""
@@ -153,13 +157,19 @@ class LiveRoom:
             case Appended(events=events, last_seq=last_seq):
                 if list(events) != entry.predicted:
                     self.diverged = True
+                self.since_snapshot += len(events)
+                if self.delivery is not None:  # in order with other nodes' events
+                    self.delivery.offer(events, self._acker(entry, last_seq), last_seq)
+                    return last_seq
                 for event in events:  # durable: every member sees it, in log order
                     self.on_event(self, event)
-                self.since_snapshot += len(events)
                 self._ack(entry, last_seq)
                 return last_seq
             case Duplicate(last_seq=last_seq):  # applied before (H1): the first ack again
                 self.diverged = self.diverged or bool(entry.predicted)
+                if self.delivery is not None:  # after its events, maybe another node's
+                    self.delivery.after(last_seq, lambda: self._ack(entry, last_seq))
+                    return last_seq
                 self._ack(entry, last_seq)
                 return last_seq
             case Reused():  # another command's id (H1): refused, nothing appended
@@ -170,6 +180,17 @@ class LiveRoom:
                 return RETRY
         self.diverged = self.diverged or bool(entry.predicted)
         return _STORAGE_FAILED
+
+    def _acker(self, entry: Submitted, seq: int) -> Callable[[], None] | None:
+        if entry.sender is None or entry.command_id is None:
+            return None
+        sender = entry.sender
+
+        def ack() -> None:
+            self._ack(entry, seq)
+            if sender.id not in self.members:  # members are flushed by the delivery
+                sender.flush()
+        return ack
 
     @staticmethod
     def _ack(entry: Submitted, seq: int) -> None:
