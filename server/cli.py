@@ -104,10 +104,6 @@ def _run_serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"livepilot: {e}", file=sys.stderr)
         return 2
-    if settings.redis_url is not None:
-        print("livepilot: the multi-node Redis engine is not in this release; unset "
-              "LIVEPILOT_REDIS_URL to serve on the embedded store", file=sys.stderr)
-        return 2
     if settings.is_dev_secret and not args.dev:
         print("livepilot: refusing to start with the development JWT secret; set "
               "LIVEPILOT_JWT_SECRET (32+ bytes) or pass --dev for local use", file=sys.stderr)

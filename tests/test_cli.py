@@ -49,15 +49,6 @@ def test_serve_refuses_the_development_secret_without_dev(
     assert "development JWT secret" in capsys.readouterr().err
 
 
-def test_serve_refuses_redis_it_cannot_honour(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A Redis URL is refused rather than silently served single-node."""
-    monkeypatch.setenv("LIVEPILOT_REDIS_URL", "redis://127.0.0.1:6379/0")
-    assert main(["serve", "--dev", "--port", "0"]) == 2
-    assert "Redis" in capsys.readouterr().err
-
-
 def test_serve_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     """A bad flag value is reported with the flag's name, and serve exits 2."""
     assert main(["serve", "--dev", "--port", "99999"]) == 2
