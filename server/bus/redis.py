@@ -49,13 +49,16 @@ class RedisBus:
     """One node's end of the bus on Redis (a :class:`~server.bus.base.Bus`)."""
 
     def __init__(self, url: str, node: str, *, client: Any = None, prefix: str = PREFIX,
-                 wake_channel: Callable[[str], str] | None = None) -> None:
+                 wake_channel: Callable[[str], str] | None = None,
+                 parse_wake: Callable[[bytes], int] = int) -> None:
         """``client``: for commands (a plain or Cluster client); pub/sub always uses
         its own connection to the server of ``url`` (a Cluster forwards PUBLISH to
         every node)."""
         self.node = node
         self.prefix = prefix
         self._wake_channel = wake_channel or (lambda room: f"{prefix}wake:{room}")
+        self._parse_wake = parse_wake
+        """The room's new last seq in a wake-up (the log's append publishes them)."""
         self._own_client = client is None
         self.redis: Any = client if client is not None else Redis.from_url(
             url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
@@ -214,9 +217,10 @@ class RedisBus:
                 listener.on_wake(room, None)
             elif kind == "message":
                 try:
-                    listener.on_wake(room, int(_raw(data)))
-                except (TypeError, ValueError):
-                    listener.on_wake(room, None)
+                    seq: int | None = self._parse_wake(_raw(data))
+                except (TypeError, ValueError):  # msgspec's DecodeError is a ValueError
+                    seq = None  # unknown: the node reads the log to know
+                listener.on_wake(room, seq)
         elif kind in ("message", "subscribe"):
             listener.on_presence(room)
 
