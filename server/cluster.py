@@ -9,6 +9,7 @@ delivery cursor (decision 0025).
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import uuid
@@ -42,13 +43,19 @@ class Shared:
 
 async def open_shared(url: str, node: str) -> Shared:
     """Open the Redis storage and bus at ``url`` for node ``node``."""
-    from server.log.redis import RedisRoomLog  # the storage half (decision 0024)
-    from server.redis_store import RedisAccessEventStore, RedisJournal, connect
-
-    client = await connect(url)
-    log = RedisRoomLog(client)
-    journal, events = RedisJournal(client), RedisAccessEventStore(client)
-    bus = RedisBus(url, node)
+    # The storage half (decision 0024) is on the redis-store branch: looked up by
+    # name until both halves are merged, then imported directly.
+    redis_log = importlib.import_module("server.log.redis")
+    conn = importlib.import_module("server.log.redis_conn")
+    stores = importlib.import_module("server.redis_store")
+    client = await conn.connect(url)
+    log: RoomLog = redis_log.RedisRoomLog(client)
+    journal: Journal = stores.RedisJournal(client)
+    events: AccessEventStore = stores.RedisAccessEventStore(client)
+    prefix = redis_log.DEFAULT_PREFIX
+    bus = RedisBus(url, node, client=client,
+                   wake_channel=lambda room: str(redis_log.wake_channel(room, prefix)),
+                   parse_wake=lambda payload: int(redis_log.decode_wake(payload).last_seq))
 
     async def close() -> None:
         await bus.close()
