@@ -15,7 +15,7 @@ from server.domain.grants import Grant
 from server.hub.hub import Hub
 from server.hub.session import Session
 from server.journal import MemoryJournal
-from server.log.base import AppendResult, CommandRecord, PendingEvent
+from server.log.base import AppendResult, CommandRecord, GrantVersion, PendingEvent
 from server.log.memory import MemoryRoomLog
 from server.metrics import Metrics
 
@@ -43,10 +43,11 @@ class HeldLog(MemoryRoomLog):
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
                      record: CommandRecord | None = None, *,
-                     digest: bytes | None = None) -> AppendResult:
+                     digest: bytes | None = None,
+                     grant_version: GrantVersion | None = None) -> AppendResult:
         await self.release.wait()
         return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest)
+                                    digest=digest, grant_version=grant_version)
 
 
 def make_hub(clock: Clock, log: MemoryRoomLog | None = None) -> Hub:
