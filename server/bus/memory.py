@@ -15,7 +15,13 @@ from collections.abc import Callable, Sequence
 
 from protocol.model import Actor
 from server.bus.base import AccessNotice, BusListener
-from server.log.base import Appended, AppendResult, CommandRecord, PendingEvent
+from server.log.base import (
+    Appended,
+    AppendResult,
+    CommandRecord,
+    GrantVersion,
+    PendingEvent,
+)
 from server.log.memory import MemoryRoomLog, MemoryStore
 
 __all__ = ["MemoryBus", "MemoryNetwork", "WakingMemoryLog"]
@@ -141,9 +147,10 @@ class WakingMemoryLog(MemoryRoomLog):
 
     async def append(self, room: str, command_id: str | None, events: Sequence[PendingEvent],
                      expected_seq: int, record: CommandRecord | None = None, *,
-                     digest: bytes | None = None) -> AppendResult:
+                     digest: bytes | None = None,
+                     grant_version: GrantVersion | None = None) -> AppendResult:
         result = await super().append(room, command_id, events, expected_seq, record,
-                                      digest=digest)
+                                      digest=digest, grant_version=grant_version)
         if isinstance(result, Appended) and result.events:
             await self.bus.wake(room, result.last_seq)
         return result

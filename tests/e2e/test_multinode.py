@@ -31,8 +31,10 @@ from server.config import Settings, load_settings
 from tests.e2e.conftest import TIMEOUT, Raw, free_port
 from tests.tcp_proxy import TcpProxy
 
-# The Redis storage and its fixtures come with the storage half (redis-store).
+# The Redis storage and its fixtures come with the storage half (redis-store); the
+# journal and access-event store on Redis are the last part of it to land.
 pytest.importorskip("server.log.redis")
+pytest.importorskip("server.redis_store")
 fixtures = pytest.importorskip("tests.redis_fixtures")
 DURABLE: Any = fixtures.DURABLE
 RedisProcess: Any = fixtures.RedisProcess
