@@ -1,4 +1,5 @@
-"""The ASGI application: WebSocket ``/ws``, the HTTP API, health and metrics.
+"""The ASGI application: WebSocket ``/ws``, the HTTP API, the browser consoles,
+health and metrics.
 
 ``create_app(settings)`` returns a Starlette app that owns its runtime through
 its lifespan, so it can be served by uvicorn (``livepilot serve``) or mounted
@@ -104,4 +105,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock,
         pass
     else:
         routes += api_routes()
+    from server.web.routes import web_routes
+
+    routes += web_routes()
     return LivepilotApp(routes=routes, lifespan=lifespan)

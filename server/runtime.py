@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 
 from protocol.errors import CloseCode
+from protocol.model import Actor
 from server.access_service import AccessEventStore, AccessService, MemoryAccessEventStore
 from server.auth import AuthKeys
 from server.bus.base import Bus
@@ -23,6 +24,7 @@ from server.cluster import Shared
 from server.config import Settings
 from server.hub.hub import Hub
 from server.hub.nodes import NodeLink
+from server.hub.ratelimit import Budgets
 from server.journal import Journal, MemoryJournal
 from server.log.base import RoomLog
 from server.log.memory import MemoryRoomLog
@@ -52,6 +54,10 @@ class Runtime:
     spawn: Callable[..., object]
     """Start a task owned by the runtime (``start_soon``): what is left of a command
     after its append, when it has to wait (it outlives the connection that sent it)."""
+    actors: Budgets[Actor]
+    """Each actor's WebSocket budget, shared by its connections, and their count."""
+    api_writers: Budgets[Actor]
+    """Each actor's budget of HTTP API writes (decision 0021)."""
     bus: Bus | None = None
     """Multi-node (``redis_url``): this node's end of the bus to the others."""
 
@@ -106,6 +112,10 @@ async def open_runtime(
                 tasks.start_soon(_forever, loops, bus.run, link.run)
             yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
                           journal=journal, access=access, hub=hub, spawn=tasks.start_soon,
+                          actors=Budgets(settings.actor_rate_per_s, settings.actor_rate_burst,
+                                         settings.max_connections_per_actor),
+                          api_writers=Budgets(settings.api_rate_per_s,
+                                              settings.api_rate_burst),
                           bus=bus)
             loops.cancel()  # what commands left to do still finishes
     finally:

@@ -7,11 +7,12 @@ Starlette's middleware and router; the endpoint still takes Starlette's
 Before accept: the Origin allowlist and subprotocol negotiation (and a token
 offered as a ``livepilot.auth.<token>`` subprotocol, for browsers that cannot
 send a first frame fast enough). After accept: the first frame must be
-``hello`` with a valid token. Then the connection's own task reads (decode,
-rate limit, dispatch to the hub) until the client goes or the session is
-closed; frames to the client are written by the hub's fan-out straight to the
-socket (:mod:`server.wire`), or, under an ASGI server without that extension,
-by a writer task. Token expiry and the idle timeout are a loop timer, not a
+``hello`` with a valid token, and the actor must be under its connection cap
+(else 4006). Then the connection's own task reads (rate limit, decode, dispatch
+to the hub) until the client goes or the session is closed; frames to the
+client are written by the hub's fan-out straight to the socket
+(:mod:`server.wire`), or, under an ASGI server without that extension, by a
+writer task. Token expiry and the idle timeout are a loop timer, not a
 task. Whatever ends the session closes the socket with a code from
 :mod:`protocol.errors`.
 """
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from protocol.codec import Codec, DecodeError, codec_for, negotiate
+from protocol.codec import Codec, DecodeError, codec_for, negotiate, peek_command_id
 from protocol.errors import CloseCode, Code, describe, is_retryable
 from protocol.messages import (
     Error,
@@ -45,7 +46,7 @@ from protocol.messages import (
     Welcome,
 )
 from server.auth import AuthError, verify
-from server.hub.ratelimit import AbuseMeter, TokenBucket
+from server.hub.ratelimit import AbuseMeter, FrameLimiter, TokenBucket
 from server.hub.session import Session, Sink
 from server.wire import SINK_EXTENSION, fit_close_reason
 
@@ -66,7 +67,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one WebSocket connection from handshake to close."""
     rt: Runtime = websocket.app.state.runtime
     settings = rt.settings
-    if not settings.origin_allowed(websocket.headers.get("origin")):
+    origin = websocket.headers.get("origin")
+    if not (settings.origin_allowed(origin) or _own_origin(origin, websocket.headers.get("host"))):
         await websocket.close(code=CloseCode.FORBIDDEN)  # before accept: HTTP 403
         return
     offered: list[str] = list(websocket.scope.get("subprotocols", []))
@@ -88,14 +90,37 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     session = await _authenticate(websocket, rt, codec, header_token, sink)
     if session is None:
         return
-    rt.hub.connect(session)
-    watch = _Watch(rt, session)
+    actor_bucket = rt.actors.open(session.actor, time.monotonic())
+    if actor_bucket is None:  # the actor's connection cap (decision 0021)
+        rt.metrics.connection_refusals.labels("too_many_connections").inc()
+        await _safe_close(websocket, CloseCode.TOO_MANY_CONNECTIONS,
+                          describe(CloseCode.TOO_MANY_CONNECTIONS))
+        return
     try:
-        await _serve(websocket, rt, session)
+        limits = Limits(max_message_bytes=settings.max_message_bytes,
+                        rate_per_s=settings.rate_per_s, burst=settings.rate_burst,
+                        heartbeat_s=settings.heartbeat_s)
+        session.send(Welcome(session_id=session.id, limits=limits, actor=session.actor))
+        rt.hub.connect(session)
+        watch = _Watch(rt, session)
+        try:
+            await _serve(websocket, rt, session, actor_bucket)
+        finally:
+            watch.cancel()
+            rt.hub.disconnect(session)
     finally:
-        watch.cancel()
-        rt.hub.disconnect(session)
+        rt.actors.close(session.actor, time.monotonic())
     await _close(websocket, rt, session)
+
+
+def _own_origin(origin: str | None, host: str | None) -> bool:
+    """Whether a browser page of this hub itself (``/console``, ``/creator``) opens the
+    socket: its Origin names the host the request was sent to. A page elsewhere has
+    another Origin; a DNS-rebound one matches but still needs a token in hello."""
+    if origin is None or host is None:
+        return False
+    scheme, _, rest = origin.strip().lower().partition("://")
+    return scheme in ("http", "https") and rest.rstrip("/") == host.strip().lower()
 
 
 async def _receive(websocket: WebSocket) -> str | bytes | None:
@@ -111,7 +136,9 @@ async def _authenticate(
     websocket: WebSocket, rt: Runtime, codec: Codec, header_token: str | None,
     sink: Sink | None,
 ) -> Session | None:
-    """Read hello (within the hello timeout) and verify its token, or close."""
+    """Read hello (within the hello timeout) and verify its token, or close.
+
+    The session is not welcomed yet: the caller admits it first."""
     settings = rt.settings
     frame: str | bytes | None = None
     with anyio.move_on_after(settings.hello_timeout_s) as waiting:
@@ -131,7 +158,11 @@ async def _authenticate(
     except DecodeError as e:
         await _safe_close(websocket, CloseCode.BAD_REQUEST, describe(e.code))
         return None
-    if not isinstance(hello, Hello):  # no token at all
+    if not isinstance(hello, Hello):  # no token at all: say so, then close
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            data = codec.encode(_error(Code.NOT_AUTHENTICATED))
+            await websocket.send({"type": "websocket.send", "bytes": data} if codec.binary
+                                 else {"type": "websocket.send", "text": data.decode()})
         await _safe_close(websocket, CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED))
         return None
     token = hello.token if hello.token is not None else header_token or ""
@@ -142,13 +173,11 @@ async def _authenticate(
     session = Session(uuid.uuid4().hex, principal.actor, codec, principal.expires_at,
                       settings.send_buffer_bytes, sink=sink)
     session.last_seen = time.monotonic()
-    limits = Limits(max_message_bytes=settings.max_message_bytes, rate_per_s=settings.rate_per_s,
-                    burst=settings.rate_burst, heartbeat_s=settings.heartbeat_s)
-    session.send(Welcome(session_id=session.id, limits=limits, actor=principal.actor))
     return session
 
 
-async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
+async def _serve(websocket: WebSocket, rt: Runtime, session: Session,
+                 actor_bucket: TokenBucket) -> None:
     """Read until the client goes or the session is closed.
 
     Closing the session (by the hub, the watch, or the reader) cancels reading
@@ -162,16 +191,17 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
         if session.is_closed:  # closed before it started (e.g. shutting down)
             reading.cancel()
         if session.sink is not None:
-            await _read_until_closed(websocket, rt, session)
+            await _read_until_closed(websocket, rt, session, actor_bucket)
         else:
             async with anyio.create_task_group() as io:
                 io.start_soon(_write_loop, websocket, session)
-                await _read_until_closed(websocket, rt, session)
+                await _read_until_closed(websocket, rt, session, actor_bucket)
 
 
-async def _read_until_closed(websocket: WebSocket, rt: Runtime, session: Session) -> None:
+async def _read_until_closed(websocket: WebSocket, rt: Runtime, session: Session,
+                             actor_bucket: TokenBucket) -> None:
     with contextlib.suppress(WebSocketDisconnect):
-        await _read_loop(websocket, rt, session)
+        await _read_loop(websocket, rt, session, actor_bucket)
     session.close(1000, "client went away")
 
 
@@ -189,12 +219,14 @@ async def _write_loop(websocket: WebSocket, session: Session) -> None:
         session.close(1000, "client went away")
 
 
-async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> None:
+async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
+                     actor_bucket: TokenBucket) -> None:
     settings = rt.settings
     in_flight = _InFlight(MAX_IN_FLIGHT)
     codec = session.codec
     hub = rt.hub
-    bucket = TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic())
+    limiter = FrameLimiter(
+        TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic()), actor_bucket)
     abuse: AbuseMeter | None = None  # made on the first refusal: most connections never need one
     while True:
         frame = await _receive(websocket)
@@ -202,18 +234,11 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> Non
             return
         now = time.monotonic()
         session.last_seen = now
-        if isinstance(frame, bytes) != codec.binary:
-            session.send(_error(Code.WRONG_FRAME_TYPE))
-            continue
-        try:
-            message = codec.decode_client(frame)
-        except DecodeError as e:
-            rt.metrics.decode_errors.labels(e.code.name).inc()
-            session.send(Error(code=e.code, message=e.message[:500]))
-            continue
-        if not bucket.take(now):
-            rt.metrics.rate_limited.inc()
-            command_id = getattr(message, "command_id", None)
+        # Every frame pays before it is decoded, a bad one more after (decision 0021).
+        refused_by = limiter.admit(now)
+        if refused_by is not None:
+            rt.metrics.rate_limited.labels(refused_by).inc()
+            command_id = peek_command_id(codec, frame, settings.max_message_bytes)
             if command_id is not None:
                 session.send(Refused(command_id=command_id, code=Code.RATE_LIMITED,
                                      message=describe(Code.RATE_LIMITED)))
@@ -222,8 +247,24 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> Non
             if abuse is None:
                 abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
             if abuse.refused(now):
-                session.close(CloseCode.ABUSE, "sustained rate-limit abuse")
+                # Refused for its own rate, the connection is the abuser (terminal);
+                # for its actor's, the actor's other connections spend (decision 0021).
+                if refused_by == "actor":
+                    session.close(CloseCode.RATE_LIMITED, "sustained refusals for the actor")
+                else:
+                    session.close(CloseCode.ABUSE, "sustained rate-limit abuse")
                 return
+            continue
+        if isinstance(frame, bytes) != codec.binary:
+            limiter.penalize(now)
+            session.send(_error(Code.WRONG_FRAME_TYPE))
+            continue
+        try:
+            message = codec.decode_client(frame)
+        except DecodeError as e:
+            limiter.penalize(now)
+            rt.metrics.decode_errors.labels(e.code.name).inc()
+            session.send(Error(code=e.code, message=e.message[:500]))
             continue
         match message:
             case Ping(nonce=nonce):

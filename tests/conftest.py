@@ -1,5 +1,9 @@
-"""Fixtures every test package may use: the Redis servers (tests/redis_fixtures.py)."""
+"""Suite-wide hooks: the record of which error codes the tests produce (tests/codes.py)."""
 
-from tests.redis_fixtures import redis_cluster_url, redis_durable, redis_url
+from tests.codes import (
+    pytest_collection_finish,
+    pytest_collection_modifyitems,
+    pytest_deselected,
+)
 
-__all__ = ["redis_cluster_url", "redis_durable", "redis_url"]
+__all__ = ["pytest_collection_finish", "pytest_collection_modifyitems", "pytest_deselected"]

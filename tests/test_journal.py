@@ -1,5 +1,6 @@
 """The Journal contract (audit trail R16, inbox R14) and the access event store:
-every test taking ``journal`` or ``events`` runs against memory and SQLite."""
+every test taking ``journal`` or ``events`` runs against memory, SQLite, Redis and
+a Redis Cluster (tests/log/conftest.py ``BACKENDS``)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from protocol.messages import Notification
 from protocol.model import Actor
 from server.access_service import AccessEventStore, AccessService, MemoryAccessEventStore
 from server.journal import AuditEntry, AuditQuery, Journal, MemoryJournal
+from server.log.redis_conn import connect
 from server.log.sqlite import SqliteStore
+from server.redis_store import RedisAccessEventStore, RedisJournal
 from server.store import SqliteAccessEventStore, SqliteJournal
+from tests.log.conftest import BACKENDS, server_for
+from tests.redis_fixtures import unique_prefix
 
 T0 = 1_700_000_000_000
 CREATOR = Actor(role="creator", id="cr-1")
@@ -38,9 +43,15 @@ def note(nid: str, creator: str = "cr-1", *, at: int = T0, text: str = "hi",
                         text=text, at=at, by=ANN, read=read)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
     """A fresh journal of each implementation."""
+    url = server_for(request.param, request)
+    if url is not None:
+        client = await connect(url)
+        yield RedisJournal(client, prefix=unique_prefix())
+        await client.aclose()
+        return
     if request.param == "memory":
         yield MemoryJournal()
         return
@@ -238,10 +249,16 @@ EVENTS: list[a.AccessEvent] = [
 ]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 async def events(request: pytest.FixtureRequest,
                  tmp_path: Path) -> AsyncIterator[AccessEventStore]:
     """A fresh access event store of each implementation."""
+    url = server_for(request.param, request)
+    if url is not None:
+        client = await connect(url)
+        yield RedisAccessEventStore(client, prefix=unique_prefix())
+        await client.aclose()
+        return
     if request.param == "memory":
         yield MemoryAccessEventStore()
         return

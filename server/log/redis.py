@@ -25,14 +25,15 @@ resuming by seq ("history lost", H3): :meth:`RedisRoomLog.epoch`, :class:`Wake`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Final
 
+import anyio
 import msgspec
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.typing import EncodableT
 
 from protocol.messages import Event
@@ -58,7 +59,7 @@ from server.log.base import (
     stamp,
 )
 from server.log.keys import same_command
-from server.log.redis_conn import RedisClient, Script, connect, creator_key
+from server.log.redis_conn import RedisClient, Script, connect, creator_key, run_batch
 from server.log.redis_scripts import (
     APPEND,
     DEFAULT_PREFIX,
@@ -79,6 +80,16 @@ MAX_BATCH: Final = 256
 TRIM_CHUNK: Final = 2000
 """At most this many events are trimmed per script run (a script blocks Redis)."""
 APPLIED_PAGE: Final = 200
+_FAILURES: Final = (RedisError, RedisClusterException, OSError)
+"""What a call to Redis raises when it did not answer (the Cluster client's own
+errors, a slot no node covers..., are not RedisErrors)."""
+
+
+@functools.lru_cache(maxsize=65536)
+def _room_keys(prefix: str, room: str) -> tuple[str, ...]:
+    """meta, events, cmds, keyseq, applied, grants (one slot: ``{room}``)."""
+    return tuple(creator_key(prefix, room, name)
+                 for name in ("meta", "events", "cmds", "keyseq", "applied", "grants"))
 
 
 _KeyBlob = tuple[bytes | None, CommandRecord | None]
@@ -142,22 +153,21 @@ class RedisRoomLog:
         return cls(client, prefix=prefix, retain_events=retain_events, owns_client=True)
 
     async def close(self) -> None:
-        """Send every append already queued, then stop; idempotent. The client is
-        closed if this log owns it."""
+        """Send every append already queued, then stop; idempotent, and runs to
+        completion even if the caller is cancelled. The client is closed if this
+        log owns it."""
         if self._closed:
             return
         self._closed = True
         self._wake.set()
-        with contextlib.suppress(asyncio.CancelledError):
+        with anyio.CancelScope(shield=True):
             if self._writer is not None:
-                await asyncio.shield(self._writer)
-        if self._owns_client:
-            await self.client.aclose()
+                await self._writer
+            if self._owns_client:
+                await self.client.aclose()
 
     def _keys(self, room: str) -> tuple[str, ...]:
-        """meta, events, cmds, keyseq, applied, grants (one slot: ``{room}``)."""
-        return tuple(creator_key(self.prefix, room, name)
-                     for name in ("meta", "events", "cmds", "keyseq", "applied", "grants"))
+        return _room_keys(self.prefix, room)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -168,7 +178,7 @@ class RedisRoomLog:
         self._check_open()
         try:
             reply = await script(self.client, keys, args)
-        except RedisError as exc:
+        except _FAILURES as exc:
             raise LogError(f"redis: {exc}") from exc
         assert isinstance(reply, list)
         return reply
@@ -177,7 +187,7 @@ class RedisRoomLog:
         self._check_open()
         try:
             value = await self.client.hget(key, field)
-        except RedisError as exc:
+        except _FAILURES as exc:
             raise LogError(f"redis: {exc}") from exc
         return value if isinstance(value, bytes) else None
 
@@ -282,25 +292,11 @@ class RedisRoomLog:
             self._queue.clear()
 
     async def _send(self, batch: list[_Job]) -> list[object]:
-        """One pipeline for the batch (in order); scripts the server had lost are
-        loaded and their appends sent again - still conditional on their seq."""
+        """One pipeline for the batch, in order (a reply or an error per append)."""
         try:
-            replies = await self._pipeline(batch)
-            again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if again:
-                await APPEND.load(self.client)
-                for i, reply in zip(again, await self._pipeline([batch[i] for i in again]),
-                                    strict=True):
-                    replies[i] = reply
-        except (RedisError, OSError) as exc:
+            return await run_batch(self.client, APPEND, [(job.keys, job.args) for job in batch])
+        except Exception as exc:  # no reply (any cause): none of the batch is acked
             return [exc] * len(batch)
-        return replies
-
-    async def _pipeline(self, jobs: list[_Job]) -> list[object]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for job in jobs:
-                pipe.evalsha(APPEND.sha, len(job.keys), *job.keys, *job.args)
-            return list(await pipe.execute(raise_on_error=False))
 
     @staticmethod
     def _settle(batch: list[_Job], replies: list[object]) -> None:
@@ -376,7 +372,7 @@ class RedisRoomLog:
             try:
                 page = await self.client.zrevrangebyscore(key, high, low, start=offset,
                                                           num=APPLIED_PAGE)
-            except RedisError as exc:
+            except _FAILURES as exc:
                 raise LogError(f"redis: {exc}") from exc
             for member in page:
                 assert isinstance(member, bytes)

@@ -10,6 +10,7 @@ is in one Cluster slot. Ids cannot contain braces (``protocol.model.Id``).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Final
 
@@ -19,8 +20,11 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT
 
 __all__ = [
-    "RedisClient", "Script", "check_persistence", "connect", "creator_key", "tagged",
+    "RedisClient", "Script", "check_persistence", "connect", "creator_key", "run_batch",
+    "tagged", "warn_about_persistence",
 ]
+
+logger = logging.getLogger("livepilot.redis")
 
 RedisClient = Redis | RedisCluster
 """One Redis server, or a Redis Cluster (every command here runs on either)."""
@@ -78,6 +82,33 @@ class Script:
         except NoScriptError:
             await self.load(client)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+Call = tuple[Sequence[str], Sequence[EncodableT]]
+"""The keys and arguments of one run of a script."""
+
+
+async def run_batch(client: RedisClient, script: Script, calls: Sequence[Call]) -> list[object]:
+    """Run ``script`` once per call, in order, in one pipeline (one round trip per
+    server); each reply, or the error of that call, in call order. Calls that found
+    the script missing are sent again, in order, once it is loaded: every script
+    here is safe to resend when it did not run (the room append is conditional
+    on its seq anyway). A broken connection raises."""
+    replies = await _pipeline(client, script, calls)
+    again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if again:
+        await script.load(client)
+        resent = await _pipeline(client, script, [calls[i] for i in again])
+        for i, reply in zip(again, resent, strict=True):
+            replies[i] = reply
+    return replies
+
+
+async def _pipeline(client: RedisClient, script: Script, calls: Sequence[Call]) -> list[object]:
+    async with client.pipeline(transaction=False) as pipe:
+        for keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 # --- the persistence check ----------------------------------------------------------
@@ -141,3 +172,11 @@ async def check_persistence(client: RedisClient) -> list[str]:
 
 def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def warn_about_persistence(client: RedisClient) -> list[str]:
+    """:func:`check_persistence`, each line logged as a warning: call it at start."""
+    warnings = await check_persistence(client)
+    for line in warnings:
+        logger.warning("Redis can lose acknowledged commands: %s", line)
+    return warnings

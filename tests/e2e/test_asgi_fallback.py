@@ -129,7 +129,8 @@ async def test_hello_join_and_events_in_order_with_acks(
 ) -> None:
     """hello -> welcome; both formats get every event in order, the sender its acks in order."""
     # H2 H4
-    settings = make_settings(rate_per_s=10_000.0, rate_burst=10_000)
+    settings = make_settings(rate_per_s=10_000.0, rate_burst=10_000,
+                             actor_rate_per_s=10_000.0, actor_rate_burst=10_000)
     async with (
         serving(settings) as served,
         raw_client(served.srv, served.srv.token(creator="cr")) as creator,
@@ -208,7 +209,8 @@ async def slow_room(
     """A fallback-path server with a 16 KiB send bound, a live room whose creator
     reads all along, and a member of it closed as a slow consumer."""
     settings = make_settings(send_buffer_bytes=16_384, rate_per_s=1_000_000.0,
-                             rate_burst=1_000_000)
+                             rate_burst=1_000_000, actor_rate_per_s=1_000_000.0,
+                             actor_rate_burst=1_000_000)
     async with (
         serving(settings) as served,
         raw_client(served.srv, served.srv.token(creator="cr")) as creator,

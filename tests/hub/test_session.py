@@ -29,9 +29,9 @@ def test_overflow_closes_the_session_as_slow() -> None:
 def test_first_close_wins() -> None:
     """A second close request does not change the code of the first."""
     session = Session("s1", ACTOR, Codec("json"), expires_at=0, max_buffered=2)
-    session.close(CloseCode.ACCESS_REVOKED, "revoked")
+    session.close(CloseCode.ABUSE, "abuse")
     session.close(CloseCode.GOING_AWAY, "bye")
-    assert (session.close_code, session.close_reason) == (CloseCode.ACCESS_REVOKED, "revoked")
+    assert (session.close_code, session.close_reason) == (CloseCode.ABUSE, "abuse")
 
 
 def test_frames_follow_the_session_format() -> None:

@@ -4,11 +4,12 @@ lost scripts and servers, and durability with the settings H4 needs."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import pytest
 from redis.asyncio import Redis
+from redis.typing import EncodableT
 
 from protocol.model import RoomState
 from server.log.base import (
@@ -20,8 +21,9 @@ from server.log.base import (
     LogWriteError,
 )
 from server.log.redis import RedisRoomLog, decode_wake, wake_channel
-from server.log.redis_conn import creator_key
-from tests.log.conftest import pending
+from server.log.redis_conn import Script, creator_key
+from server.log.redis_scripts import TRIM
+from tests.log.conftest import pending, server_for
 from tests.log.test_contract import all_events, fill
 from tests.redis_fixtures import RedisProcess, free_port, unique_prefix
 
@@ -31,10 +33,12 @@ ROOM = "cr-1"
 AGENCY = "ag-1"
 
 
-@pytest.fixture
-async def log(redis_url: str) -> AsyncIterator[RedisRoomLog]:
-    """A Redis room log under a fresh prefix on the session's server."""
-    opened = await RedisRoomLog.open(redis_url, prefix=unique_prefix())
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def log(request: pytest.FixtureRequest) -> AsyncIterator[RedisRoomLog]:
+    """A Redis room log under a fresh prefix on the session's server, then Cluster."""
+    url = server_for(request.param, request)
+    assert url is not None
+    opened = await RedisRoomLog.open(url, prefix=unique_prefix())
     yield opened
     await opened.close()
 
@@ -138,6 +142,31 @@ async def test_appends_trim_behind_the_snapshot_when_asked(redis_url: str) -> No
     assert await log.lookup_command(ROOM, "c10") is None
     assert await log.lookup_command(ROOM, "c11") == Duplicate(first_seq=11, last_seq=11)
     await log.close()
+
+
+async def test_a_long_trim_goes_in_bounded_steps(log: RedisRoomLog,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """trim() drops at most TRIM_CHUNK events per script run (a script blocks Redis),
+    and still trims all it was asked to, never past the snapshot (H3)."""
+    # H3
+    monkeypatch.setattr("server.log.redis.TRIM_CHUNK", 3)
+    runs: list[object] = []
+    run = log._run
+
+    async def counted(script: Script, keys: Sequence[str],
+                      args: Sequence[EncodableT]) -> list[object]:
+        reply = await run(script, keys, args)
+        if script is TRIM:
+            runs.append(reply[0])
+        return reply
+
+    monkeypatch.setattr(log, "_run", counted)
+    await fill(log, ROOM, 12)
+    await log.save_snapshot(ROOM, RoomState(room=ROOM, creator=ROOM, seq=10))
+    assert await log.trim(ROOM, 100) == 10
+    assert runs == [3, 3, 3, 1]
+    assert [e.seq for e in await all_events(log, ROOM, 10)] == [11, 12]
+    assert await log.read_since(ROOM, 9, 10) is None
 
 
 async def test_appends_survive_a_flushed_script_cache(log: RedisRoomLog) -> None:

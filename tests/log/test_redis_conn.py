@@ -12,6 +12,7 @@ from server.log.redis_conn import (
     connect,
     creator_key,
     persistence_warnings,
+    warn_about_persistence,
 )
 from tests.redis_fixtures import RedisProcess
 
@@ -60,6 +61,19 @@ async def test_settings_that_lose_acked_commands_are_warned(
     assert len(warnings) == 2
     assert "appendonly is not yes" in warnings[0]
     assert "evicts" in warnings[1]
+    await client.aclose()
+
+
+async def test_the_warnings_are_logged_loudly(redis_url: str,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """At start each warning goes to the log at WARNING level."""
+    # H4
+    client = await connect(redis_url)
+    with caplog.at_level("WARNING", logger="livepilot.redis"):
+        warnings = await warn_about_persistence(client)
+    assert warnings
+    assert [r.levelname for r in caplog.records] == ["WARNING"] * len(warnings)
+    assert "appendonly is not yes" in caplog.records[0].getMessage()
     await client.aclose()
 
 
