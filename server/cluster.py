@@ -9,7 +9,6 @@ delivery cursor (decision 0025).
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import uuid
@@ -20,6 +19,9 @@ from server.access_service import AccessEventStore
 from server.bus.redis import RedisBus
 from server.journal import Journal
 from server.log.base import RoomLog
+from server.log.redis import DEFAULT_PREFIX, RedisRoomLog, decode_wake, wake_channel
+from server.log.redis_conn import connect, warn_about_persistence
+from server.redis_store import RedisAccessEventStore, RedisJournal
 
 __all__ = ["Shared", "node_id", "open_shared"]
 
@@ -43,19 +45,14 @@ class Shared:
 
 async def open_shared(url: str, node: str) -> Shared:
     """Open the Redis storage and bus at ``url`` for node ``node``."""
-    # The storage half (decision 0024) is on the redis-store branch: looked up by
-    # name until both halves are merged, then imported directly.
-    redis_log = importlib.import_module("server.log.redis")
-    conn = importlib.import_module("server.log.redis_conn")
-    stores = importlib.import_module("server.redis_store")
-    client = await conn.connect(url)
-    log: RoomLog = redis_log.RedisRoomLog(client)
-    journal: Journal = stores.RedisJournal(client)
-    events: AccessEventStore = stores.RedisAccessEventStore(client)
-    prefix = redis_log.DEFAULT_PREFIX
+    client = await connect(url)
+    await warn_about_persistence(client)  # H4: an ack is as durable as Redis makes it
+    log = RedisRoomLog(client)
+    journal = RedisJournal(client)
+    events = RedisAccessEventStore(client)
     bus = RedisBus(url, node, client=client,
-                   wake_channel=lambda room: str(redis_log.wake_channel(room, prefix)),
-                   parse_wake=lambda payload: int(redis_log.decode_wake(payload).last_seq))
+                   wake_channel=lambda room: wake_channel(room, DEFAULT_PREFIX),
+                   parse_wake=lambda payload: int(decode_wake(payload).last_seq))
 
     async def close() -> None:
         await bus.close()

@@ -29,15 +29,8 @@ from protocol.model import BagItem
 from server.auth import mint
 from server.config import Settings, load_settings
 from tests.e2e.conftest import TIMEOUT, Raw, free_port
+from tests.redis_fixtures import DURABLE, RedisProcess
 from tests.tcp_proxy import TcpProxy
-
-# The Redis storage and its fixtures come with the storage half (redis-store); the
-# journal and access-event store on Redis are the last part of it to land.
-pytest.importorskip("server.log.redis")
-pytest.importorskip("server.redis_store")
-fixtures = pytest.importorskip("tests.redis_fixtures")
-DURABLE: Any = fixtures.DURABLE
-RedisProcess: Any = fixtures.RedisProcess
 
 SECRET = "multi-node-test-secret-0123456789abcdef"
 CREATOR = "cr"
