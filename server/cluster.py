@@ -43,6 +43,11 @@ class Shared:
     close: Callable[[], Awaitable[None]]
 
 
+def _parse_wake(payload: bytes) -> tuple[int, str | None]:
+    wake = decode_wake(payload)
+    return int(wake.last_seq), str(wake.epoch)
+
+
 async def open_shared(url: str, node: str) -> Shared:
     """Open the Redis storage and bus at ``url`` for node ``node``."""
     client = await connect(url)
@@ -52,7 +57,7 @@ async def open_shared(url: str, node: str) -> Shared:
     events = RedisAccessEventStore(client)
     bus = RedisBus(url, node, client=client,
                    wake_channel=lambda room: wake_channel(room, DEFAULT_PREFIX),
-                   parse_wake=lambda payload: int(decode_wake(payload).last_seq))
+                   parse_wake=_parse_wake)
 
     async def close() -> None:
         await bus.close()

@@ -50,9 +50,11 @@ class BusUnavailableError(Exception):
 class BusListener(Protocol):
     """What a node does with what it hears (the :class:`~server.hub.nodes.NodeLink`)."""
 
-    def on_wake(self, room: str, seq: int | None) -> None:
+    def on_wake(self, room: str, seq: int | None, epoch: str | None = None) -> None:
         """``room``'s log is at ``seq`` now; None: it may have moved while this node
-        was not listening (a new subscription, a reconnect) - read it to know."""
+        was not listening (a new subscription, a reconnect) - read it to know.
+        ``epoch``: the log's history the seq belongs to, when known (another one than
+        the node's means the history was lost and seqs started again, H3)."""
 
     def on_presence(self, room: str) -> None:
         """Some node's members of ``room`` changed: read the merged presence."""

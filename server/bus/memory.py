@@ -101,9 +101,9 @@ class MemoryBus:
     def unsubscribe(self, room: str) -> None:
         self.rooms.discard(room)
 
-    async def wake(self, room: str, seq: int) -> None:
+    async def wake(self, room: str, seq: int, epoch: str | None = None) -> None:
         self.sent += 1
-        self.network._send(room, lambda listener: listener.on_wake(room, seq))
+        self.network._send(room, lambda listener: listener.on_wake(room, seq, epoch))
 
     async def put_presence(self, room: str, actors: list[Actor], ttl_ms: int) -> None:
         self.sent += 1
@@ -141,9 +141,24 @@ class WakingMemoryLog(MemoryRoomLog):
     """A memory log that wakes the room's subscribers after each append, as the
     Redis log's append script does (for tests of several hubs on one store)."""
 
-    def __init__(self, store: MemoryStore, bus: MemoryBus) -> None:
+    def __init__(self, store: MemoryStore, bus: MemoryBus,
+                 epochs: dict[str, str] | None = None) -> None:
         super().__init__(store)
         self.bus = bus
+        self.epochs = epochs if epochs is not None else {}
+        """Each room's epoch, shared by the logs on one store (as Redis keeps it)."""
+
+    async def epoch(self, room: str) -> str | None:
+        """The room's epoch (None: never written to), as :meth:`RedisRoomLog.epoch`."""
+        if self._room(room) is None:
+            return None
+        return self.epochs.setdefault(room, "e1")
+
+    def lose_history(self, room: str) -> None:
+        """What a store restarted without its data does to a room: gone, and the next
+        append starts a new history (epoch) at seq 1 (H3)."""
+        self._store.rooms.pop(room, None)
+        self.epochs[room] = f"e{int(self.epochs.get(room, 'e1')[1:]) + 1}"
 
     async def append(self, room: str, command_id: str | None, events: Sequence[PendingEvent],
                      expected_seq: int, record: CommandRecord | None = None, *,
@@ -152,5 +167,5 @@ class WakingMemoryLog(MemoryRoomLog):
         result = await super().append(room, command_id, events, expected_seq, record,
                                       digest=digest, grant_version=grant_version)
         if isinstance(result, Appended) and result.events:
-            await self.bus.wake(room, result.last_seq)
+            await self.bus.wake(room, result.last_seq, await self.epoch(room))
         return result

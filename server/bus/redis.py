@@ -50,7 +50,8 @@ class RedisBus:
 
     def __init__(self, url: str, node: str, *, client: Any = None, prefix: str = PREFIX,
                  wake_channel: Callable[[str], str] | None = None,
-                 parse_wake: Callable[[bytes], int] = int) -> None:
+                 parse_wake: Callable[[bytes], tuple[int, str | None]] = lambda b: (
+                     int(b), None)) -> None:
         """``client``: for commands (a plain or Cluster client); pub/sub always uses
         its own connection to the server of ``url`` (a Cluster forwards PUBLISH to
         every node)."""
@@ -58,7 +59,8 @@ class RedisBus:
         self.prefix = prefix
         self._wake_channel = wake_channel or (lambda room: f"{prefix}wake:{room}")
         self._parse_wake = parse_wake
-        """The room's new last seq in a wake-up (the log's append publishes them)."""
+        """The room's new last seq and epoch in a wake-up (the log's append publishes
+        them)."""
         self._own_client = client is None
         self.redis: Any = client if client is not None else Redis.from_url(
             url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
@@ -216,11 +218,13 @@ class RedisBus:
             if kind == "subscribe":  # in force from now: read what came before (the gap)
                 listener.on_wake(room, None)
             elif kind == "message":
+                seq: int | None
+                epoch: str | None
                 try:
-                    seq: int | None = self._parse_wake(_raw(data))
+                    seq, epoch = self._parse_wake(_raw(data))
                 except (TypeError, ValueError):  # msgspec's DecodeError is a ValueError
-                    seq = None  # unknown: the node reads the log to know
-                listener.on_wake(room, seq)
+                    seq, epoch = None, None  # unknown: the node reads the log to know
+                listener.on_wake(room, seq, epoch)
         elif kind in ("message", "subscribe"):
             listener.on_presence(room)
 

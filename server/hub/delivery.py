@@ -18,6 +18,12 @@ loaded room keeps a cursor: the seq up to which its events were delivered here.
 The pump delivers under the room lock: a join holds that lock from the moment
 it brings the cursor level with the room's state to the moment the session is a
 member, so no event is delivered in between (it would be missed or doubled).
+
+The cursor belongs to one *epoch* of the room's log: a shared store that lost
+the room's data (Redis restarted without it) starts a new history, in a new
+epoch, at seq 1. A wake-up in another epoch, or a read that cannot continue and
+a log behind the cursor, resets the cursor: members get a snapshot with reason
+``history_lost`` and delivery goes on from its seq (H3) - never a silent skip.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from protocol.messages import Event
+from protocol.messages import Event, SnapshotReason
 
 if TYPE_CHECKING:
     from server.hub.liveroom import LiveRoom
@@ -44,20 +50,28 @@ Read = Callable[[str, int, int], Awaitable[list[Event] | None]]
 Deliver = Callable[["LiveRoom", Event, bool], None]
 """Deliver one event to the room's members here; the flag says whether this node
 appended it (its side effects that write, such as inbox notices, are this node's)."""
-Lost = Callable[["LiveRoom"], Awaitable[int]]
-"""The log cannot continue from the cursor (history trimmed): reload the room, send
-its members a snapshot, and return the seq delivery goes on from."""
+Lost = Callable[["LiveRoom", SnapshotReason], Awaitable[int]]
+"""The log cannot continue from the cursor (history trimmed, or lost): reload the
+room, send its members a snapshot with that reason, and return the seq delivery
+goes on from."""
+Epoch = Callable[[str], Awaitable[str | None]]
+"""The log's ``epoch(room)``: which history it holds (None: no room yet)."""
 
 
 class Delivery:
     """The delivered-up-to cursor of one room on this node, and its pump."""
 
-    __slots__ = ("_acks", "_again", "_filling", "_local", "_lost", "_order", "_pumping",
-                 "_read", "_spawn", "cursor", "deliver", "live")
+    __slots__ = ("_acks", "_again", "_epoch", "_filling", "_local", "_lost", "_moved",
+                 "_order", "_pumping", "_read", "_spawn", "cursor", "deliver", "epoch", "live")
 
     def __init__(self, live: LiveRoom, *, read: Read, deliver: Deliver, lost: Lost,
-                 spawn: Callable[..., object]) -> None:
+                 spawn: Callable[..., object], epoch: Epoch | None = None) -> None:
         self.live = live
+        self.epoch: str | None = None
+        """The epoch of the log the cursor is in (None: not known yet)."""
+        self._epoch = epoch
+        self._moved = False
+        """A wake-up came from another epoch: the next fill checks it."""
         self.cursor = live.state.seq
         """Every event up to this seq was delivered to this node's members."""
         self.deliver = deliver
@@ -101,8 +115,12 @@ class Delivery:
 
     # --- the pump ---------------------------------------------------------------
 
-    def wake(self, seq: int | None) -> None:
-        """The log is at ``seq`` (None: unknown): read it if that is beyond the cursor."""
+    def wake(self, seq: int | None, epoch: str | None = None) -> None:
+        """The log is at ``seq`` (None: unknown) in ``epoch`` (None: unknown): read it
+        if that is beyond the cursor, or in another history than the cursor's."""
+        if epoch is not None and self.epoch is not None and epoch != self.epoch:
+            self._moved = True  # H3: seqs started again; a lower seq is news too
+            seq = None
         if seq is not None and seq <= self.cursor:
             return
         if self._pumping:
@@ -130,10 +148,12 @@ class Delivery:
         live = self.live
         filling, self._filling = self._filling, True
         try:
+            if self.epoch is None or self._moved:
+                await self._check_epoch(lost=False)
             while True:
                 batch = await self._read(live.room, self.cursor, READ_BATCH)
                 if batch is None:
-                    self._jump(await self._lost(live))
+                    await self._check_epoch(lost=True)
                     continue
                 for event in batch:
                     if event.seq == self.cursor + 1:  # a local offer may have gone first
@@ -144,6 +164,32 @@ class Delivery:
                     return
         finally:
             self._filling = filling
+
+    async def _check_epoch(self, *, lost: bool) -> None:
+        """Compare the log's epoch with the cursor's; on a change (or when the log
+        could not continue), send members the snapshot and move the cursor."""
+        self._moved = False
+        current = None if self._epoch is None else await self._epoch(self.live.room)
+        changed = current is not None and self.epoch is not None and current != self.epoch
+        if current is not None:
+            self.epoch = current
+        if not (changed or lost):
+            return
+        seq = await self._lost(self.live, "history_lost" if changed else "history_truncated")
+        if changed or seq < self.cursor:
+            self._reset(seq)  # a new history: its seqs are not the old ones
+        else:
+            self._jump(seq)
+
+    def _reset(self, seq: int) -> None:
+        """The log's history was lost: delivery goes on after ``seq`` of the new one.
+        Acks waiting were for appends the store had acknowledged: they go now (the
+        start-up warning says what Redis settings lose acked commands, H4)."""
+        self.cursor = seq
+        self._local.clear()
+        acks, self._acks = self._acks, []
+        for _, _, send in sorted(acks):
+            send()
 
     def _step(self, event: Event, *, local: bool) -> None:
         self._local.discard(event.seq)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from protocol.messages import Event, Presence, Snapshot
+from protocol.messages import Event, Presence, Snapshot, SnapshotReason
 from protocol.model import Actor
 from server.bus.base import AccessNotice, Bus
 from server.domain.evolve import evolve
@@ -66,7 +66,8 @@ class NodeLink:
     def attach(self, live: LiveRoom) -> None:
         """A room was loaded: deliver its events through a cursor from its state."""
         live.delivery = Delivery(live, read=self.hub.log.read_since, deliver=self._deliver,
-                                 lost=self._lost, spawn=self.spawn)
+                                 lost=self._lost, spawn=self.spawn,
+                                 epoch=getattr(self.hub.log, "epoch", None))
 
     def _deliver(self, live: LiveRoom, event: Event, local: bool) -> None:
         if not local:
@@ -85,12 +86,13 @@ class NodeLink:
         elif event.seq > live.state.seq:
             live.diverged = True
 
-    async def _lost(self, live: LiveRoom) -> int:
-        """History after the cursor was trimmed: members reload from a snapshot (H3)."""
+    async def _lost(self, live: LiveRoom, reason: SnapshotReason) -> int:
+        """History after the cursor was trimmed, or lost with the store's data: members
+        reload from a snapshot (H3), told which."""
         live.state = await self.hub._load(live.room)
         live.diverged = False
         snapshot = Snapshot(room=live.room, seq=live.state.seq, state=live.state,
-                            reason="history_truncated")
+                            reason=reason)
         for session in live.members.values():
             session.send(snapshot)
         return live.state.seq
@@ -109,10 +111,10 @@ class NodeLink:
             await live.settle(lambda: self.hub._load(live.room))
         raise RuntimeError(f"room {live.room} moves too fast to join")  # pragma: no cover
 
-    def on_wake(self, room: str, seq: int | None) -> None:
+    def on_wake(self, room: str, seq: int | None, epoch: str | None = None) -> None:
         live = self.hub.rooms.get(room)
         if live is not None and live.delivery is not None:
-            live.delivery.wake(seq)
+            live.delivery.wake(seq, epoch)
 
     # --- presence ---------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class Heard:
         self._changed.set()
         self._changed = anyio.Event()
 
-    def on_wake(self, room: str, seq: int | None) -> None:
+    def on_wake(self, room: str, seq: int | None, epoch: str | None = None) -> None:
         self._add(("wake", (room, seq)))
 
     def on_presence(self, room: str) -> None:

@@ -41,10 +41,13 @@ class Cluster:
         self.ttl = presence_ttl_ms
         self.granted = True
         self.links: dict[str, NodeLink] = {}
+        self.epochs: dict[str, str] = {}
+        self.logs: dict[str, WakingMemoryLog] = {}
 
     def node(self, name: str) -> Hub:
         bus = self.network.bus(name)
-        hub = Hub(WakingMemoryLog(self.store, bus), self.journal, self._grants,
+        log = self.logs[name] = WakingMemoryLog(self.store, bus, self.epochs)
+        hub = Hub(log, self.journal, self._grants,
                   clock=lambda: NOW, metrics=Metrics())
         self.links[name] = NodeLink(hub, bus, spawn=self.tasks.start_soon,
                                     presence_ttl_ms=self.ttl)
@@ -196,6 +199,37 @@ async def test_a_cut_bus_is_filled_from_the_log() -> None:
         await a.command(staff, add("x2", "x2"))
         await ci.until(upto(last + 2))
         gap_free(ci, joined_at(ci))
+
+
+async def test_lost_history_sends_members_a_snapshot_instead_of_skipping() -> None:
+    """The shared store lost the room (a new epoch, seqs from 1 again): members on
+    the other node get a snapshot with reason history_lost, then its events in order."""
+    # H3 H2 (multi-node: a restarted Redis without the room's data)
+    async with cl_ctx() as (cl, a, b, creator, _staff, ci, si):
+        for i in range(3):
+            await b.command(creator, add(f"old{i}", f"p{i}"))
+        await si.until(upto(4))
+        cl.logs["a"].lose_history("cr")
+        # Decided on b's stale state, it conflicts: b reloads (the room is not LIVE
+        # any more), and the creator starts the LIVE again - at seq 1 of a new history.
+        await b.command(creator, add("new0", "n0"))
+        await b.command(creator, c.StartLive(command_id="go-again", room="cr"))
+        await b.command(creator, add("new1", "n1"))
+        await si.until(lambda got: any(isinstance(m, Snapshot) and m.reason == "history_lost"
+                                       for m in got))
+        lost = next(m for m in si.got if isinstance(m, Snapshot) and m.reason == "history_lost")
+        assert lost.seq < 4  # the new history's seqs, not the old ones
+        last = await a.log.last_seq("cr")
+        at = si.got.index(lost) + 1
+        if lost.seq < last:
+            await si.until(lambda got: upto(last)(got[at:]))
+        after = si.got[at:]
+        seqs = [m.seq for m in after if isinstance(m, Event)]
+        assert seqs == list(range(lost.seq + 1, last + 1))
+        assert "p0" not in {p.product_id for p in lost.state.bag}  # the old history's
+        for inbox in (si, ci):  # on both nodes
+            await inbox.until(lambda got: any(isinstance(m, Snapshot)
+                                              and m.reason == "history_lost" for m in got))
 
 
 async def test_same_command_on_both_nodes_applies_once() -> None:
