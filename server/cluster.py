@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from server.access_service import AccessEventStore
 from server.bus.redis import RedisBus
 from server.journal import Journal
 from server.log.base import RoomLog
@@ -38,7 +37,7 @@ class Shared:
 
     log: RoomLog
     journal: Journal
-    events: AccessEventStore
+    events: RedisAccessEventStore
     bus: RedisBus
     close: Callable[[], Awaitable[None]]
 

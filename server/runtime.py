@@ -109,6 +109,10 @@ async def open_runtime(
                 access.shared = True
                 access.on_access_ended = link.access_ended_here
                 access.on_changed = link.access_changed_here
+                # R6 across nodes: staff appends carry the grant's version; a moved
+                # grant is caught up and the command decided again (decision 0024).
+                hub.grant_version = shared.events.grant_version
+                hub.catch_up_access = access.catch_up
                 tasks.start_soon(_forever, loops, bus.run, link.run)
             yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
                           journal=journal, access=access, hub=hub, spawn=tasks.start_soon,

@@ -38,15 +38,23 @@ from server.log.base import (
     CommandRecord,
     Conflict,
     Duplicate,
+    GrantVersion,
     PendingEvent,
     Reused,
     RoomLog,
 )
 
-__all__ = ["RETRY", "REUSED", "LiveRoom", "Outcome", "Submitted"]
+__all__ = ["GRANT_MOVED", "RETRY", "REUSED", "UNSENT", "LiveRoom", "Outcome", "Submitted"]
 
 RETRY: Final = "retry"
 """Outcome of a command whose append conflicted: decide it again."""
+UNSENT: Final = "unsent"
+"""Outcome of a command never sent to the log: the one before it, which it was
+decided on, did not store what was predicted. Decide it again (not a try lost)."""
+_UNSENT: Final = Conflict(current_seq=-1)
+GRANT_MOVED: Final = "grant_moved"
+"""Outcome of a staff command whose grant moved on another node (a revoke this node
+has not heard of yet): catch the creator's access up, then decide it again (R6)."""
 Outcome = int | Refusal | str
 """The seq the command was acked with, a refusal, or :data:`RETRY`."""
 EventSink = Callable[["LiveRoom", Event], None]
@@ -105,7 +113,8 @@ class LiveRoom:
 
     def submit(self, log: RoomLog, command_id: str | None, pending: Sequence[PendingEvent],
                sender: Session | None, record: CommandRecord | None = None, *,
-               digest: bytes | None = None) -> Submitted:
+               digest: bytes | None = None,
+               grant_version: GrantVersion | None = None) -> Submitted:
         """Under the lock: start the append (with the command's audit ``record`` and
         its key's ``digest``) and fold its predicted events now."""
         seq = self.state.seq
@@ -114,16 +123,54 @@ class LiveRoom:
                   command_id=command_id)
             for i, p in enumerate(pending, start=1)
         ]
-        # Queued now, so appends reach the log in submission order.
-        # publish() runs once the append is done: for the SQLite log, in the very
-        # callback that completes it (a done callback would wait a turn of the loop).
-        append = log.append_soon(self.room, command_id, pending, seq, record, digest=digest,
-                                 then=self.publish)
+        if self.delivery is not None and self.inflight:
+            append = self._chained(self.inflight[-1], log, command_id, pending, seq, record,
+                                   digest, grant_version)
+        else:
+            # Queued now, so appends reach the log in submission order.
+            # publish() runs once the append is done: for the SQLite log, in the very
+            # callback that completes it (a done callback would wait a turn of the loop).
+            append = log.append_soon(self.room, command_id, pending, seq, record,
+                                     digest=digest, grant_version=grant_version,
+                                     then=self.publish)
         entry = Submitted(append, predicted, sender, command_id, digest)
         self.inflight.append(entry)
         for event in predicted:
             self.state = evolve(self.state, event)
         return entry
+
+    def _chained(self, prev: Submitted, log: RoomLog, command_id: str | None,  # noqa: PLR0917
+                 pending: Sequence[PendingEvent], seq: int, record: CommandRecord | None,
+                 digest: bytes | None,
+                 grant_version: GrantVersion | None) -> asyncio.Future[AppendResult]:
+        """Multi-node: an append decided on the predicted outcome of the one before it
+        goes to the log only once that one is stored as predicted. Another node may
+        append in between: the earlier one then conflicts, and this one, at a seq that
+        may well match the log again, was decided on a state the log never had - it
+        is decided again instead (H5), after the earlier one (a connection's order)."""
+        result: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+
+        def settle(done: asyncio.Future[AppendResult]) -> None:
+            if not result.done():
+                if done.cancelled() or done.exception() is not None:
+                    result.set_result(Conflict(current_seq=seq))
+                else:
+                    result.set_result(done.result())
+            self.publish()
+
+        def go(before: asyncio.Future[AppendResult]) -> None:
+            ok = (not before.cancelled() and before.exception() is None
+                  and isinstance(before.result(), Appended)
+                  and list(before.result().events) == prev.predicted)  # type: ignore[union-attr]
+            if not ok:
+                result.set_result(_UNSENT)
+                self.publish()
+                return
+            log.append_soon(self.room, command_id, pending, seq, record, digest=digest,
+                            grant_version=grant_version).add_done_callback(settle)
+
+        prev.append.add_done_callback(go)
+        return result
 
     def publish(self) -> None:
         """Publish every completed append at the head of the queue, in order; what
@@ -175,9 +222,11 @@ class LiveRoom:
             case Reused():  # another command's id (H1): refused, nothing appended
                 self.diverged = self.diverged or bool(entry.predicted)
                 return REUSED
-            case Conflict():
+            case Conflict(grant_version=moved):
                 self.diverged = self.diverged or bool(entry.predicted)
-                return RETRY
+                if result is _UNSENT:
+                    return UNSENT
+                return RETRY if moved is None else GRANT_MOVED
         self.diverged = self.diverged or bool(entry.predicted)
         return _STORAGE_FAILED
 

@@ -191,7 +191,9 @@ async def test_two_nodes_serve_one_room_both_ways(redis: Any, tmp_path: Path) ->
                         await raw.send(add(f"{prefix}{i}"))
                 tg.start_soon(send, creator, "c")
                 tg.start_soon(send, staff, "s")
-            last_c, last_s = await acked(creator, "c9"), await acked(staff, "s9")
+            # Each connection's commands are applied in the order sent, acked in it.
+            last_c = [await acked(creator, f"c{i}") for i in range(10)][-1]
+            last_s = [await acked(staff, f"s{i}") for i in range(10)][-1]
             last = max(last_c.seq, last_s.seq)
             await creator.events_until(last)
             await staff.events_until(last)
