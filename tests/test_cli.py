@@ -187,18 +187,6 @@ def test_serve_unknown_flag_shows_serve_usage(capsys: pytest.CaptureFixture[str]
         "livepilot serve: error: unrecognized arguments: --prot 18082 (did you mean --port?)")
 
 
-def test_serve_redis_refusal_names_the_flag_it_came_from(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A Redis URL given by flag is refused with "drop --redis-url", not the variable."""
-    # H6
-    monkeypatch.delenv("LIVEPILOT_REDIS_URL", raising=False)
-    line = one_line_error(["serve", "--dev", "--port", "0", "--redis-url",
-                           "redis://127.0.0.1:6379/0"], capsys)
-    assert "drop --redis-url" in line
-    assert "LIVEPILOT_REDIS_URL" not in line
-
-
 def test_demo_reports_bad_settings_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     """`livepilot demo` with a bad flag says so in one line and exits 2."""
     # H6
