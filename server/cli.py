@@ -112,8 +112,8 @@ def _claim(args: argparse.Namespace, settings: Settings) -> tuple[socket.socket,
     from server.startup import bind_listener, lock_data_path
 
     sock = bind_listener(settings.host, settings.port, setting=_source(args, "port"))
-    if settings.data_path == ":memory:":
-        return sock, None
+    if settings.data_path == ":memory:" or settings.redis_url is not None:
+        return sock, None  # with Redis no data file is opened: nodes share the store
     try:
         return sock, lock_data_path(settings.data_path, setting=_source(args, "data_path"))
     except BaseException:
@@ -146,12 +146,6 @@ def _run_serve(args: argparse.Namespace) -> int:
         settings = _settings(args)
     except ConfigError as e:
         print(f"livepilot: {e}", file=sys.stderr)
-        return 2
-    if settings.redis_url is not None:
-        source = _source(args, "redis_url")
-        undo = f"drop {source}" if source.startswith("--") else f"unset {source}"
-        print(f"livepilot: the multi-node Redis engine is not in this release; {undo} "
-              "to serve on the embedded store", file=sys.stderr)
         return 2
     if settings.is_dev_secret and not args.dev:
         print("livepilot: refusing to start with the development JWT secret; set "

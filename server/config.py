@@ -312,8 +312,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", f"One of {', '.join(LOG_LEVELS)}.", log_level),
     Option(
         "redis_url",
-        "Reserved for the multi-node Redis engine, which is not in this release: "
-        "`serve` refuses to start with it rather than silently run single-node.",
+        "Many nodes: everything nodes share (room logs, access, inbox, presence, the "
+        "bus between nodes) goes to this Redis (`redis://`, `rediss://`, a password in "
+        "the URL); the data path is then unused.",
         redis_url,
     ),
 )

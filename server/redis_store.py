@@ -34,6 +34,7 @@ from redis.typing import EncodableT
 from protocol import access as a
 from protocol.access import AccessEvent
 from protocol.messages import Notification
+from server.access_service import AccessMovedError
 from server.journal import AuditEntry, AuditQuery
 from server.log.redis_conn import RedisClient, Script, creator_key, run_batch
 from server.log.redis_scripts import DEFAULT_PREFIX
@@ -129,18 +130,6 @@ def access_channel(prefix: str = DEFAULT_PREFIX) -> str:
     """The channel every access append publishes on: each node keeps every creator's
     book, so each listens here and :meth:`RedisAccessEventStore.catch_up`\\ s."""
     return f"{prefix}:access"
-
-
-class AccessMovedError(Exception):
-    """Another node stored access events of ``creator`` this store has not seen:
-    nothing was stored. Catch up (:meth:`RedisAccessEventStore.catch_up`), fold what
-    it returns, and decide again."""
-
-    def __init__(self, creator: str, count: int) -> None:
-        super().__init__(f"creator {creator} has {count} access events this node has not "
-                         "all seen")
-        self.creator = creator
-        self.count = count
 
 
 def _owner(event: AccessEvent) -> tuple[str, str]:

@@ -52,15 +52,6 @@ def test_serve_refuses_the_development_secret_without_dev(
     assert "development JWT secret" in capsys.readouterr().err
 
 
-def test_serve_refuses_redis_it_cannot_honour(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A Redis URL is refused rather than silently served single-node."""
-    monkeypatch.setenv("LIVEPILOT_REDIS_URL", "redis://127.0.0.1:6379/0")
-    assert main(["serve", "--dev", "--port", "0"]) == 2
-    assert "Redis" in capsys.readouterr().err
-
-
 def test_serve_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     """A bad flag value is reported with the flag's name, and serve exits 2."""
     assert main(["serve", "--dev", "--port", "99999"]) == 2
@@ -194,18 +185,6 @@ def test_serve_unknown_flag_shows_serve_usage(capsys: pytest.CaptureFixture[str]
     assert err.startswith("usage: livepilot serve ")
     assert err.splitlines()[-1] == (
         "livepilot serve: error: unrecognized arguments: --prot 18082 (did you mean --port?)")
-
-
-def test_serve_redis_refusal_names_the_flag_it_came_from(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A Redis URL given by flag is refused with "drop --redis-url", not the variable."""
-    # H6
-    monkeypatch.delenv("LIVEPILOT_REDIS_URL", raising=False)
-    line = one_line_error(["serve", "--dev", "--port", "0", "--redis-url",
-                           "redis://127.0.0.1:6379/0"], capsys)
-    assert "drop --redis-url" in line
-    assert "LIVEPILOT_REDIS_URL" not in line
 
 
 def test_demo_reports_bad_settings_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -36,9 +36,9 @@ BIN = f"{Path(sys.executable).parent}/"
 SNIPPETS = re.findall(r"^```(\w+)\n(.*?)^```", README.read_text(), re.M | re.S)
 
 # Each snippet is recognised by a marker only it contains, and run by a test below.
-INSTALL, DEMO, TOKENS, SDK, HTTP = (
+INSTALL, DEMO, TOKENS, SDK, HTTP, NODES = (
     "pip install", "livepilot demo", "livepilot token --dev --creator demo-creator",
-    "from client import Client", "api/requests",
+    "from client import Client", "api/requests", "LIVEPILOT_REDIS_URL=",
 )
 
 
@@ -163,7 +163,7 @@ def test_test_extra_installs_every_module_the_suite_imports() -> None:
 
 def test_every_readme_snippet_is_run_by_a_test() -> None:
     """Each README snippet is one these tests run (a new one needs a runner here)."""
-    markers = (INSTALL, DEMO, TOKENS, SDK, HTTP)
+    markers = (INSTALL, DEMO, TOKENS, SDK, HTTP, NODES)
     for lang, code in SNIPPETS:
         kinds = [marker for marker in markers if marker in code]
         assert len(kinds) == 1, f"README snippet not run by a test: {lang}\n{code}"
@@ -268,3 +268,23 @@ async def watch_until_first_event(command: list[str], cwd: Path) -> None:
         process.kill()
         with anyio.fail_after(TIMEOUT):
             await process.wait()
+
+
+def test_readme_two_node_snippet_serves_on_both_nodes(tmp_path: Path) -> None:
+    """The README's many-nodes commands, as written (free ports, this environment):
+    Redis and two nodes start, and both nodes answer /readyz 200."""
+    # H4 (the Redis settings the README gives) R5 (either node serves)
+    from tests.redis_fixtures import free_port, need_redis
+
+    need_redis()
+    redis, a, b = free_port(), free_port(), free_port()
+    code = snippet(NODES).replace("6379", str(redis)).replace("8081", str(a)) \
+        .replace("8082", str(b)).replace("livepilot serve", f"{BIN}livepilot serve")
+    # Afterwards: each node's /readyz once more, then stop what the snippet started.
+    script = (f"{code}\ncurl -sf 127.0.0.1:{a}/readyz > a.json; "
+              f"curl -sf 127.0.0.1:{b}/readyz > b.json\nkill $(jobs -p)\nwait\n")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=False,
+                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+                          timeout=TIMEOUT * 2, start_new_session=True)
+    for node in ("a.json", "b.json"):
+        assert (tmp_path / node).read_text(), done.stdout + done.stderr
