@@ -8,6 +8,7 @@ environment running the tests, port 8080 is a free port, ``<staff token>`` a tok
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
 import re
 import shutil
@@ -283,8 +284,14 @@ def test_readme_two_node_snippet_serves_on_both_nodes(tmp_path: Path) -> None:
     # Afterwards: each node's /readyz once more, then stop what the snippet started.
     script = (f"{code}\ncurl -sf 127.0.0.1:{a}/readyz > a.json; "
               f"curl -sf 127.0.0.1:{b}/readyz > b.json\nkill $(jobs -p)\nwait\n")
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=False,
-                          cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
-                          timeout=TIMEOUT * 2, start_new_session=True)
+    process = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
+                               env=clean_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=TIMEOUT * 2)
+    finally:  # on a timeout too: Redis and both nodes go with the snippet's process group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     for node in ("a.json", "b.json"):
-        assert (tmp_path / node).read_text(), done.stdout + done.stderr
+        assert (tmp_path / node).read_text(), output

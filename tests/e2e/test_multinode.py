@@ -24,7 +24,8 @@ import httpx
 import pytest
 
 from protocol import commands as c
-from protocol.messages import AccessChanged, Ack, Event, Snapshot
+from protocol.errors import is_retryable
+from protocol.messages import AccessChanged, Ack, Event, Refused, Snapshot
 from protocol.model import BagItem
 from server.auth import mint
 from server.config import Settings, load_settings
@@ -165,6 +166,24 @@ async def acked(raw: Raw, cid: str) -> Ack:
             return message  # type: ignore[no-any-return]
 
 
+async def all_acked(raw: Raw, commands: list[c.BagAdd]) -> dict[str, Ack]:
+    """Every command's Ack; a retryable refusal is resent with the same id, as a client
+    must (a room contended by two nodes may answer UNAVAILABLE, H5)."""
+    waiting = {cmd.command_id: cmd for cmd in commands}
+    acks: dict[str, Ack] = {}
+    while waiting:
+        message = await raw.expect(Ack | Refused)
+        if message.command_id not in waiting:
+            continue
+        if isinstance(message, Refused):
+            assert is_retryable(message.code), message
+            await raw.send(waiting[message.command_id])
+            continue
+        acks[message.command_id] = message
+        del waiting[message.command_id]
+    return acks
+
+
 def gap_free(raw: Raw, after: int, last: int) -> list[Event]:
     events = [e for e in raw.events if e.seq > after]
     assert [e.seq for e in events] == list(range(after + 1, last + 1))
@@ -191,10 +210,9 @@ async def test_two_nodes_serve_one_room_both_ways(redis: Any, tmp_path: Path) ->
                         await raw.send(add(f"{prefix}{i}"))
                 tg.start_soon(send, creator, "c")
                 tg.start_soon(send, staff, "s")
-            # Each connection's commands are applied in the order sent, acked in it.
-            last_c = [await acked(creator, f"c{i}") for i in range(10)][-1]
-            last_s = [await acked(staff, f"s{i}") for i in range(10)][-1]
-            last = max(last_c.seq, last_s.seq)
+            acks_c = await all_acked(creator, [add(f"c{i}") for i in range(10)])
+            acks_s = await all_acked(staff, [add(f"s{i}") for i in range(10)])
+            last = max(ack.seq for ack in [*acks_c.values(), *acks_s.values()])
             await creator.events_until(last)
             await staff.events_until(last)
             seen_c = gap_free(creator, c_at, last)
