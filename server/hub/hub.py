@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 import anyio
@@ -457,11 +457,6 @@ class Hub(CommandPipeline):
         while self.sessions:
             self._drained = anyio.Event()
             await self._drained.wait()
-
-    def members(self) -> Iterable[Session]:
-        """Every session in any room."""
-        for live in self.rooms.values():
-            yield from live.members.values()
 
 
 def _error(code: Code, message: str, room: str | None = None) -> Error:
