@@ -269,12 +269,17 @@ class CommandPipeline(abc.ABC):
         if live.diverged:
             with anyio.CancelScope(shield=True):
                 async with live.lock:
-                    try:
-                        await live.settle(lambda: self._load(live.room))
-                    except LogError as exc:  # storage down: the refusal goes out anyway (H6)
-                        # The room stays diverged: the next command reloads it first.
-                        logger.warning("a room could not be reloaded: %s", exc,
-                                       extra={"room": live.room})
+                    await self._settled(live)  # storage down: the refusal goes out anyway
+
+    async def _settled(self, live: LiveRoom) -> bool:
+        """Under the lock: :meth:`LiveRoom.settle`; False if storage is down (H6) - the
+        room stays diverged, and the next command reloads it first."""
+        try:
+            await live.settle(lambda: self._load(live.room))
+        except LogError as exc:
+            logger.warning("a room could not be reloaded: %s", exc, extra={"room": live.room})
+            return False
+        return True
 
     async def _decide_and_submit(self, call: _Call) -> Outcome | Submitted:
         """Decide under the room lock and submit the append (not waiting for it).
@@ -283,13 +288,8 @@ class CommandPipeline(abc.ABC):
         query, or a resend of a command applied or in flight)."""
         live = call.live
         async with live.lock:
-            if live.diverged:
-                try:
-                    await live.settle(lambda: self._load(live.room))
-                except LogError as exc:  # storage down (H6): refused, retryable
-                    logger.warning("a room could not be reloaded: %s", exc,
-                                   extra={"room": live.room})
-                    return _STORAGE_DOWN
+            if live.diverged and not await self._settled(live):
+                return _STORAGE_DOWN  # H6: refused, retryable
             # Waiting for the lock (or a settle) may have taken a while: decide with
             # the access in force now, not when the command was read (R6).
             call.caller = self.caller(call.session, call.command.room)
