@@ -3,7 +3,9 @@
 Redis killed (-9) under a node: a command is refused with a retryable code within
 1 s, never left hanging, /readyz says 503, and once redis-server is back on its
 port and data directory the node serves again by itself, with every command it
-acked before the kill still in the log (AOF, ``appendfsync always``: H4).
+acked before the kill still in the log (AOF, ``appendfsync always``: H4). A node
+killed (-9) with commands in flight: its clients go on at the other node, resuming
+and resending, and nothing is lost or doubled (H1 H3 H4).
 Outside CI they skip without redis-server; in CI (``CI=true``) they fail instead.
 """
 
@@ -16,8 +18,9 @@ from typing import Any
 import anyio
 import httpx
 
+from protocol.commands import Resume
 from protocol.errors import Code, is_retryable
-from protocol.messages import Refused, Snapshot
+from protocol.messages import Ack, Refused, Resumed, Snapshot
 from tests.e2e.conftest import TIMEOUT
 from tests.e2e.test_multinode import (
     CREATOR,
@@ -25,7 +28,9 @@ from tests.e2e.test_multinode import (
     add,
     all_acked,
     client,
+    gap_free,
     grant,
+    join,
     live_room,
     nodes,
     redis,  # noqa: F401  (the durable Redis fixture)
@@ -88,3 +93,47 @@ async def test_redis_killed_refuses_within_1s_and_recovers(redis: Any,  # noqa: 
             await acked(creator, "down")
             await creator.send(add("after"))
             await acked(creator, "after")
+
+
+async def test_a_node_killed_mid_commands_loses_and_doubles_nothing(
+        redis: Any, tmp_path: Path) -> None:  # noqa: F811
+    """Node A killed -9 with staff commands in flight: the staff client reconnects to
+    node B, resumes from its last seq and resends every command with its id; each
+    command is in the log exactly once, an acked one at the seq it was acked with."""
+    # H1 H3 H4 (multi-node: a node's crash)
+    async with nodes([redis.url, redis.url], tmp_path) as (a, b):
+        await grant(b)
+        async with client(b, creator=True) as creator:
+            await live_room(creator)
+            at = await join(creator)
+            sent = [add(f"s{i}") for i in range(40)]
+            acks: dict[str, Ack] = {}
+            async with client(a, creator=False) as staff:
+                last = await join(staff)
+                for cmd in sent:
+                    await staff.send(cmd)
+                while len(acks) < 3:  # some acked, the rest in flight
+                    ack: Ack = await staff.expect(Ack)
+                    acks[ack.command_id] = ack
+                a.kill()
+                messages, _ = await staff.until_closed()
+                acks.update({m.command_id: m for m in messages if isinstance(m, Ack)})
+                last = max([last, *(e.seq for e in staff.events)])
+            assert len(acks) < len(sent)  # the kill did catch commands in flight
+            async with client(b, creator=False) as staff:
+                await staff.send(Resume(room=CREATOR, last_seq=last))
+                answer = await staff.expect(Resumed | Snapshot)
+                for cmd in sent:  # H1: every one again, with its id
+                    await staff.send(cmd)
+                again = await all_acked(staff, sent)
+                final = max(ack.seq for ack in again.values())
+                if isinstance(answer, Resumed):  # H3: from its last seq, nothing missed
+                    await staff.events_until(final)
+                    gap_free(staff, last, final)
+            for cid, ack in acks.items():  # a resend of an acked command: its first ack
+                assert again[cid].seq == ack.seq, cid
+            await creator.events_until(final)
+            ids = [e.command_id for e in gap_free(creator, at, final)]
+            assert all(ids.count(cmd.command_id) == 1 for cmd in sent), ids  # nothing doubled
+            seqs = {e.command_id: e.seq for e in creator.events}
+            assert all(seqs[cid] == ack.seq for cid, ack in acks.items())  # H4: kept
