@@ -19,7 +19,7 @@ from server.bus.redis import RedisBus
 from server.journal import Journal
 from server.log.base import RoomLog
 from server.log.redis import DEFAULT_PREFIX, RedisRoomLog, decode_wake, wake_channel
-from server.log.redis_conn import connect, warn_about_persistence
+from server.log.redis_conn import DEFAULT_TIMEOUT_S, connect, warn_about_persistence
 from server.redis_store import RedisAccessEventStore, RedisJournal
 
 __all__ = ["Shared", "node_id", "open_shared"]
@@ -47,16 +47,18 @@ def _parse_wake(payload: bytes) -> tuple[int, str | None]:
     return int(wake.last_seq), str(wake.epoch)
 
 
-async def open_shared(url: str, node: str) -> Shared:
-    """Open the Redis storage and bus at ``url`` for node ``node``."""
-    client = await connect(url)
+async def open_shared(url: str, node: str, *,
+                      timeout_s: float = DEFAULT_TIMEOUT_S) -> Shared:
+    """Open the Redis storage and bus at ``url`` for node ``node``; every call to
+    Redis answers or fails within ``timeout_s`` (H6: refused, retryable, never hung)."""
+    client = await connect(url, timeout_s=timeout_s)
     await warn_about_persistence(client)  # H4: an ack is as durable as Redis makes it
     log = RedisRoomLog(client)
     journal = RedisJournal(client)
     events = RedisAccessEventStore(client)
     bus = RedisBus(url, node, client=client,
                    wake_channel=lambda room: wake_channel(room, DEFAULT_PREFIX),
-                   parse_wake=_parse_wake)
+                   parse_wake=_parse_wake, timeout_s=timeout_s)
 
     async def close() -> None:
         await bus.close()

@@ -111,6 +111,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     room_idle_s: float = 300.0
     log_level: LogLevel = "INFO"
     redis_url: str | None = None
+    redis_timeout_s: float = 1.0
 
     @property
     def is_dev_secret(self) -> bool:
@@ -316,6 +317,13 @@ OPTIONS: tuple[Option, ...] = (
         "bus between nodes) goes to this Redis (`redis://`, `rediss://`, a password in "
         "the URL); the data path is then unused.",
         redis_url,
+    ),
+    Option(
+        "redis_timeout_s",
+        "Many nodes: seconds a connect to Redis, or a reply, may take before the command "
+        "waiting for it is refused with the retryable 504 (never a hang); "
+        "`socket_timeout` / `socket_connect_timeout` in the URL's query win.",
+        number(0.0, 60.0),
     ),
 )
 

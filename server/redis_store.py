@@ -127,9 +127,12 @@ def decode_access_wake(payload: bytes) -> AccessWake:
 
 
 def access_channel(prefix: str = DEFAULT_PREFIX) -> str:
-    """The channel every access append publishes on: each node keeps every creator's
-    book, so each listens here and :meth:`RedisAccessEventStore.catch_up`\\ s."""
-    return f"{prefix}:access"
+    """The channel every access append publishes its :class:`AccessWake` on (a
+    node may listen here and :meth:`RedisAccessEventStore.catch_up`). Not the bus's
+    ``lp:access``, where the nodes' :class:`~server.bus.base.AccessNotice`\\ s go:
+    with the default prefixes the two were one channel, and every node logged each
+    wake-up as a notice that did not decode."""
+    return f"{prefix}:access:wake"
 
 
 def _owner(event: AccessEvent) -> tuple[str, str]:

@@ -80,7 +80,8 @@ async def open_runtime(
     if settings.redis_url is not None:  # many nodes: everything shared is in Redis
         from server.cluster import node_id, open_shared
 
-        shared = await open_shared(settings.redis_url, node_id())
+        shared = await open_shared(settings.redis_url, node_id(),
+                                   timeout_s=settings.redis_timeout_s)
         log, journal, events = shared.log, shared.journal, shared.events
     elif settings.data_path == ":memory:":
         log, journal, events = MemoryRoomLog(), MemoryJournal(), MemoryAccessEventStore()

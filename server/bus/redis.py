@@ -51,19 +51,20 @@ class RedisBus:
     def __init__(self, url: str, node: str, *, client: Any = None, prefix: str = PREFIX,
                  wake_channel: Callable[[str], str] | None = None,
                  parse_wake: Callable[[bytes], tuple[int, str | None]] = lambda b: (
-                     int(b), None)) -> None:
+                     int(b), None), timeout_s: float = TIMEOUT_S) -> None:
         """``client``: for commands (a plain or Cluster client); pub/sub always uses
         its own connection to the server of ``url`` (a Cluster forwards PUBLISH to
-        every node)."""
+        every node). ``timeout_s`` bounds every connect and ping."""
         self.node = node
         self.prefix = prefix
         self._wake_channel = wake_channel or (lambda room: f"{prefix}wake:{room}")
         self._parse_wake = parse_wake
         """The room's new last seq and epoch in a wake-up (the log's append publishes
         them)."""
+        self._timeout_s = timeout_s
         self._own_client = client is None
         self.redis: Any = client if client is not None else Redis.from_url(
-            url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self._url = url
         self._listener: BusListener | None = None
         self._rooms: set[str] = set()
@@ -136,7 +137,7 @@ class RedisBus:
 
     async def ping(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self.redis.ping(), TIMEOUT_S))
+            return bool(await asyncio.wait_for(self.redis.ping(), self._timeout_s))
         except (RedisError, OSError, TimeoutError):
             return False
 
@@ -159,7 +160,7 @@ class RedisBus:
 
     async def _session(self) -> None:
         """One pub/sub connection, from subscribing to its loss."""
-        client = Redis.from_url(self._url, socket_connect_timeout=TIMEOUT_S,
+        client = Redis.from_url(self._url, socket_connect_timeout=self._timeout_s,
                                 health_check_interval=1)
         pubsub = client.pubsub()
         self._subscribed = set()

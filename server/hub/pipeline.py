@@ -50,6 +50,7 @@ from server.log.base import (
     CorruptRecordError,
     Duplicate,
     GrantVersion,
+    LogError,
     PendingEvent,
     Reused,
     RoomLog,
@@ -73,6 +74,8 @@ MAX_CONFLICT_RETRIES: Final = 10
 pipeline of appends to the room can win several times in a row."""
 _UNREADABLE: Final = Refusal(Code.ROOM_UNAVAILABLE, "")
 """A command to a room whose stored log does not decode: retry later."""
+_STORAGE_DOWN: Final = Refusal(Code.UNAVAILABLE, "storage unavailable; retry")
+"""A command whose room could not be read from storage (Redis down): retry (H6)."""
 
 
 class CommandPipeline(abc.ABC):
@@ -135,6 +138,10 @@ class CommandPipeline(abc.ABC):
                 live = await self.room(command.room)
             except CorruptRecordError:  # counted and logged where it was read
                 await self._refuse(session, caller, command, _UNREADABLE)
+                return None
+            except LogError as exc:  # storage down (H6): retryable, never a hang or a crash
+                logger.warning("a room could not be loaded: %s", exc, extra={"room": command.room})
+                await self._refuse(session, caller, command, _STORAGE_DOWN)
                 return None
             caller = self.caller(session, command.room)  # access may have changed meanwhile (R6)
         live.touched = True  # in use: not evicted by the next sweep of idle rooms
@@ -238,7 +245,15 @@ class CommandPipeline(abc.ABC):
         # the caller has a relation to the room's creator: a stranger's goes to the
         # log and a metric, or any token holder could fill another creator's trail.
         if self._related(caller, command.room):
-            await self._audit_refusal(caller.actor, command, name, refusal.code)
+            try:
+                await self._audit_refusal(caller.actor, command, name, refusal.code)
+            except Exception:  # H6: storage down must still answer, never leave it hanging
+                # The trail cannot be written now; the refusal is retryable and changed
+                # nothing, so the client hears it anyway (logged, counted unaudited).
+                self.metrics.unaudited_refusals.labels("room", refusal.code.name).inc()
+                logger.warning("a refusal could not be audited (storage unavailable)",
+                               exc_info=True, extra={"action": name, "room": command.room,
+                                                     "command_id": command.command_id})
         else:
             self.metrics.unaudited_refusals.labels("room", refusal.code.name).inc()
             logger.info("refused command of a caller with no relation to the room's creator",
@@ -254,7 +269,17 @@ class CommandPipeline(abc.ABC):
         if live.diverged:
             with anyio.CancelScope(shield=True):
                 async with live.lock:
-                    await live.settle(lambda: self._load(live.room))
+                    await self._settled(live)  # storage down: the refusal goes out anyway
+
+    async def _settled(self, live: LiveRoom) -> bool:
+        """Under the lock: :meth:`LiveRoom.settle`; False if storage is down (H6) - the
+        room stays diverged, and the next command reloads it first."""
+        try:
+            await live.settle(lambda: self._load(live.room))
+        except LogError as exc:
+            logger.warning("a room could not be reloaded: %s", exc, extra={"room": live.room})
+            return False
+        return True
 
     async def _decide_and_submit(self, call: _Call) -> Outcome | Submitted:
         """Decide under the room lock and submit the append (not waiting for it).
@@ -263,8 +288,8 @@ class CommandPipeline(abc.ABC):
         query, or a resend of a command applied or in flight)."""
         live = call.live
         async with live.lock:
-            if live.diverged:
-                await live.settle(lambda: self._load(live.room))
+            if live.diverged and not await self._settled(live):
+                return _STORAGE_DOWN  # H6: refused, retryable
             # Waiting for the lock (or a settle) may have taken a while: decide with
             # the access in force now, not when the command was read (R6).
             call.caller = self.caller(call.session, call.command.room)

@@ -12,16 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT
 
 __all__ = [
-    "RedisClient", "Script", "check_persistence", "connect", "creator_key", "run_batch",
-    "tagged", "warn_about_persistence",
+    "DEFAULT_TIMEOUT_S", "RedisClient", "Script", "check_persistence", "client_options",
+    "connect", "creator_key", "run_batch", "tagged", "warn_about_persistence",
 ]
 
 logger = logging.getLogger("livepilot.redis")
@@ -30,11 +33,32 @@ RedisClient = Redis | RedisCluster
 """One Redis server, or a Redis Cluster (every command here runs on either)."""
 
 
-async def connect(url: str) -> RedisClient:
+DEFAULT_TIMEOUT_S: Final = 1.0
+"""How long a connect, or a command's reply, may take before it fails (H6: Redis down
+is a retryable refusal within 1 s, never a hang)."""
+
+
+def client_options(timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Any]:
+    """The options every client to Redis gets: bounded connect and reply times, and
+    one immediate retry on a broken connection only - a pooled connection Redis
+    closed when it restarted is replaced at once, while a Redis that is down fails
+    in one try, not after redis-py's default ten with backoff. A timeout is never
+    retried (that would double the wait). ``socket_timeout`` and
+    ``socket_connect_timeout`` in the URL's query win over these (redis-py)."""
+    return {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+
+
+async def connect(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> RedisClient:
     """A client for ``url``: a :class:`RedisCluster` when that server is a Cluster
     node, else a plain :class:`Redis` (the one switch: ``--redis-url``). Replies
-    are bytes. redis-py uses the hiredis parser when ``hiredis`` is installed."""
-    plain = Redis.from_url(url)
+    are bytes. redis-py uses the hiredis parser when ``hiredis`` is installed.
+    Every connect and reply is bounded by ``timeout_s`` (:func:`client_options`)."""
+    options = client_options(timeout_s)
+    plain = Redis.from_url(url, **options)
     try:
         info = await plain.info("cluster")
     except BaseException:
@@ -43,7 +67,7 @@ async def connect(url: str) -> RedisClient:
     if not info.get("cluster_enabled"):
         return plain
     await plain.aclose()
-    cluster = RedisCluster.from_url(url)
+    cluster = RedisCluster.from_url(url, **options)
     await cluster.initialize()
     return cluster
 

@@ -14,9 +14,13 @@ from pathlib import Path
 import anyio
 import pytest
 
+from protocol.access import AgencyRegistered
 from protocol.model import Actor
 from server.bus.base import AccessNotice
 from server.bus.redis import RedisBus
+from server.log.redis_conn import connect
+from server.log.redis_scripts import DEFAULT_PREFIX
+from server.redis_store import RedisAccessEventStore
 from tests.tcp_proxy import TcpProxy
 
 TIMEOUT = 10.0
@@ -163,3 +167,30 @@ async def test_ping_reports_reachability(redis_port: int) -> None:
         assert not await down.ping()
     await up.close()
     await down.close()
+
+
+async def test_an_access_append_is_not_heard_as_a_garbled_notice(
+        redis_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    """The access store's wake-up and the bus's notices use their own channels with the
+    default prefixes: an access append logs no "did not decode" on any node."""
+    # R6 (every node hears access changes; nothing it hears is noise)
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    bus, heard = RedisBus(url, "a"), Heard()  # the default prefixes, as nodes run them
+    client = await connect(url)
+    store = RedisAccessEventStore(client, prefix=DEFAULT_PREFIX)
+    async with anyio.create_task_group() as tasks:
+        bus.listen(heard)
+        tasks.start_soon(bus.run)
+        with anyio.fail_after(TIMEOUT):
+            while not bus.connected:  # noqa: ASYNC110 - polls a flag, bounded
+                await anyio.sleep(0.01)
+        await store.append_access_events([AgencyRegistered(at=1, agency="ag",
+                                                           cross_border=False)])
+        marker = AccessNotice(kind="changed", origin="marker")
+        await bus.announce(marker)  # after the append's publish, on the same server
+        await heard.until(("access", marker))  # so anything the append sent came first
+        await bus.close()
+        tasks.cancel_scope.cancel()
+    await client.aclose()
+    assert [item for item in heard.got if item[0] == "access"] == [("access", marker)]
+    assert not [r for r in caplog.records if "did not decode" in r.getMessage()]

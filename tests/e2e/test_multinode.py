@@ -266,6 +266,8 @@ async def test_revoke_on_node_a_cuts_staff_on_node_b(redis: Any,
             from protocol.messages import Refused
             refused: Refused = await staff.expect(Refused)
             assert refused.command_id == "late"
+        for node in (a, b):  # every access message a node heard was understood
+            assert "did not decode" not in node.log.read_text()
 
 
 async def test_a_cut_connection_to_redis_is_filled_from_the_log(

@@ -3,9 +3,14 @@ and the start-up check of the persistence settings acked commands rely on (H4)."
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import anyio
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from server.log.redis_conn import (
     check_persistence,
@@ -105,3 +110,50 @@ async def test_unreadable_settings_are_a_warning_too(redis_durable: RedisProcess
     [warning] = await check_persistence(limited)
     assert "check by hand" in warning
     await limited.aclose()
+
+
+async def test_clients_have_bounded_timeouts_the_url_can_set(redis_url: str,
+                                                             redis_cluster_url: str) -> None:
+    """Every client connects and waits for replies at most 1 s by default (or the
+    given bound); ``socket_timeout`` in the URL's query wins, as redis-py does."""
+    # H6: a hung Redis is a retryable refusal, never a hang
+    plain = await connect(redis_url)
+    assert isinstance(plain, Redis)
+    kwargs = plain.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (1.0, 1.0)
+    await plain.aclose()
+    shorter = await connect(redis_url, timeout_s=0.25)
+    assert isinstance(shorter, Redis)
+    assert shorter.connection_pool.connection_kwargs["socket_timeout"] == 0.25
+    await shorter.aclose()
+    query = await connect(f"{redis_url}?socket_timeout=0.5&socket_connect_timeout=0.3")
+    assert isinstance(query, Redis)
+    kwargs = query.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (0.5, 0.3)
+    await query.aclose()
+    cluster = await connect(redis_cluster_url)
+    assert isinstance(cluster, RedisCluster)
+    node = cluster.get_default_node()
+    assert node is not None
+    assert node.connection_kwargs["socket_timeout"] == 1.0
+    await cluster.aclose()
+
+
+async def test_a_dead_redis_fails_a_command_at_once(tmp_path: Path) -> None:
+    """Redis gone: a command fails within 1 s (one try, no backoff), and the same
+    client works again once Redis is back on its port (H6)."""
+    server = RedisProcess(tmp_path / "r", "--save", "", "--appendonly", "no")
+    server.start()
+    try:
+        client = await connect(server.url)
+        assert await client.set("k", "1")
+        server.kill()
+        started = time.monotonic()
+        with anyio.fail_after(5), pytest.raises(RedisError):
+            await client.get("k")
+        assert time.monotonic() - started < 1.0
+        server.start()
+        assert await client.ping()  # the pooled connection Redis dropped is replaced
+        await client.aclose()
+    finally:
+        server.stop()
