@@ -1,19 +1,22 @@
-"""The WebSocket endpoint ``/ws``: protocol v1 over ASGI, thin on purpose.
+"""The WebSocket endpoint ``/ws``: protocol v1, thin on purpose.
 
-(:class:`server.app.LivepilotApp` hands ``/ws`` connections here directly, past
-Starlette's middleware and router; the endpoint still takes Starlette's
-``WebSocket``.)
+Two ways in, one behaviour. ``livepilot serve`` serves ``/ws`` with livepilot's
+own connection (:mod:`server.wire`, :mod:`server.endpoint`, decision 0023): no
+task per connection, frames written by the hub straight to the socket. Under any
+other ASGI server, :func:`websocket_endpoint` serves it with Starlette's
+``WebSocket``: a reader in the connection's task and a writer task draining the
+session's outbox. (:class:`server.app.LivepilotApp` hands ``/ws`` connections
+here directly, past Starlette's middleware and router.) Both share what this
+module defines:
 
-Before accept: the Origin allowlist and subprotocol negotiation (and a token
-offered as a ``livepilot.auth.<token>`` subprotocol, for browsers that cannot
-send a first frame fast enough). After accept: the first frame must be
-``hello`` with a valid token. Then the connection's own task reads (decode,
-rate limit, dispatch to the hub) until the client goes or the session is
-closed; frames to the client are written by the hub's fan-out straight to the
-socket (:mod:`server.wire`), or, under an ASGI server without that extension,
-by a writer task. Token expiry and the idle timeout are a loop timer, not a
-task. Whatever ends the session closes the socket with a code from
-:mod:`protocol.errors`.
+Before accept (:func:`opening`): the Origin allowlist and subprotocol negotiation
+(and a token offered as a ``livepilot.auth.<token>`` subprotocol, for browsers that
+cannot send a first frame fast enough). After accept, the first frame must be
+``hello`` with a valid token (:func:`hello_session`). Then each frame is rate
+limited, decoded and dispatched to the hub (:class:`Reader`) until the client goes
+or the session is closed. Token expiry and the idle timeout are a loop timer
+(:class:`Watch`), not a task. Whatever ends the session closes the socket with a
+code from :mod:`protocol.errors`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -47,12 +49,15 @@ from protocol.messages import (
 from server.auth import AuthError, verify
 from server.hub.ratelimit import AbuseMeter, TokenBucket
 from server.hub.session import Session, Sink
-from server.wire import SINK_EXTENSION, fit_close_reason
+from server.wire import fit_close_reason
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
 
-__all__ = ["AUTH_SUBPROTOCOL_PREFIX", "websocket_endpoint"]
+__all__ = [
+    "AUTH_SUBPROTOCOL_PREFIX", "Reader", "Watch", "hello_session", "opening", "session_ended",
+    "websocket_endpoint",
+]
 
 AUTH_SUBPROTOCOL_PREFIX: Final = "livepilot.auth."
 logger = logging.getLogger("livepilot.ws")
@@ -62,34 +67,39 @@ MAX_IN_FLIGHT: Final = 64
 """Commands of one connection that may be waiting for durability at once."""
 
 
-async def websocket_endpoint(websocket: WebSocket) -> None:
-    """Serve one WebSocket connection from handshake to close."""
-    rt: Runtime = websocket.app.state.runtime
-    settings = rt.settings
-    if not settings.origin_allowed(websocket.headers.get("origin")):
-        await websocket.close(code=CloseCode.FORBIDDEN)  # before accept: HTTP 403
-        return
-    offered: list[str] = list(websocket.scope.get("subprotocols", []))
+def opening(rt: Runtime, origin: str | None,
+            offered: list[str]) -> tuple[str, str | None] | CloseCode:
+    """The subprotocol to accept and the token offered in the handshake (or None), or
+    the close code that refuses the handshake (answered HTTP 403)."""
+    if not rt.settings.origin_allowed(origin):
+        return CloseCode.FORBIDDEN
     subprotocol = negotiate(offered)
     if subprotocol is None:
-        await websocket.close(code=CloseCode.UNSUPPORTED_PROTOCOL)
-        return
+        return CloseCode.UNSUPPORTED_PROTOCOL
     prefix = AUTH_SUBPROTOCOL_PREFIX
     header_token = next((p[len(prefix):] for p in offered if p.startswith(prefix)), None)
     if header_token is not None and isinstance(verify(header_token, rt.keys, now=rt.clock()),
                                                AuthError):
-        await websocket.close(code=CloseCode.BAD_TOKEN)
+        return CloseCode.BAD_TOKEN
+    return subprotocol, header_token
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """Serve one WebSocket connection from handshake to close (under an ASGI server)."""
+    rt: Runtime = websocket.app.state.runtime
+    opened = opening(rt, websocket.headers.get("origin"),
+                     list(websocket.scope.get("subprotocols", [])))
+    if isinstance(opened, CloseCode):
+        await websocket.close(code=opened)  # before accept: HTTP 403
         return
+    subprotocol, header_token = opened
     await websocket.accept(subprotocol=subprotocol)
-    codec = codec_for(subprotocol, settings.max_message_bytes)
-    make_sink: Callable[[bool], Sink] | None = websocket.scope.get(
-        "extensions", {}).get(SINK_EXTENSION)
-    sink = make_sink(codec.binary) if make_sink is not None else None
-    session = await _authenticate(websocket, rt, codec, header_token, sink)
+    codec = codec_for(subprotocol, rt.settings.max_message_bytes)
+    session = await _authenticate(websocket, rt, codec, header_token)
     if session is None:
         return
     rt.hub.connect(session)
-    watch = _Watch(rt, session)
+    watch = Watch(rt, session)
     try:
         await _serve(websocket, rt, session)
     finally:
@@ -109,12 +119,10 @@ async def _receive(websocket: WebSocket) -> str | bytes | None:
 
 async def _authenticate(
     websocket: WebSocket, rt: Runtime, codec: Codec, header_token: str | None,
-    sink: Sink | None,
 ) -> Session | None:
     """Read hello (within the hello timeout) and verify its token, or close."""
-    settings = rt.settings
     frame: str | bytes | None = None
-    with anyio.move_on_after(settings.hello_timeout_s) as waiting:
+    with anyio.move_on_after(rt.settings.hello_timeout_s) as waiting:
         try:
             frame = await _receive(websocket)
         except WebSocketDisconnect:
@@ -126,19 +134,28 @@ async def _authenticate(
     if frame is None:
         await _safe_close(websocket, CloseCode.BAD_TOKEN, "no hello")
         return None
+    session = hello_session(rt, codec, frame, header_token, None)
+    if isinstance(session, tuple):
+        await _safe_close(websocket, *session)
+        return None
+    return session
+
+
+def hello_session(rt: Runtime, codec: Codec, frame: str | bytes, header_token: str | None,
+                  sink: Sink | None) -> Session | tuple[int, str]:
+    """The session a first frame opens (its welcome sent), or the close code and reason
+    that refuse it: the frame must be ``hello`` with a valid token."""
+    settings = rt.settings
     try:
         hello = codec.decode_client(frame)
     except DecodeError as e:
-        await _safe_close(websocket, CloseCode.BAD_REQUEST, describe(e.code))
-        return None
+        return CloseCode.BAD_REQUEST, describe(e.code)
     if not isinstance(hello, Hello):  # no token at all
-        await _safe_close(websocket, CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED))
-        return None
+        return CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED)
     token = hello.token if hello.token is not None else header_token or ""
     principal = verify(token, rt.keys, now=rt.clock())
     if isinstance(principal, AuthError):
-        await _safe_close(websocket, principal.close_code, describe(principal.code))
-        return None
+        return principal.close_code, describe(principal.code)
     session = Session(uuid.uuid4().hex, principal.actor, codec, principal.expires_at,
                       settings.send_buffer_bytes, sink=sink)
     session.last_seen = time.monotonic()
@@ -149,24 +166,20 @@ async def _authenticate(
 
 
 async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
-    """Read until the client goes or the session is closed.
+    """Read until the client goes or the session is closed; a writer task drains the
+    session's outbox meanwhile.
 
     Closing the session (by the hub, the watch, or the reader) cancels reading
     at once; the commands it already submitted run on to their durable end
     (what is left of them runs in the runtime's tasks, not the connection's).
-    No task of its own per connection: each one costs every idle connection
-    several KB (docs/benchmarks.md, idle).
     """
     with anyio.CancelScope() as reading:
         session.on_close = reading.cancel
         if session.is_closed:  # closed before it started (e.g. shutting down)
             reading.cancel()
-        if session.sink is not None:
+        async with anyio.create_task_group() as io:
+            io.start_soon(_write_loop, websocket, session)
             await _read_until_closed(websocket, rt, session)
-        else:
-            async with anyio.create_task_group() as io:
-                io.start_soon(_write_loop, websocket, session)
-                await _read_until_closed(websocket, rt, session)
 
 
 async def _read_until_closed(websocket: WebSocket, rt: Runtime, session: Session) -> None:
@@ -176,7 +189,7 @@ async def _read_until_closed(websocket: WebSocket, rt: Runtime, session: Session
 
 
 async def _write_loop(websocket: WebSocket, session: Session) -> None:
-    """Drain the outbox (only under an ASGI server without the direct sink)."""
+    """Drain the outbox."""
     # The client may vanish mid-send: that ends the session, not the server task.
     try:
         while not session.is_closed:
@@ -190,28 +203,52 @@ async def _write_loop(websocket: WebSocket, session: Session) -> None:
 
 
 async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> None:
-    settings = rt.settings
-    in_flight = _InFlight(MAX_IN_FLIGHT)
-    codec = session.codec
-    hub = rt.hub
-    bucket = TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic())
-    abuse: AbuseMeter | None = None  # made on the first refusal: most connections never need one
+    reader = Reader(rt, session)
     while True:
         frame = await _receive(websocket)
         if frame is None or session.is_closed:
             return
+        if not await reader.handle(frame):
+            return
+
+
+class Reader:
+    """What a session's frames do, in the order read: rate limit, decode, dispatch.
+
+    One per session, on either path; its state (the token bucket, the abuse meter,
+    the commands in flight) lives as long as the session.
+    """
+
+    __slots__ = ("_abuse", "_bucket", "_in_flight", "rt", "session")
+
+    def __init__(self, rt: Runtime, session: Session) -> None:
+        self.rt = rt
+        self.session = session
+        self._in_flight = _InFlight(MAX_IN_FLIGHT)
+        settings = rt.settings
+        self._bucket = TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic())
+        # Made on the first refusal: most connections never need one.
+        self._abuse: AbuseMeter | None = None
+
+    async def handle(self, frame: str | bytes) -> bool:
+        """Handle one frame (``str`` from a text frame); False once reading must stop."""
+        rt = self.rt
+        session = self.session
+        settings = rt.settings
+        codec = session.codec
+        hub = rt.hub
         now = time.monotonic()
         session.last_seen = now
         if isinstance(frame, bytes) != codec.binary:
             session.send(_error(Code.WRONG_FRAME_TYPE))
-            continue
+            return True
         try:
             message = codec.decode_client(frame)
         except DecodeError as e:
             rt.metrics.decode_errors.labels(e.code.name).inc()
             session.send(Error(code=e.code, message=e.message[:500]))
-            continue
-        if not bucket.take(now):
+            return True
+        if not self._bucket.take(now):
             rt.metrics.rate_limited.inc()
             command_id = getattr(message, "command_id", None)
             if command_id is not None:
@@ -219,12 +256,12 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> Non
                                      message=describe(Code.RATE_LIMITED)))
             else:
                 session.send(_error(Code.RATE_LIMITED))
-            if abuse is None:
-                abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
-            if abuse.refused(now):
+            if self._abuse is None:
+                self._abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
+            if self._abuse.refused(now):
                 session.close(CloseCode.ABUSE, "sustained rate-limit abuse")
-                return
-            continue
+                return False
+            return True
         match message:
             case Ping(nonce=nonce):
                 session.send(Pong(nonce=nonce))
@@ -246,15 +283,16 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> Non
                 session.send(_error(Code.ALREADY_AUTHENTICATED))
             case _:
                 # Read on while the command becomes durable, but only so far ahead.
-                await in_flight.take()
+                await self._in_flight.take()
                 answered = None
                 try:
                     answered = await hub.command(session, message, rt.spawn)
                 finally:
                     if answered is None:
-                        in_flight.release()
+                        self._in_flight.release()
                     else:
-                        answered.add_done_callback(in_flight.release)
+                        answered.add_done_callback(self._in_flight.release)
+        return True
 
 
 class _InFlight:
@@ -290,7 +328,7 @@ class _InFlight:
         await self._changed.wait()
 
 
-class _Watch:
+class Watch:
     """Close a session at token expiry (unless refreshed) or after the idle timeout.
 
     A loop timer re-armed when it fires, not a task: a task per connection cost
@@ -327,35 +365,37 @@ class _Watch:
 
 
 async def _send(websocket: WebSocket, session: Session, frame: bytes) -> None:
-    # The ASGI message straight to the server: Starlette's send_text/send_bytes only
-    # re-check a state that the session's lifecycle already guarantees.
     if session.codec.binary:
-        await websocket._send({"type": "websocket.send", "bytes": frame})
+        await websocket.send({"type": "websocket.send", "bytes": frame})
     else:
-        await websocket._send({"type": "websocket.send", "text": frame.decode()})
+        await websocket.send({"type": "websocket.send", "text": frame.decode()})
 
 
-async def _close(websocket: WebSocket, rt: Runtime, session: Session) -> None:
-    """Close with the session's code; without a sink, flush what is queued first
-    (unless the client is the problem). With one, it is closed already."""
+def session_ended(rt: Runtime, session: Session) -> None:
+    """Count and log a session that ended (either path)."""
     if session.close_code == CloseCode.SLOW_CONSUMER:
         rt.metrics.slow_consumers.inc()
     logger.log(logging.DEBUG if session.close_code == 1000 else logging.INFO, "session closed",
                extra={"session": session.id, "role": session.actor.role,
                       "agency": session.actor.agency, "code": session.close_code,
                       "reason": session.close_reason})
-    if session.sink is None:
-        # Each step bounded: the ASGI server's send waits while the client does not
-        # read, and a client that never reads must not keep this task (and socket).
-        if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
-            with anyio.move_on_after(FLUSH_ON_CLOSE_S):
-                for frame in session.take_frames():
-                    try:
-                        await _send(websocket, session, frame)
-                    except Exception:  # the socket is gone; nothing left to flush to
-                        break
+
+
+async def _close(websocket: WebSocket, rt: Runtime, session: Session) -> None:
+    """Close with the session's code, flushing what is queued first (unless the client
+    is the problem)."""
+    session_ended(rt, session)
+    # Each step bounded: the ASGI server's send waits while the client does not
+    # read, and a client that never reads must not keep this task (and socket).
+    if session.close_code not in (CloseCode.SLOW_CONSUMER, 1000):
         with anyio.move_on_after(FLUSH_ON_CLOSE_S):
-            await _safe_close(websocket, session.close_code, session.close_reason)
+            for frame in session.take_frames():
+                try:
+                    await _send(websocket, session, frame)
+                except Exception:  # the socket is gone; nothing left to flush to
+                    break
+    with anyio.move_on_after(FLUSH_ON_CLOSE_S):
+        await _safe_close(websocket, session.close_code, session.close_reason)
 
 
 async def _safe_close(websocket: WebSocket, code: int, reason: str) -> None:
