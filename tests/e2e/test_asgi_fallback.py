@@ -38,9 +38,9 @@ from protocol.model import Actor, Viewer
 from server.app import create_app
 from server.auth import mint
 from server.config import Settings
+from server.endpoint import LivepilotWebSocketProtocol
 from server.hub.session import Session
 from server.serve import LivepilotServer, uvicorn_config
-from server.endpoint import LivepilotWebSocketProtocol
 from server.wire import WebSocketConnection
 from server.ws import FLUSH_ON_CLOSE_S
 from tests.e2e.conftest import TIMEOUT, Clock, Raw, Server, raw_client
