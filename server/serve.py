@@ -136,5 +136,5 @@ def build_server(settings: Settings, *, clock: Callable[[], int] = wall_clock) -
     app = create_app(settings, clock=clock, metrics=metrics)
     admission = Admission(
         settings.max_connections or default_max_connections(fd_limit()),
-        settings.handshake_timeout_s, metrics)
+        settings.handshake_timeout_s, metrics, websocket=LivepilotWebSocketProtocol)
     return LivepilotServer(uvicorn_config(app, settings), app, admission)
