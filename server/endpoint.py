@@ -1,9 +1,10 @@
 """``/ws`` served on livepilot's own WebSocket connection (decision 0023).
 
-uvicorn parses the HTTP request and, for an upgrade, builds the protocol its
-public ``ws`` setting names: :class:`LivepilotWebSocketProtocol`, a
-:class:`server.wire.WebSocketConnection` whose opening handshake and messages
-are livepilot's (:class:`Client`). The checks, the hello, the reader and the
+:class:`LivepilotWebSocketProtocol` is a :class:`server.wire.WebSocketConnection`
+whose opening handshake and messages are livepilot's (:class:`Client`). The
+admission gate (:mod:`server.admission`) hands it a connection whose first bytes
+ask for ``/ws``; an upgrade that reaches uvicorn's HTTP protocol gets it through
+uvicorn's public ``ws`` setting. The checks, the hello, the reader and the
 watch are :mod:`server.ws`'s, shared with the ASGI fallback.
 
 A connection holds no task while it is idle: the handshake and the hello are
