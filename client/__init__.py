@@ -1,4 +1,4 @@
-"""livepilot async client SDK: operate a creator's LIVE room over one WebSocket session.
+"""livepilot async client SDK: operate a creator's LIVE room over one WebSocket at a time.
 
 ::
 
@@ -14,30 +14,30 @@
 
 The client reconnects on retryable closes, resumes joined rooms from their
 last ``seq``, resends unanswered commands with their ``command_id`` and
-delivers each event once, in order.
+delivers each event once, in order. When it ends, pending calls raise
+:class:`ClientClosed` (``SessionClosed`` is the same class under its other name).
 """
 
 from client.backoff import Backoff
-from client.connection import (
-    DEFAULT_MAX_FRAME_BYTES,
-    DEFAULT_TIMEOUT,
-    Client,
-    Connecting,
-    Sleep,
-    TokenSource,
-    connect,
-    make_command,
-    new_command_id,
-    with_command_id,
-)
+from client.client import Client
+from client.commands import make_command, new_command_id, with_command_id
+from client.connecting import Connecting, connect
 from client.errors import (
     AccessEnded,
+    ClientClosed,
     ClientError,
     CommandRefused,
     InvalidMessage,
     ServerError,
     SessionClosed,
     close_is_retryable,
+)
+from client.options import (
+    DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_TIMEOUT,
+    ClientOptions,
+    Sleep,
+    TokenSource,
 )
 from client.streams import Subscription
 
@@ -47,7 +47,9 @@ __all__ = [
     "AccessEnded",
     "Backoff",
     "Client",
+    "ClientClosed",
     "ClientError",
+    "ClientOptions",
     "CommandRefused",
     "Connecting",
     "InvalidMessage",

@@ -15,6 +15,7 @@ __all__ = [
     "LOST",
     "PROTOCOL_ERROR",
     "AccessEnded",
+    "ClientClosed",
     "ClientError",
     "CommandRefused",
     "InvalidMessage",
@@ -23,15 +24,15 @@ __all__ = [
     "close_is_retryable",
 ]
 
-# Standard WebSocket close codes the client reports itself in SessionClosed.code.
+# Standard WebSocket close codes the client reports itself in ClientClosed.code.
 CLIENT_CLOSED: Final = 1000
-"""The client closed the session (or the connection, after the session ended)."""
+"""The client was closed by its owner (or closed the connection, after it ended)."""
 PROTOCOL_ERROR: Final = 1002
 """The server broke the protocol during the handshake."""
 LOST: Final = 1006
 """The connection was lost without a close frame, or could not be opened."""
 CLIENT_FAILURE: Final = 1011
-"""A bug in the client ended the session."""
+"""A bug in the client ended it."""
 
 # Standard WebSocket close codes after which reconnecting would only repeat the fault.
 _TERMINAL_STANDARD_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
@@ -74,7 +75,7 @@ class CommandRefused(ClientError):
 
 
 class ServerError(ClientError):
-    """The server answered a request with a session-level ``Error``."""
+    """The server answered a request with an ``Error`` (a command gets ``Refused`` instead)."""
 
     def __init__(self, code: int, message: str = "", *, retryable: bool = False) -> None:
         super().__init__(f"server error {code}: {message or describe(code)}")
@@ -96,10 +97,10 @@ class InvalidMessage(ClientError, ValueError):
 
 
 class AccessEnded(ClientError):
-    """The agency's access to a creator ended: the session left that creator's room.
+    """The agency's access to a creator ended: the client left that creator's room.
 
-    Raised by the room's event stream (:meth:`~client.connection.Client.events`)
-    after its last event, and by a join of the room still waiting. The session
+    Raised by the room's event stream (:meth:`~client.client.Client.events`)
+    after its last event, and by a join of the room still waiting. The client
     itself goes on: other rooms keep streaming. ``status`` is ``revoked``,
     ``unlinked`` or ``expired`` (the link's end date). A new grant is needed
     before the room can be joined again; joining meanwhile raises
@@ -114,14 +115,16 @@ class AccessEnded(ClientError):
         self.status = status
 
 
-class SessionClosed(ClientError):
-    """The session ended; no more messages will be received on this client.
+class ClientClosed(ClientError):
+    """The client ended; no more messages will be received on it.
 
     ``code`` is the WebSocket close code (``1006`` when the connection was lost
     or could not be opened, the HTTP status when the handshake was refused, the
     ``Error`` code when the server refused ``hello``). ``retryable`` says
-    whether a new session with the same credentials may succeed: false for a
+    whether a new client with the same credentials may succeed: false for a
     terminal close (4500-4999), an access revocation or a bad token.
+
+    Also exported as :data:`SessionClosed`, the same class.
     """
 
     def __init__(self, code: int, reason: str = "", *, retryable: bool = False) -> None:
@@ -129,3 +132,11 @@ class SessionClosed(ClientError):
         self.code = code
         self.reason = reason
         self.retryable = retryable
+
+
+SessionClosed = ClientClosed
+"""Another public name of :class:`ClientClosed` (the same class): catching either works.
+
+The SDK's own code says ``ClientClosed``: on the server a *session* is one
+connection, while this error ends a client across all of its connections.
+"""

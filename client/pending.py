@@ -1,9 +1,9 @@
 """Requests awaiting their answer: commands by ``command_id``, pings by nonce.
 
 A command stays pending until its ``Ack``, ``BagListing`` or ``Refused``
-arrives, across reconnects: the session resends it on every new connection
-with the same ``command_id`` (H1), so each waiter sees one answer. A ping is
-resent the same way. When the session ends, every waiter fails with the reason.
+arrives, across reconnects: it is resent on every new connection with the
+same ``command_id`` (H1), so each waiter sees one answer. A ping is resent the
+same way. When the client ends, every waiter fails with the reason.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from client.errors import CommandRefused, SessionClosed
+from client.errors import ClientClosed, CommandRefused
 from protocol.messages import Ack, BagListing, Pong, RoomCommand
 
 __all__ = ["Pending", "PendingCommands", "Pings", "answer_future"]
@@ -41,6 +41,14 @@ class Pending:
     generation: int = 0
     """The connection it was last sent on; 0: never sent."""
     waiters: int = 0
+
+    def claim(self, generation: int) -> bool:
+        """Whether to send the command on connection ``generation`` (then it counts as sent
+        there): not when it was answered or was sent there already."""
+        if self.future.done() or self.generation == generation:
+            return False
+        self.generation = generation
+        return True
 
 
 class PendingCommands:
@@ -88,8 +96,8 @@ class PendingCommands:
         else:
             pending.future.set_result(answer)
 
-    def fail(self, reason: SessionClosed) -> None:
-        """The session ended: fail every waiter and forget every command."""
+    def fail(self, reason: ClientClosed) -> None:
+        """The client ended: fail every waiter and forget every command."""
         for pending in self._by_id.values():
             if not pending.future.done():
                 pending.future.set_exception(reason)
@@ -124,8 +132,8 @@ class Pings:
         if ping is not None and not ping.done():
             ping.set_result(pong)
 
-    def fail(self, reason: SessionClosed) -> None:
-        """The session ended: fail every ping still waiting."""
+    def fail(self, reason: ClientClosed) -> None:
+        """The client ended: fail every ping still waiting."""
         for ping in self._by_nonce.values():
             if not ping.done():
                 ping.set_exception(reason)

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from client.errors import ClientError, ServerError, SessionClosed
+from client.errors import ClientClosed, ClientError, ServerError
+from client.pending import answer_future
 from protocol.messages import Error, Event, Join, Resume, Resumed, Snapshot
 
 __all__ = ["Room", "Rooms"]
@@ -30,7 +31,9 @@ class Room:
     """Seq of the last event delivered (or of the snapshot); None until joined."""
     resuming: bool = False
     join: asyncio.Future[Snapshot] | None = None
+    """The join awaiting its snapshot (or its last one, answered)."""
     join_generation: int = 0
+    """The connection the join was last sent on; 0: not sent yet."""
     join_waiters: int = 0
 
     @property
@@ -47,17 +50,67 @@ class Room:
         self.resuming = True
         return Resume(room=self.name, last_seq=self.last_seq)
 
+    def claim_join(self, generation: int) -> bool:
+        """Whether to send the join on connection ``generation`` (then it counts as sent
+        there): not when it was sent there already."""
+        if self.join_generation == generation:
+            return False
+        self.join_generation = generation
+        return True
+
 
 class Rooms(dict[str, Room]):
     """The joined (or being joined) rooms by name, and the ordering of their events.
 
-    ``resume`` sends a ``Resume`` in the background (not at all while the
-    connection is down: the reconnect resumes the room anyway).
+    ``resume`` is handed each ``Resume`` to send (after a gap, or a replay that
+    missed events); the driver sends it, or drops it while the connection is
+    down since the reconnect resumes the room anyway.
     """
 
     def __init__(self, resume: Callable[[Resume], None]) -> None:
         super().__init__()
         self._send_resume = resume
+
+    def begin_join(self, name: str) -> tuple[Room, asyncio.Future[Snapshot]]:
+        """Room ``name`` (added if new) and the join its caller awaits, with one more waiter.
+
+        Callers joining the same room at once share one join.
+        """
+        room = self.get(name)
+        if room is None:
+            room = self[name] = Room(name)
+        if room.join is None or room.join.done():
+            room.join = answer_future()
+            room.join_generation = 0
+        room.join_waiters += 1
+        return room, room.join
+
+    def end_join(self, room: Room, join: asyncio.Future[Snapshot]) -> bool:
+        """One waiter of ``join`` is gone; True when the room, never joined, was forgotten.
+
+        When the last waiter leaves before the snapshot, the join is cancelled and a room
+        not joined before is forgotten: tell the server (``Leave``) in case it answers late.
+        """
+        room.join_waiters -= 1
+        if room.join_waiters > 0 or join.done():
+            return False
+        join.cancel()
+        if room.last_seq is None and self.get(room.name) is room:
+            del self[room.name]
+            return True
+        return False
+
+    def leave(self, name: str) -> bool:
+        """Forget room ``name``: no more events, no resume; False if it was not joined.
+
+        A join still waiting fails with :class:`ClientError`.
+        """
+        room = self.pop(name, None)
+        if room is None:
+            return False
+        if room.join is not None and not room.join.done():
+            room.join.set_exception(ClientError(f"left room {name} before joining it"))
+        return True
 
     def accept(self, event: Event) -> bool:
         """Whether to deliver ``event``: the next one of a joined room."""
@@ -81,7 +134,6 @@ class Rooms(dict[str, Room]):
         assert room.last_seq is not None
         room.resuming = True
         self._send_resume(Resume(room=room.name, last_seq=room.last_seq))
-        # Not sent when the connection is down: the reconnect resumes the room anyway.
 
     def on_snapshot(self, snapshot: Snapshot) -> None:
         """A snapshot restarts the room's stream at its seq and answers a waiting join."""
@@ -111,7 +163,7 @@ class Rooms(dict[str, Room]):
     def refuse_join(self, error: Error, generation: int) -> None:
         """Fail the join an access or room error answers (sent on ``generation``)."""
         # An access or room error answers the join of the room it names (or,
-        # from an older server, the oldest join still waiting); commands are
+        # when it names none, the oldest join still waiting); commands are
         # answered by Refused instead.
         for room in self.values():
             if error.room is not None and room.name != error.room:
@@ -126,14 +178,14 @@ class Rooms(dict[str, Room]):
                 break
 
     def drop(self, name: str, reason: ClientError) -> None:
-        """Forget a room the server took the session out of: no resume on reconnect;
+        """Forget a room the server took the client out of: no resume on reconnect;
         a join still waiting fails with ``reason``."""
         room = self.pop(name, None)
         if room is not None and room.join is not None and not room.join.done():
             room.join.set_exception(reason)
 
-    def fail(self, reason: SessionClosed) -> None:
-        """The session ended: fail every join still waiting."""
+    def fail(self, reason: ClientClosed) -> None:
+        """The client ended: fail every join still waiting."""
         for room in self.values():
             if room.join is not None and not room.join.done():
                 room.join.set_exception(reason)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from client.errors import CLIENT_CLOSED, ClientError, SessionClosed
+from client.errors import CLIENT_CLOSED, ClientClosed, ClientError
 from protocol.messages import Event, ServerMessage, Snapshot
 
 __all__ = ["Subscribers", "Subscription", "every", "room_stream"]
@@ -30,11 +30,11 @@ class Subscription(Generic[T]):
 
     It receives every message its selector keeps, in arrival order, from the
     moment it is created (not when iteration starts). Iteration stops when the
-    client is closed by its owner, and raises :class:`SessionClosed` after the
-    last buffered message when the session ended otherwise (terminal close,
+    client is closed by its owner, and raises :class:`ClientClosed` after the
+    last buffered message when the client ended otherwise (terminal close,
     reconnect gave up). A room's stream raises
-    :class:`~client.errors.AccessEnded` instead when the session left the room
-    because access to its creator ended (the session goes on). The buffer is
+    :class:`~client.errors.AccessEnded` instead when the client left the room
+    because access to its creator ended (the client goes on). The buffer is
     unbounded: read it, or :meth:`close` it. A subscription nothing refers to
     any more is dropped.
     """
@@ -46,7 +46,7 @@ class Subscription(Generic[T]):
         """The room whose stream this is (None: not a room's stream)."""
         self._queue: asyncio.Queue[T | _End] = asyncio.Queue()
         self._closed = False
-        self._reason: ClientError = SessionClosed(1000, "subscription closed")
+        self._reason: ClientError = ClientClosed(1000, "subscription closed")
         self._normal = True
 
     def _offer(self, message: ServerMessage) -> None:
@@ -67,7 +67,7 @@ class Subscription(Generic[T]):
 
     def close(self) -> None:
         """Stop receiving; iteration ends after the messages already buffered."""
-        self._end(SessionClosed(1000, "subscription closed"), normal=True)
+        self._end(ClientClosed(1000, "subscription closed"), normal=True)
 
     def __aiter__(self) -> Subscription[T]:
         return self
@@ -81,7 +81,7 @@ class Subscription(Generic[T]):
             raise
 
     async def get(self) -> T:
-        """The next message; at the end raises why it ended (:class:`SessionClosed`,
+        """The next message; at the end raises why it ended (:class:`ClientClosed`,
         or :class:`~client.errors.AccessEnded` for a room's stream), however it ended."""
         item = await self._queue.get()
         if isinstance(item, _End):
@@ -113,10 +113,10 @@ class Subscribers:
     def subscribe(
         self,
         select: Callable[[ServerMessage], Any],
-        closed: SessionClosed | None,
+        closed: ClientClosed | None,
         room: str | None = None,
     ) -> Subscription[Any]:
-        """A new subscription (of ``room``'s stream); already ended if the session is
+        """A new subscription (of ``room``'s stream); already ended if the client is
         ``closed``."""
         sub: Subscription[Any] = Subscription(select, room)
         if closed is not None:
@@ -131,14 +131,14 @@ class Subscribers:
             sub._offer(message)
 
     def end_room(self, room: str, reason: ClientError) -> None:
-        """The session left ``room`` for good: its streams raise ``reason`` at their end."""
+        """The client left ``room`` for good: its streams raise ``reason`` at their end."""
         for sub in list(self._subs):
             if sub.room == room:
                 sub._end(reason, normal=False)
                 self._subs.discard(sub)
 
-    def end(self, reason: SessionClosed, *, normal: bool) -> None:
-        """The session ended: every subscription stops (``normal``) or raises ``reason``."""
+    def end(self, reason: ClientClosed, *, normal: bool) -> None:
+        """The client ended: every subscription stops (``normal``) or raises ``reason``."""
         for sub in list(self._subs):
             sub._end(reason, normal=normal)
         self._subs.clear()

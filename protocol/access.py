@@ -269,9 +269,12 @@ AccessEvent = (
 
 # --- views ------------------------------------------------------------------
 
-CreatorStatusName = Literal["access_granted", "linked", "pending", "ended", "expired", "none"]
+CreatorStatusName = Literal[
+    "access_granted", "linked", "revoked", "pending", "ended", "expired", "none"
+]
 """For an agency's creator list: ``access_granted`` / ``linked`` (an active link,
-with or without access), ``pending`` (a link request awaits the creator),
+with or without access), ``revoked`` (an active link whose access the creator
+revoked, R9), ``pending`` (a link request awaits the creator),
 ``ended`` (the link reached its end date), ``expired`` (the last request went
 unanswered), ``none`` (declined or unlinked)."""
 

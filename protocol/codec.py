@@ -21,6 +21,7 @@ from protocol.messages import (
     ClientMessage,
     ServerMessage,
 )
+from protocol.model import Id
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -31,6 +32,7 @@ __all__ = [
     "classify_decode_error",
     "codec_for",
     "negotiate",
+    "peek_command_id",
 ]
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -141,3 +143,27 @@ def negotiate(offered: list[str]) -> str | None:
         if name in SUBPROTOCOLS:
             return name
     return None
+
+
+class _CommandIdOnly(msgspec.Struct):
+    command_id: Id | None = None
+
+
+_PEEK: Final[dict[Format, Callable[[bytes | str], _CommandIdOnly]]] = {
+    "json": msgspec.json.Decoder(_CommandIdOnly).decode,
+    # takes bytes only: a str never gets here (the frame type is checked first)
+    "msgpack": cast("Callable[[bytes | str], _CommandIdOnly]",
+                    msgspec.msgpack.Decoder(_CommandIdOnly).decode),
+}
+
+
+def peek_command_id(codec: Codec, frame: bytes | str, max_bytes: int) -> str | None:
+    """A frame's ``command_id`` alone, for answering a frame refused before it is
+    decoded (e.g. rate-limited); None when it has none, is bigger than
+    ``max_bytes``, or is not an object in the codec's format and frame type."""
+    if isinstance(frame, bytes) != codec.binary or len(frame) > max_bytes:
+        return None
+    try:
+        return _PEEK[codec.format](frame).command_id
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
+        return None

@@ -99,6 +99,7 @@ class CloseCode(IntEnum):
     TOKEN_EXPIRED = 4003
     OVERLOADED = 4004
     IDLE_TIMEOUT = 4005
+    TOO_MANY_CONNECTIONS = 4006
 
     # terminal
     BAD_TOKEN = 4500
@@ -171,9 +172,10 @@ _MESSAGES: dict[int, str] = {
     CloseCode.TOKEN_EXPIRED: "the token expired; reconnect with a fresh one",
     CloseCode.OVERLOADED: "the server is overloaded; reconnect later",
     CloseCode.IDLE_TIMEOUT: "no traffic within the idle timeout",
+    CloseCode.TOO_MANY_CONNECTIONS: "this actor has too many connections open; reconnect later",
     CloseCode.BAD_TOKEN: "the token is missing, forged or malformed",
     CloseCode.ACCESS_REVOKED: "LIVE Manager access was revoked",
-    CloseCode.FORBIDDEN: "this actor may not connect here",
+    CloseCode.FORBIDDEN: "this page's origin may not connect here",
     CloseCode.BAD_REQUEST: "the client broke the protocol",
     CloseCode.ABUSE: "sustained abuse of the rate limit",
     CloseCode.UNSUPPORTED_PROTOCOL: "no supported subprotocol was offered",

@@ -157,7 +157,11 @@ class Welcome(Message, tag="welcome", frozen=True):
     protocol_version: int = PROTOCOL_VERSION
 
 
-SnapshotReason = Literal["join", "history_truncated"]
+SnapshotReason = Literal["join", "history_truncated", "history_lost"]
+"""Why a snapshot was sent: a join; history trimmed past where the client was (its
+state goes on from the snapshot); or the stored history itself was lost (the
+shared store restarted without it: the room's seqs started again, so the client
+drops what it had and starts from the snapshot, whose seq may be lower)."""
 
 
 class Snapshot(Message, tag="snapshot", frozen=True):

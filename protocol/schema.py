@@ -71,6 +71,8 @@ ERRORS_FILE: Final = Path("protocol", "errors.md")
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
 CHANNEL: Final = "ws"
 CHANNEL_ADDRESS: Final = "/ws"
+LOCAL_HOST: Final = "localhost:8080"
+"""The ``local`` server: ``livepilot serve``'s default port (a test keeps them in step)."""
 ACCESS_MODULE: Final = "protocol.access"
 
 JSONObject = dict[str, Any]
@@ -271,7 +273,7 @@ def asyncapi() -> JSONObject:
         "defaultContentType": "application/json",
         "servers": {
             "local": {
-                "host": "localhost:8000",
+                "host": LOCAL_HOST,
                 "protocol": "ws",
                 "description": server_description,
                 "x-subprotocols": subprotocols,

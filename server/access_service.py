@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 import anyio
 
@@ -45,13 +45,41 @@ from server.domain.refusal import Refusal
 from server.journal import AuditEntry, Journal
 from server.metrics import Metrics
 
-__all__ = ["MAX_TIMER_S", "AccessEventStore", "AccessService", "MemoryAccessEventStore"]
+__all__ = [
+    "MAX_MOVED_RETRIES", "MAX_TIMER_S", "AccessEventStore", "AccessMovedError", "AccessService",
+    "MemoryAccessEventStore",
+]
 
 logger = logging.getLogger("livepilot.access")
 
 MAX_TIMER_S: Final = 60.0
 """The deadline timer wakes at least this often. The clock is wall time and the
 loop's timer monotonic: a step of the wall clock delays an end by at most this."""
+
+
+MAX_MOVED_RETRIES: Final = 5
+"""A decision whose creator's events moved meanwhile is decided again this often."""
+
+
+class AccessMovedError(Exception):
+    """Another node stored access events of ``creator`` this store has not seen:
+    nothing was stored. Catch up (:meth:`CatchingUpStore.catch_up`), fold what it
+    returns, and decide again (a shared store: Redis, decision 0024)."""
+
+    def __init__(self, creator: str, count: int) -> None:
+        super().__init__(f"creator {creator} has {count} access events this node has not "
+                         "all seen")
+        self.creator = creator
+        self.count = count
+
+
+@runtime_checkable
+class CatchingUpStore(Protocol):
+    """A store other nodes append to, kept per creator (:class:`RedisAccessEventStore`)."""
+
+    async def catch_up(self, creator: str | None) -> list[AccessEvent]:
+        """The creator's events (None: the platform's) this node has not seen yet."""
+        ...
 
 
 class AccessEventStore(Protocol):
@@ -109,6 +137,13 @@ class AccessService:
         self.on_access_ended = on_access_ended
         self.metrics = metrics
         self.book = AccessBook()
+        self.shared = False
+        """Multi-node: other nodes append to the store too; the book is the store's
+        events folded in the store's order (:meth:`sync`), never ours alone."""
+        self.on_changed: Callable[[], object] | None = None
+        """Called after this node changed the book (multi-node: the others reload)."""
+        self._applied = 0
+        """How many of the store's events are folded into the book."""
         self._lock = anyio.Lock()
         self._checked = clock()
         """End dates up to this time have been dealt with (by :meth:`check_deadlines`)."""
@@ -121,10 +156,66 @@ class AccessService:
         Ends passed while the node was down concern no session: they are not
         announced."""
         book = AccessBook()
-        for event in await self.store.load_access_events():
+        events = await self.store.load_access_events()
+        for event in events:
             book = evolve_access(book, event)
         self.book = book
+        self._applied = len(events)
         self._checked = self.clock()
+        self._arm()
+
+    async def sync(self) -> None:
+        """Fold in the events other nodes stored since the last sync (multi-node).
+
+        An end among them is not announced here: the node where it happened
+        announces it on the bus, and end dates are each node's own timer's."""
+        async with self._lock:
+            await self._sync()
+
+    async def catch_up(self, creator: str) -> None:
+        """Fold in the creator's (and the platform's) events other nodes stored: a
+        staff append refused because the grant moved (R6) decides again on them."""
+        async with self._lock:
+            await self._catch_up(creator)
+
+    async def _catch_up(self, creator: str | None) -> None:
+        store = self.store
+        if not isinstance(store, CatchingUpStore):
+            await self._sync()
+            return
+        events = [*await store.catch_up(None), *([] if creator is None else
+                                                 await store.catch_up(creator))]
+        self._fold(events)
+
+    def _fold(self, events: Sequence[AccessEvent]) -> None:
+        if not events:
+            return
+        book = self.book
+        for event in events:
+            book = evolve_access(book, event)
+        self.book = book
+        self._applied += len(events)
+        self._arm()
+
+    async def _sync(self) -> None:
+        events = await self.store.load_access_events()
+        if isinstance(self.store, CatchingUpStore):
+            # Kept per creator, merged by time: the new events are not all at the
+            # end of the list, so the book is folded again from the start.
+            book = AccessBook()
+            for event in events:
+                book = evolve_access(book, event)
+            self.book = book
+            self._applied = len(events)
+            self._arm()
+            return
+        if len(events) <= self._applied:
+            return
+        book = self.book
+        for event in events[self._applied:]:
+            book = evolve_access(book, event)
+        self.book = book
+        self._applied = len(events)
         self._arm()
 
     def close(self) -> None:
@@ -194,38 +285,65 @@ class AccessService:
         return related(self.book, who, creator, now)
 
     async def submit(self, who: Actor, command: a.AccessCommand) -> list[AccessEvent] | Refusal:
-        """Decide a party's command and apply it; a refusal changes nothing."""
+        """Decide a party's command and apply it; a refusal changes nothing.
+
+        With a shared store, decided on what every node stored of the creator; if
+        another node stored some of theirs in between (:class:`AccessMovedError`),
+        caught up and decided again."""
         async with self._lock:
-            now = self.clock()
-            decision = decide_access(self.book, who, command, now)
-            creator = _creator_of(self.book, command, who)
-            if isinstance(decision, Refusal):
-                if creator is not None and related(self.book, who, creator, now):
-                    await self._audit(who, command, creator, now, decision.code)
-                else:
-                    self._unaudited(who, command, creator, decision)
-                return decision
-            await self._apply(decision)
+            if self.shared:  # decide on what every node stored so far
+                await self._catch_up(_creator_of(self.book, command, who))
+            events: list[AccessEvent] = []
+            for attempt in range(MAX_MOVED_RETRIES):
+                now = self.clock()
+                decision = decide_access(self.book, who, command, now)
+                creator = _creator_of(self.book, command, who)
+                if isinstance(decision, Refusal):
+                    if creator is not None and related(self.book, who, creator, now):
+                        await self._audit(who, command, creator, now, decision.code)
+                    else:
+                        self._unaudited(who, command, creator, decision)
+                    return decision
+                try:
+                    await self._apply(decision)
+                except AccessMovedError as moved:
+                    if attempt == MAX_MOVED_RETRIES - 1:
+                        raise
+                    await self._catch_up(moved.creator)
+                    continue
+                events = decision
+                break
             await self._audit(who, command, creator, now, None)
-        await self._effects(decision, who)
-        return decision
+        await self._effects(events, who)
+        return events
 
     async def record_platform_fact(self, command: a.PlatformCommand) -> list[AccessEvent]:
         """Record what only the platform knows (cross-border status, sharing; R8)."""
         async with self._lock:
-            events = decide_platform(self.book, command, self.clock())
-            await self._apply(events)
+            for attempt in range(MAX_MOVED_RETRIES):
+                events = decide_platform(self.book, command, self.clock())
+                try:
+                    await self._apply(events)
+                except AccessMovedError:
+                    if attempt == MAX_MOVED_RETRIES - 1:
+                        raise
+                    await self._catch_up(None)
+                    continue
+                break
         return events
 
     async def _apply(self, events: list[AccessEvent]) -> None:
         if not events:
             return
         await self.store.append_access_events(events)
-        book = self.book
-        for event in events:
-            book = evolve_access(book, event)
-        self.book = book
-        self._arm()  # a grant, an extension, an unlink or a revoke moves the soonest end
+        if self.on_changed is not None:
+            self.on_changed()
+        if self.shared and not isinstance(self.store, CatchingUpStore):
+            await self._sync()
+            return
+        # A catching-up store appended only on top of what this node had seen of
+        # the creator (else AccessMovedError): the book is the store's.
+        self._fold(events)  # a grant, an extension, an unlink or a revoke moves the end
 
     async def _audit(self, who: Actor, command: a.AccessCommand, creator: str | None,
                      now: int, code: int | None) -> None:

@@ -71,7 +71,7 @@ REFUSAL: Final = (
     b"content-length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
 )
 """What a connection past ``max_connections`` reads before it is closed. Clients treat
-an HTTP status >= 500 at the handshake as retryable (client/link.py)."""
+an HTTP status >= 500 at the handshake as retryable (client/driver.py)."""
 
 _END_OF_HEAD = re.compile(rb"\n\r?\n")  # h11 accepts bare LF line ends too
 WS_REQUEST_LINES: Final = (b"GET /ws ", b"GET /ws?")

@@ -57,6 +57,9 @@ Choices:
 * **Auth**: ``Authorization: Bearer <jwt>`` (:func:`server.auth.verify` with the
   runtime's keys and clock). Missing, malformed or forged: 401 BAD_TOKEN;
   expired: 401 TOKEN_EXPIRED; both with ``WWW-Authenticate: Bearer``.
+* **Rate limit**: every write (POST) of an actor takes from that actor's budget
+  (``api_rate_per_s``, ``api_rate_burst``; all its tokens share it); past it,
+  429 RATE_LIMITED with ``Retry-After`` (decision 0021).
 * **Request ids**: the client may choose ``request_id`` (an ``Id``; a UUID is
   best, ids are global), which makes a retry safe: resending the same request
   answers 200 with the request already stored. Left out, the server makes one
@@ -78,8 +81,8 @@ Choices:
   UNKNOWN_REQUEST / NOT_FOUND (and unknown paths), 409 for the access workflow's
   state conflicts (NOT_LINKED, ALREADY_LINKED, the *_PENDING codes,
   REQUEST_EXPIRED, REQUEST_CLOSED, LINK_ENDED, ALREADY_GRANTED), 429 for
-  RATE_LIMITED, 500 for INTERNAL, 405 for a known path with another method. The
-  code is authoritative; the status is for HTTP tooling.
+  RATE_LIMITED (with ``Retry-After``), 500 for INTERNAL, 405 for a known path
+  with another method. The code is authoritative; the status is for HTTP tooling.
 * **Bodies**: at most ``settings.max_message_bytes`` (TOO_LARGE, checked on
   ``Content-Length`` and while reading), a JSON object (MALFORMED,
   INVALID_UTF8, TOO_DEEP when nested beyond the decoder's depth), fields of the

@@ -3,7 +3,8 @@
 Every endpoint of :mod:`server.api` is wrapped in :func:`endpoint`, which turns
 an :class:`ApiError` (or a storage failure) into the JSON error body with its
 HTTP status (:func:`http_status`; the mapping is in the :mod:`server.api`
-docstring). :func:`authenticate` checks the bearer token (401 otherwise);
+docstring). :func:`authenticate` checks the bearer token (401 otherwise) and
+charges a write (POST) to the caller's budget (429 RATE_LIMITED past it);
 :func:`read_command` and :func:`read_query` decode a bounded JSON body or the
 query string into a protocol type, with the protocol's error codes.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final, TypeVar
 
@@ -160,7 +163,7 @@ def runtime_of(request: Request) -> Runtime:
 
 
 def authenticate(request: Request, rt: Runtime) -> Actor:
-    """The token's actor, or 401."""
+    """The token's actor, or 401; a write (POST) past the actor's budget: 429."""
     scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
     principal = verify(token.strip() if scheme.lower() == "bearer" else None, rt.keys,
                        now=rt.clock())
@@ -168,7 +171,18 @@ def authenticate(request: Request, rt: Runtime) -> Actor:
         challenge = 'Bearer realm="livepilot", error="invalid_token"'
         raise ApiError(principal.code, principal.reason,
                        headers={"WWW-Authenticate": challenge})
+    if request.method == "POST":
+        _charge_write(rt, principal.actor)
     return principal.actor
+
+
+def _charge_write(rt: Runtime, actor: Actor) -> None:
+    """One write of ``actor``'s budget, shared by all its tokens (decision 0021)."""
+    wait = rt.api_writers.take(actor, time.monotonic())
+    if wait > 0:
+        rt.metrics.rate_limited.labels("http").inc()
+        retry_after = math.ceil(min(wait, 3600.0))  # whole seconds (RFC 9110)
+        raise ApiError(Code.RATE_LIMITED, headers={"Retry-After": str(retry_after)})
 
 
 def require_creator(request: Request, rt: Runtime) -> Actor:

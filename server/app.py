@@ -1,4 +1,5 @@
-"""The ASGI application: WebSocket ``/ws``, the HTTP API, health and metrics.
+"""The ASGI application: WebSocket ``/ws``, the HTTP API, the browser consoles,
+health and metrics.
 
 ``create_app(settings)`` returns a Starlette app that owns its runtime through
 its lifespan, so it can be served by uvicorn (``livepilot serve``) or mounted
@@ -57,11 +58,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Readiness: the runtime (storage, access) is open, and every room it loaded
-    could be read (a stored record that does not decode answers 503 until it does)."""
+    """Readiness: the runtime (storage, access) is open, Redis answers (many nodes),
+    and every room it loaded could be read (a stored record that does not decode
+    answers 503 until it does)."""
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is None:
         return JSONResponse({"status": "starting"}, status_code=503)
+    if runtime.bus is not None and not await runtime.bus.ping():
+        # Many nodes: without Redis no command can be stored (clients retry elsewhere).
+        return JSONResponse({"status": "redis unreachable"}, status_code=503)
     unreadable = runtime.hub.unreadable
     if unreadable:
         return JSONResponse({"status": "degraded", "unreadable_rooms": sorted(unreadable)[:100]},
@@ -100,4 +105,7 @@ def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock,
         pass
     else:
         routes += api_routes()
+    from server.web.routes import web_routes
+
+    routes += web_routes()
     return LivepilotApp(routes=routes, lifespan=lifespan)

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Callable, Sequence
+import difflib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
+    import socket
+
     from server.config import Settings
+    from server.startup import DataLock
 
 __all__ = ["build_parser", "main"]
 
@@ -31,8 +35,9 @@ def _add_schema(subparsers: Subparsers) -> None:
         "schema",
         help="write the protocol's JSON Schema, AsyncAPI and error-code docs",
         description=(
-            "Generate docs/protocol/livepilot.v1.schema.json, docs/protocol/asyncapi.json "
-            "and docs/protocol/errors.md from the protocol package."
+            "Generate docs/protocol/livepilot.v1.schema.json, docs/protocol/asyncapi.json, "
+            "docs/protocol/errors.md and the consoles' server/web/static/protocol.js from "
+            "the protocol package."
         ),
     )
     parser.add_argument(
@@ -42,15 +47,23 @@ def _add_schema(subparsers: Subparsers) -> None:
         metavar="DIR",
         help="docs directory to write under (default: ./docs)",
     )
+    parser.add_argument(
+        "--web", type=Path, default=None, metavar="DIR",
+        help="where to write the consoles' protocol.js (default: server/web/static)",
+    )
     parser.set_defaults(run=_run_schema)
 
 
 def _run_schema(args: argparse.Namespace) -> int:
-    from protocol.schema import write_schema
+    from protocol.schema import json_schema, write_schema
+    from server.web.protocol_js import PROTOCOL_JS, write_protocol_js
 
     out: Path = args.out
     for path in write_schema(out):
         print(path)
+    web: Path | None = args.web
+    js = PROTOCOL_JS if web is None else web / PROTOCOL_JS.name
+    print(write_protocol_js(json_schema(), js))  # the consoles' copy of the contract
     return 0
 
 
@@ -79,6 +92,35 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(os.environ, **overrides)
 
 
+def _source(args: argparse.Namespace, name: str) -> str:
+    """Where setting ``name`` came from, for a message: its flag, its variable, or neither."""
+    import os
+
+    from server.config import option
+
+    opt = option(name)
+    if opt.flag is not None and getattr(args, name, None) is not None:
+        return opt.flag
+    if opt.env in os.environ:
+        return opt.env
+    return f"the default of {opt.flag or opt.env}"
+
+
+def _claim(args: argparse.Namespace, settings: Settings) -> tuple[socket.socket, DataLock | None]:
+    """Bind the port, then lock the data path (decision 0019): in that order, so a
+    port in use leaves no file behind. Raises StartupError (one line)."""
+    from server.startup import bind_listener, lock_data_path
+
+    sock = bind_listener(settings.host, settings.port, setting=_source(args, "port"))
+    if settings.data_path == ":memory:" or settings.redis_url is not None:
+        return sock, None  # with Redis no data file is opened: nodes share the store
+    try:
+        return sock, lock_data_path(settings.data_path, setting=_source(args, "data_path"))
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _add_serve(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "serve", help="run the server (embedded SQLite store by default)",
@@ -98,19 +140,21 @@ def _run_serve(args: argparse.Namespace) -> int:
     from server.gctune import tune_gc
     from server.logs import setup_logging
     from server.serve import build_server
+    from server.startup import StartupError
 
     try:
         settings = _settings(args)
     except ConfigError as e:
         print(f"livepilot: {e}", file=sys.stderr)
         return 2
-    if settings.redis_url is not None:
-        print("livepilot: the multi-node Redis engine is not in this release; unset "
-              "LIVEPILOT_REDIS_URL to serve on the embedded store", file=sys.stderr)
-        return 2
     if settings.is_dev_secret and not args.dev:
         print("livepilot: refusing to start with the development JWT secret; set "
               "LIVEPILOT_JWT_SECRET (32+ bytes) or pass --dev for local use", file=sys.stderr)
+        return 2
+    try:
+        sock, lock = _claim(args, settings)
+    except StartupError as e:
+        print(f"livepilot: {e}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
     import logging
@@ -122,9 +166,14 @@ def _run_serve(args: argparse.Namespace) -> int:
     for name in unknown_variables(os.environ):
         log.warning("unknown setting in the environment", extra={"variable": name})
     raise_fd_limit()  # before build_server: the default max_connections follows the limit
-    server = build_server(settings)
-    tune_gc()  # after the app is built: its modules, classes and functions are frozen
-    server.run()
+    try:
+        server = build_server(settings)
+        tune_gc()  # after the app is built: its modules, classes and functions are frozen
+        server.run(sockets=[sock])  # the lock is held until the store is closed
+    finally:
+        sock.close()
+        if lock is not None:
+            lock.release()
     return 0
 
 
@@ -132,7 +181,9 @@ def _add_demo(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="serve and stream a simulated LIVE room, with tokens to try it",
         description="Serve on the development secret, grant a demo agency access to a demo "
-                    "creator and stream a realistic feed into the creator's live room.",
+                    "creator and stream a realistic feed into the creator's live room. The "
+                    "store is in memory unless --data-path names a file "
+                    "(LIVEPILOT_DATA_PATH is the server's, and not used here).",
     )
     parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                         help="stop after this many seconds (default: until Ctrl-C)")
@@ -142,13 +193,32 @@ def _add_demo(subparsers: Subparsers) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    import sys
+
     import anyio
 
+    from server.config import ConfigError
     from server.demo import run_demo
+    from server.startup import StartupError
 
-    settings = _settings(args)
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(lambda: run_demo(settings, duration=args.duration, seed=args.seed))
+    try:
+        # A throw-away store unless --data-path names one: a demo's rooms and grants
+        # must not turn up in the next `livepilot serve` (LIVEPILOT_DATA_PATH is the
+        # server's file, so it does not count here).
+        if args.data_path is None:
+            args.data_path = ":memory:"
+        settings = _settings(args)
+        sock, lock = _claim(args, settings)
+    except (ConfigError, StartupError) as e:
+        print(f"livepilot: {e}", file=sys.stderr)
+        return 2
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(lambda: run_demo(settings, sock, duration=args.duration, seed=args.seed))
+    finally:
+        sock.close()
+        if lock is not None:
+            lock.release()
     return 0
 
 
@@ -156,7 +226,8 @@ def _add_token(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "token", help="mint a development token for a creator or a staff member",
         description="Print a JWT for LIVEPILOT_JWT_AUDIENCE (`aud`, default livepilot), "
-                    "signed with LIVEPILOT_JWT_SECRET (or the dev secret).",
+                    "signed with LIVEPILOT_JWT_SECRET (or, with --dev, the public "
+                    "development secret).",
     )
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--creator", metavar="ID", help="a creator's token")
@@ -164,6 +235,8 @@ def _add_token(subparsers: Subparsers) -> None:
     parser.add_argument("--staff", metavar="ID", help="the staff member (with --agency)")
     parser.add_argument("--ttl", type=int, default=3600, metavar="SECONDS",
                         help="lifetime in seconds (default 3600)")
+    parser.add_argument("--dev", action="store_true",
+                        help="sign with the public development secret, for `serve --dev`")
     parser.set_defaults(run=_run_token)
 
 
@@ -173,15 +246,81 @@ def _run_token(args: argparse.Namespace) -> int:
     import time
 
     from server.auth import mint
-    from server.config import load_settings
+    from server.config import ConfigError, load_settings
+
+    def refuse(problem: str) -> int:
+        print(f"livepilot token: {problem}", file=sys.stderr)
+        return 2
 
     if args.agency is not None and args.staff is None:
-        print("livepilot token: --agency needs --staff", file=sys.stderr)
-        return 2
-    settings = load_settings(os.environ)
-    print(mint(settings, creator=args.creator, agency=args.agency, staff=args.staff,
-               ttl_s=args.ttl, now=time.time_ns() // 1_000_000))
+        return refuse("--agency needs --staff")
+    if args.creator is not None and args.staff is not None:
+        return refuse("--staff goes with --agency, not with --creator")
+    if args.ttl <= 0:
+        return refuse(f"--ttl must be a positive number of seconds, got {args.ttl}")
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as e:
+        return refuse(str(e))
+    if settings.jwt_public_key_path is not None:
+        return refuse("LIVEPILOT_JWT_PUBLIC_KEY_PATH is set: that server takes RS256 tokens, "
+                      "signed by its private key, which this command does not hold")
+    if settings.is_dev_secret and not args.dev:
+        # The same rule as `serve`: a token signed with the public secret is refused
+        # as forged by a server with a real one, and accepted by none that matters.
+        return refuse("LIVEPILOT_JWT_SECRET is not set; set it to the server's secret, "
+                      "or pass --dev to sign for a server started with --dev")
+    try:
+        token = mint(settings, creator=args.creator, agency=args.agency, staff=args.staff,
+                     ttl_s=args.ttl, now=time.time_ns() // 1_000_000)
+    except ValueError as e:  # the checks above should leave none; still one line
+        return refuse(str(e))
+    print(token)
     return 0
+
+
+# --- livepilot check -----------------------------------------------------------------
+
+
+def _add_check(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "check", help="check a data file's integrity (exit 0: sound, 1: not, 2: unusable)",
+        description="Run SQLite's integrity check on the data file and read its schema "
+                    "version. Refused while a server holds the data path.",
+    )
+    parser.add_argument("--data-path", "--data", dest="data_path", default=None,
+                        metavar="PATH", help="the data file [LIVEPILOT_DATA_PATH]")
+    parser.set_defaults(run=_run_check)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
+    from server.config import option
+    from server.log.check import check_data_file
+    from server.startup import StartupError, lock_data_path
+
+    data = option("data_path")
+    path = str(args.data_path or os.environ.get(data.env) or data.default)
+    setting = _source(args, "data_path")
+    if path == ":memory:" or not os.path.isfile(path):
+        print(f"livepilot: data path {path} ({setting}): no such file", file=sys.stderr)
+        return 2
+    try:
+        lock = lock_data_path(path, setting=setting)
+    except StartupError as e:
+        print(f"livepilot: {e}", file=sys.stderr)
+        return 2
+    with lock:
+        report = check_data_file(path)
+    if report.ok:
+        print(report.summary())
+        return 0
+    print(f"livepilot: {report.summary()}", file=sys.stderr)
+    for problem in report.problems[1:]:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
 
 
 # --- the parser --------------------------------------------------------------------
@@ -191,12 +330,12 @@ _SUBCOMMANDS: Sequence[Callable[[Subparsers], None]] = (
     _add_serve,
     _add_token,
     _add_demo,
+    _add_check,
     _add_schema,
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``livepilot`` argument parser with every subcommand."""
+def _build() -> tuple[argparse.ArgumentParser, Mapping[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="livepilot",
         description="livepilot: real-time co-pilot hub for TikTok Shop LIVE.",
@@ -204,12 +343,26 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(subparsers)
-    return parser
+    return parser, subparsers.choices
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``livepilot`` argument parser with every subcommand."""
+    return _build()[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``livepilot`` with ``argv`` (default: the process's arguments)."""
-    args = build_parser().parse_args(argv)
+    parser, commands = _build()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # argparse leaves a subcommand's unknown flags to the top-level parser, whose
+        # usage says nothing about them: answer with the subcommand's own usage.
+        command = commands[args.command]
+        known = [flag for action in command._actions for flag in action.option_strings]
+        hint = difflib.get_close_matches(unknown[0].partition("=")[0], known, n=1)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}"
+                      + (f" (did you mean {hint[0]}?)" if hint else ""))
     run: Run = args.run
     return run(args)
 

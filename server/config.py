@@ -95,6 +95,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_burst: int = 100
     abuse_refusals: int = 20
     abuse_window_s: float = 10.0
+    actor_rate_per_s: float = 100.0
+    actor_rate_burst: int = 200
+    max_connections_per_actor: int = 10
+    api_rate_per_s: float = 5.0
+    api_rate_burst: int = 20
     send_buffer_bytes: int = 1_048_576
     heartbeat_s: float = 20.0
     idle_timeout_s: float = 60.0
@@ -177,7 +182,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "TCP port to listen on (0: any free port).", integer(0, 65535)),
     Option(
         "data_path",
-        "SQLite file of the embedded store (`:memory:` for a throw-away one).",
+        "SQLite file of the embedded store (`:memory:` for a throw-away one); one "
+        "process at a time, held by a lock on `<path>.lock`.",
         text,
     ),
     Option(
@@ -237,6 +243,28 @@ OPTIONS: tuple[Option, ...] = (
     Option("abuse_window_s", "Window of `abuse_refusals`, in seconds.",
            number(0.0, 3600.0)),
     Option(
+        "actor_rate_per_s",
+        "Messages per second one actor (a creator, or a staff member of an agency) may "
+        "send over all its connections together (decision 0021).",
+        number(0.0, 1_000_000.0),
+    ),
+    Option("actor_rate_burst", "Size of an actor's shared token bucket.",
+           integer(1, 1_000_000)),
+    Option(
+        "max_connections_per_actor",
+        "WebSocket connections one actor may have open at once; one more is closed "
+        "with the retryable 4006 TOO_MANY_CONNECTIONS.",
+        integer(1, 1_000_000),
+    ),
+    Option(
+        "api_rate_per_s",
+        "Writes (POST) per second one actor may make to the HTTP API; more are "
+        "answered 429 RATE_LIMITED with `Retry-After`.",
+        number(0.0, 1_000_000.0),
+    ),
+    Option("api_rate_burst", "Writes one actor may make to the HTTP API at once.",
+           integer(1, 1_000_000)),
+    Option(
         "send_buffer_bytes",
         "Bytes waiting to be sent to one connection before it is closed as a slow consumer.",
         integer(1024, 1 << 30),
@@ -284,8 +312,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_level", f"One of {', '.join(LOG_LEVELS)}.", log_level),
     Option(
         "redis_url",
-        "Reserved for the multi-node Redis engine, which is not in this release: "
-        "`serve` refuses to start with it rather than silently run single-node.",
+        "Many nodes: everything nodes share (room logs, access, inbox, presence, the "
+        "bus between nodes) goes to this Redis (`redis://`, `rediss://`, a password in "
+        "the URL); the data path is then unused.",
         redis_url,
     ),
 )

@@ -10,6 +10,9 @@ interrupted (or for ``duration`` seconds).
 from __future__ import annotations
 
 import random
+import shlex
+import socket
+import sys
 from collections.abc import Callable
 
 import anyio
@@ -22,8 +25,9 @@ from server.auth import mint
 from server.config import Settings
 from server.runtime import Runtime
 from server.serve import build_server
+from server.startup import bind_listener
 
-__all__ = ["CREATOR", "STAFF", "feed", "grant_demo_access", "run_demo"]
+__all__ = ["CREATOR", "STAFF", "feed", "grant_demo_access", "page_urls", "run_demo"]
 
 CREATOR = Actor(role="creator", id="demo-creator")
 STAFF = Actor(role="staff", id="demo-staff", agency="demo-agency")
@@ -99,52 +103,81 @@ async def feed(client: Client, room: str, rng: random.Random, steps: int | None,
     return sent
 
 
-def _banner(settings: Settings, now: int) -> str:
-    url = f"ws://{settings.host}:{settings.port}/ws"
+def page_urls(settings: Settings, port: int, staff_token: str,
+              creator_token: str) -> tuple[str, str]:
+    """The console (straight into the demo room) and creator page URLs, signed in."""
+    base = f"http://{settings.host}:{port}"
+    return (f"{base}/console#token={staff_token}&room={CREATOR.id}",
+            f"{base}/creator#token={creator_token}")
+
+
+def _banner(settings: Settings, port: int, now: int) -> str:
+    url = f"ws://{settings.host}:{port}/ws"
     creator = mint(settings, creator=CREATOR.id, ttl_s=12 * 3600, now=now)
     staff = mint(settings, agency=STAFF.agency, staff=STAFF.id, ttl_s=12 * 3600, now=now)
+    # The interpreter running livepilot: a bare `python` may lack the client package.
+    python = shlex.quote(sys.executable)
     return f"""
 livepilot demo: {CREATOR.id} is LIVE at {url}
   agency {STAFF.agency} has LIVE Manager access (staff {STAFF.id}).
 
+Open in a browser (the token rides in the #fragment, which is never sent to the server):
+  Live Manager: {page_urls(settings, port, staff, creator)[0]}
+  Creator page: {page_urls(settings, port, staff, creator)[1]}
+
   creator token: {creator}
   staff token:   {staff}
 
-Open a console session as the staff member (in another terminal):
+Open a console session as the staff member (in another terminal; Ctrl-C to stop):
 
-  python - <<'PY'
+  {python} - <<'PY'
   import asyncio
-  from client import Client
+  from client import Client, CommandRefused
   from protocol.commands import BagPin
   async def main():
       async with Client() as client:
           await client.connect("{url}", "{staff}")
           snap = await client.join("{CREATOR.id}")
-          print("bag:", [i.product_id for i in snap.state.bag])
-          await client.send(client.command(BagPin, room="{CREATOR.id}", product_id="sku-dress"))
+          print("bag:", [i.product_id for i in snap.state.bag], "pinned:", snap.state.pinned)
+          try:
+              await client.send(client.command(BagPin, room="{CREATOR.id}", product_id="sku-dress"))
+          except CommandRefused as refused:  # e.g. 310: it is pinned already
+              print("refused:", refused.code, refused)
           async for event in client.events("{CREATOR.id}"):
               print(event)
   asyncio.run(main())
   PY
 
-HTTP: curl -H "Authorization: Bearer <creator token>" http://{settings.host}:{settings.port}/api/notifications
+HTTP: curl -H "Authorization: Bearer <creator token>" http://{settings.host}:{port}/api/notifications
 Press Ctrl-C to stop.
 """
 
 
-async def run_demo(settings: Settings, *, duration: float | None = None,
-                   seed: int | None = None) -> None:
-    """Serve, grant the demo agency, stream a feed; stop after ``duration`` seconds."""
+async def run_demo(settings: Settings, sock: socket.socket | None = None, *,
+                   duration: float | None = None, seed: int | None = None) -> None:
+    """Serve, grant the demo agency, stream a feed; stop after ``duration`` seconds.
+
+    ``sock``: the socket to serve on, already bound (``livepilot demo`` binds it
+    before anything else); by default one is bound to the settings' host and port.
+    """
+    if sock is None:
+        sock = bind_listener(settings.host, settings.port)
+    port: int = sock.getsockname()[1]
     server = build_server(settings)
     rng = random.Random(seed)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
+
+        async def serve() -> None:
+            await server.serve(sockets=[sock])
+            tg.cancel_scope.cancel()  # stopped by Ctrl-C or SIGTERM: stop the feed too
+
+        tg.start_soon(serve)
         await server.ready.wait()
         runtime: Runtime = server.app.state.runtime
         await grant_demo_access(runtime)
-        print(_banner(settings, runtime.clock()), flush=True)
+        print(_banner(settings, port, runtime.clock()), flush=True)
         token = mint(settings, creator=CREATOR.id, ttl_s=12 * 3600, now=runtime.clock())
-        url = f"ws://{settings.host}:{settings.port}/ws"
+        url = f"ws://{settings.host}:{port}/ws"
         with anyio.move_on_after(duration if duration is not None else float("inf")):
             async with Client() as client:
                 await client.connect(url, token)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,7 +30,7 @@ from protocol.errors import CloseCode
 from server.app import WS_PATH
 from server.hub.session import Session
 from server.wire import Accepted, Options, Rejected, WebSocketConnection
-from server.ws import Reader, Watch, hello_session, opening, session_ended
+from server.ws import Reader, Refusal, Watch, hello_session, opening, session_ended
 
 if TYPE_CHECKING:
     from server.runtime import Runtime
@@ -111,11 +112,14 @@ class Client(Reader):
             return  # closing already
         self._cancel_hello()
         rt = self.rt
-        session = hello_session(rt, self._codec, data, self._header_token, self._conn)
-        if isinstance(session, tuple):
-            self._conn.close(*session)
+        admitted = hello_session(rt, self._codec, data, self._header_token, self._conn)
+        if isinstance(admitted, Refusal):
+            if admitted.error is not None:
+                self._conn.write(self._codec.encode(admitted.error))
+            self._conn.close(admitted.code, admitted.reason)
             return
-        Reader.__init__(self, rt, session)
+        session = admitted.session
+        Reader.__init__(self, rt, session, admitted.actor_bucket)
         session.on_close = self._session_closed
         rt.hub.connect(session)
         self._watch = Watch(rt, session)
@@ -163,6 +167,7 @@ class Client(Reader):
             self._watch = None
         self._inbox = None
         self.rt.hub.disconnect(session)
+        self.rt.actors.close(session.actor, time.monotonic())
         session_ended(self.rt, session)
 
 
@@ -197,7 +202,7 @@ class LivepilotWebSocketProtocol(WebSocketConnection):
         headers = request.headers
         offered = [p.strip() for h in headers.get_all("Sec-WebSocket-Protocol")
                    for p in h.split(",")]
-        opened = opening(rt, headers.get("Origin"), offered)
+        opened = opening(rt, headers.get("Origin"), headers.get("Host"), offered)
         if isinstance(opened, CloseCode):
             return Rejected(403)
         subprotocol, header_token = opened

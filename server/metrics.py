@@ -29,8 +29,20 @@ class Metrics:
             registry=r,
         )
         self.rate_limited = Counter(
-            "livepilot_rate_limit_refusals", "Messages refused by the rate limit.", registry=r
+            "livepilot_rate_limit_refusals",
+            "Messages refused by a rate limit: a connection's, its actor's (shared by its "
+            "connections) or the HTTP API's writes (decision 0021).",
+            ["limit"], registry=r,
         )
+        for limit in ("connection", "actor", "http"):  # exported at 0 from the start
+            self.rate_limited.labels(limit)
+        self.connection_refusals = Counter(
+            "livepilot_connection_refusals",
+            "WebSocket connections refused after hello, by reason (too_many_connections: "
+            "the actor's cap, close code 4006).",
+            ["reason"], registry=r,
+        )
+        self.connection_refusals.labels("too_many_connections")
         self.revocations = Counter(
             "livepilot_revocations", "Sessions cut off because access ended.", registry=r
         )

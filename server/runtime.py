@@ -8,17 +8,23 @@ session with "going away" and flushes the store.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
 from protocol.errors import CloseCode
+from protocol.model import Actor
 from server.access_service import AccessEventStore, AccessService, MemoryAccessEventStore
 from server.auth import AuthKeys
+from server.bus.base import Bus
+from server.cluster import Shared
 from server.config import Settings
 from server.hub.hub import Hub
+from server.hub.nodes import NodeLink
+from server.hub.ratelimit import Budgets
 from server.journal import Journal, MemoryJournal
 from server.log.base import RoomLog
 from server.log.memory import MemoryRoomLog
@@ -48,6 +54,12 @@ class Runtime:
     spawn: Callable[..., object]
     """Start a task owned by the runtime (``start_soon``): what is left of a command
     after its append, when it has to wait (it outlives the connection that sent it)."""
+    actors: Budgets[Actor]
+    """Each actor's WebSocket budget, shared by its connections, and their count."""
+    api_writers: Budgets[Actor]
+    """Each actor's budget of HTTP API writes (decision 0021)."""
+    bus: Bus | None = None
+    """Multi-node (``redis_url``): this node's end of the bus to the others."""
 
 
 @asynccontextmanager
@@ -61,10 +73,16 @@ async def open_runtime(
     keys = AuthKeys.from_settings(settings)
     metrics = metrics if metrics is not None else Metrics()
     store: SqliteStore | None = None
+    shared: Shared | None = None
     log: RoomLog
     journal: Journal
     events: AccessEventStore
-    if settings.data_path == ":memory:":
+    if settings.redis_url is not None:  # many nodes: everything shared is in Redis
+        from server.cluster import node_id, open_shared
+
+        shared = await open_shared(settings.redis_url, node_id())
+        log, journal, events = shared.log, shared.journal, shared.events
+    elif settings.data_path == ":memory:":
         log, journal, events = MemoryRoomLog(), MemoryJournal(), MemoryAccessEventStore()
     else:
         from server.store import SqliteAccessEventStore, SqliteJournal
@@ -83,11 +101,42 @@ async def open_runtime(
     try:
         await access.start()
         async with anyio.create_task_group() as tasks:
+            loops = anyio.CancelScope()
+            bus = None
+            if shared is not None:
+                bus = shared.bus
+                link = NodeLink(hub, bus, spawn=tasks.start_soon, sync_access=access.sync)
+                access.shared = True
+                access.on_access_ended = link.access_ended_here
+                access.on_changed = link.access_changed_here
+                # R6 across nodes: staff appends carry the grant's version; a moved
+                # grant is caught up and the command decided again (decision 0024).
+                hub.grant_version = shared.events.grant_version
+                hub.catch_up_access = access.catch_up
+                tasks.start_soon(_forever, loops, bus.run, link.run)
             yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
-                          journal=journal, access=access, hub=hub, spawn=tasks.start_soon)
+                          journal=journal, access=access, hub=hub, spawn=tasks.start_soon,
+                          actors=Budgets(settings.actor_rate_per_s, settings.actor_rate_burst,
+                                         settings.max_connections_per_actor),
+                          api_writers=Budgets(settings.api_rate_per_s,
+                                              settings.api_rate_burst),
+                          bus=bus)
+            loops.cancel()  # what commands left to do still finishes
     finally:
         access.close()  # its deadline timer
         hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
-        await log.close()
+        if shared is not None:
+            await shared.close()
+        else:
+            await log.close()
         if store is not None:
             await store.close()
+
+
+async def _forever(scope: anyio.CancelScope,
+                   *loops: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run loops that never return (the bus, presence refresh) until ``scope`` is cancelled."""
+    with scope:
+        async with anyio.create_task_group() as tasks:
+            for loop in loops:
+                tasks.start_soon(loop)

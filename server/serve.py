@@ -77,6 +77,8 @@ class LivepilotServer(uvicorn.Server):
             self._admit_through(self.admission)
         await super().startup(sockets)
         if self.started:
+            if sockets is not None:  # uvicorn only says where it listens when it binds
+                self._log_started_message(sockets)
             self.ready.set()
 
     def _admit_through(self, admission: Admission) -> None:

@@ -10,11 +10,13 @@ here directly, past Starlette's middleware and router.) Both share what this
 module defines:
 
 Before accept (:func:`opening`): the Origin allowlist and subprotocol negotiation
-(and a token offered as a ``livepilot.auth.<token>`` subprotocol, for browsers that
-cannot send a first frame fast enough). After accept, the first frame must be
-``hello`` with a valid token (:func:`hello_session`). Then each frame is rate
-limited, decoded and dispatched to the hub (:class:`Reader`) until the client goes
-or the session is closed. Token expiry and the idle timeout are a loop timer
+(an Origin naming the host itself is the hub's own pages), and a token offered
+as a ``livepilot.auth.<token>`` subprotocol, for browsers that cannot send a first
+frame fast enough. After accept, the first frame must be ``hello`` with a valid
+token, and the actor must be under its connection cap (else 4006;
+:func:`hello_session`). Then each frame pays the rate limits, is decoded and
+dispatched to the hub (:class:`Reader`) until the client goes or the session is
+closed. Token expiry and the idle timeout are a loop timer
 (:class:`Watch`), not a task. Whatever ends the session closes the socket with a
 code from :mod:`protocol.errors`.
 """
@@ -26,12 +28,12 @@ import contextlib
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from protocol.codec import Codec, DecodeError, codec_for, negotiate
+from protocol.codec import Codec, DecodeError, codec_for, negotiate, peek_command_id
 from protocol.errors import CloseCode, Code, describe, is_retryable
 from protocol.messages import (
     Error,
@@ -47,7 +49,7 @@ from protocol.messages import (
     Welcome,
 )
 from server.auth import AuthError, verify
-from server.hub.ratelimit import AbuseMeter, TokenBucket
+from server.hub.ratelimit import AbuseMeter, FrameLimiter, TokenBucket
 from server.hub.session import Session, Sink
 from server.wire import fit_close_reason
 
@@ -55,8 +57,8 @@ if TYPE_CHECKING:
     from server.runtime import Runtime
 
 __all__ = [
-    "AUTH_SUBPROTOCOL_PREFIX", "Reader", "Watch", "hello_session", "opening", "session_ended",
-    "websocket_endpoint",
+    "AUTH_SUBPROTOCOL_PREFIX", "Admitted", "Reader", "Refusal", "Watch", "hello_session",
+    "opening", "session_ended", "websocket_endpoint",
 ]
 
 AUTH_SUBPROTOCOL_PREFIX: Final = "livepilot.auth."
@@ -67,11 +69,11 @@ MAX_IN_FLIGHT: Final = 64
 """Commands of one connection that may be waiting for durability at once."""
 
 
-def opening(rt: Runtime, origin: str | None,
+def opening(rt: Runtime, origin: str | None, host: str | None,
             offered: list[str]) -> tuple[str, str | None] | CloseCode:
     """The subprotocol to accept and the token offered in the handshake (or None), or
     the close code that refuses the handshake (answered HTTP 403)."""
-    if not rt.settings.origin_allowed(origin):
+    if not (rt.settings.origin_allowed(origin) or _own_origin(origin, host)):
         return CloseCode.FORBIDDEN
     subprotocol = negotiate(offered)
     if subprotocol is None:
@@ -84,10 +86,20 @@ def opening(rt: Runtime, origin: str | None,
     return subprotocol, header_token
 
 
+def _own_origin(origin: str | None, host: str | None) -> bool:
+    """Whether a browser page of this hub itself (``/console``, ``/creator``) opens the
+    socket: its Origin names the host the request was sent to. A page elsewhere has
+    another Origin; a DNS-rebound one matches but still needs a token in hello."""
+    if origin is None or host is None:
+        return False
+    scheme, _, rest = origin.strip().lower().partition("://")
+    return scheme in ("http", "https") and rest.rstrip("/") == host.strip().lower()
+
+
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one WebSocket connection from handshake to close (under an ASGI server)."""
     rt: Runtime = websocket.app.state.runtime
-    opened = opening(rt, websocket.headers.get("origin"),
+    opened = opening(rt, websocket.headers.get("origin"), websocket.headers.get("host"),
                      list(websocket.scope.get("subprotocols", [])))
     if isinstance(opened, CloseCode):
         await websocket.close(code=opened)  # before accept: HTTP 403
@@ -95,16 +107,20 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     subprotocol, header_token = opened
     await websocket.accept(subprotocol=subprotocol)
     codec = codec_for(subprotocol, rt.settings.max_message_bytes)
-    session = await _authenticate(websocket, rt, codec, header_token)
-    if session is None:
+    admitted = await _authenticate(websocket, rt, codec, header_token)
+    if admitted is None:
         return
-    rt.hub.connect(session)
-    watch = Watch(rt, session)
+    session = admitted.session
     try:
-        await _serve(websocket, rt, session)
+        rt.hub.connect(session)
+        watch = Watch(rt, session)
+        try:
+            await _serve(websocket, rt, session, admitted.actor_bucket)
+        finally:
+            watch.cancel()
+            rt.hub.disconnect(session)
     finally:
-        watch.cancel()
-        rt.hub.disconnect(session)
+        rt.actors.close(session.actor, time.monotonic())
     await _close(websocket, rt, session)
 
 
@@ -119,7 +135,7 @@ async def _receive(websocket: WebSocket) -> str | bytes | None:
 
 async def _authenticate(
     websocket: WebSocket, rt: Runtime, codec: Codec, header_token: str | None,
-) -> Session | None:
+) -> Admitted | None:
     """Read hello (within the hello timeout) and verify its token, or close."""
     frame: str | bytes | None = None
     with anyio.move_on_after(rt.settings.hello_timeout_s) as waiting:
@@ -134,38 +150,69 @@ async def _authenticate(
     if frame is None:
         await _safe_close(websocket, CloseCode.BAD_TOKEN, "no hello")
         return None
-    session = hello_session(rt, codec, frame, header_token, None)
-    if isinstance(session, tuple):
-        await _safe_close(websocket, *session)
+    admitted = hello_session(rt, codec, frame, header_token, None)
+    if isinstance(admitted, Refusal):
+        if admitted.error is not None:
+            with contextlib.suppress(Exception):  # the peer may be gone already
+                data = codec.encode(admitted.error)
+                await websocket.send({"type": "websocket.send", "bytes": data} if codec.binary
+                                     else {"type": "websocket.send", "text": data.decode()})
+        await _safe_close(websocket, admitted.code, admitted.reason)
         return None
-    return session
+    return admitted
+
+
+class Admitted(NamedTuple):
+    """A session opened by hello, and the rate bucket its actor's connections share."""
+
+    session: Session
+    actor_bucket: TokenBucket
+
+
+class Refusal(NamedTuple):
+    """Why a first frame opens no session: the close code and reason, and the error to
+    send before the close, if any."""
+
+    code: int
+    reason: str
+    error: Error | None = None
 
 
 def hello_session(rt: Runtime, codec: Codec, frame: str | bytes, header_token: str | None,
-                  sink: Sink | None) -> Session | tuple[int, str]:
-    """The session a first frame opens (its welcome sent), or the close code and reason
-    that refuse it: the frame must be ``hello`` with a valid token."""
+                  sink: Sink | None) -> Admitted | Refusal:
+    """The session a first frame opens (its welcome sent), or the refusal: the frame
+    must be ``hello`` with a valid token, and the actor under its connection cap.
+
+    An admitted session holds one of its actor's connections (``rt.actors``) until
+    whoever serves it calls ``rt.actors.close``."""
     settings = rt.settings
     try:
         hello = codec.decode_client(frame)
     except DecodeError as e:
-        return CloseCode.BAD_REQUEST, describe(e.code)
-    if not isinstance(hello, Hello):  # no token at all
-        return CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED)
+        return Refusal(CloseCode.BAD_REQUEST, describe(e.code))
+    if not isinstance(hello, Hello):  # no token at all: say so, then close
+        return Refusal(CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED),
+                       _error(Code.NOT_AUTHENTICATED))
     token = hello.token if hello.token is not None else header_token or ""
     principal = verify(token, rt.keys, now=rt.clock())
     if isinstance(principal, AuthError):
-        return principal.close_code, describe(principal.code)
+        return Refusal(principal.close_code, describe(principal.code))
+    now = time.monotonic()
+    actor_bucket = rt.actors.open(principal.actor, now)
+    if actor_bucket is None:  # the actor's connection cap (decision 0021)
+        rt.metrics.connection_refusals.labels("too_many_connections").inc()
+        return Refusal(CloseCode.TOO_MANY_CONNECTIONS, describe(CloseCode.TOO_MANY_CONNECTIONS))
     session = Session(uuid.uuid4().hex, principal.actor, codec, principal.expires_at,
                       settings.send_buffer_bytes, sink=sink)
-    session.last_seen = time.monotonic()
+    session.last_seen = now
     limits = Limits(max_message_bytes=settings.max_message_bytes, rate_per_s=settings.rate_per_s,
                     burst=settings.rate_burst, heartbeat_s=settings.heartbeat_s)
     session.send(Welcome(session_id=session.id, limits=limits, actor=principal.actor))
-    return session
+    return Admitted(session, actor_bucket)
 
 
-async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
+async def _serve(websocket: WebSocket, rt: Runtime, session: Session,
+                 actor_bucket: TokenBucket) -> None:
     """Read until the client goes or the session is closed; a writer task drains the
     session's outbox meanwhile.
 
@@ -179,12 +226,13 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session) -> None:
             reading.cancel()
         async with anyio.create_task_group() as io:
             io.start_soon(_write_loop, websocket, session)
-            await _read_until_closed(websocket, rt, session)
+            await _read_until_closed(websocket, rt, session, actor_bucket)
 
 
-async def _read_until_closed(websocket: WebSocket, rt: Runtime, session: Session) -> None:
+async def _read_until_closed(websocket: WebSocket, rt: Runtime, session: Session,
+                             actor_bucket: TokenBucket) -> None:
     with contextlib.suppress(WebSocketDisconnect):
-        await _read_loop(websocket, rt, session)
+        await _read_loop(websocket, rt, session, actor_bucket)
     session.close(1000, "client went away")
 
 
@@ -202,8 +250,9 @@ async def _write_loop(websocket: WebSocket, session: Session) -> None:
         session.close(1000, "client went away")
 
 
-async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> None:
-    reader = Reader(rt, session)
+async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
+                     actor_bucket: TokenBucket) -> None:
+    reader = Reader(rt, session, actor_bucket)
     while True:
         frame = await _receive(websocket)
         if frame is None or session.is_closed:
@@ -215,18 +264,19 @@ async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session) -> Non
 class Reader:
     """What a session's frames do, in the order read: rate limit, decode, dispatch.
 
-    One per session, on either path; its state (the token bucket, the abuse meter,
+    One per session, on either path; its state (the rate limits, the abuse meter,
     the commands in flight) lives as long as the session.
     """
 
-    __slots__ = ("_abuse", "_bucket", "_in_flight", "rt", "session")
+    __slots__ = ("_abuse", "_in_flight", "_limiter", "rt", "session")
 
-    def __init__(self, rt: Runtime, session: Session) -> None:
+    def __init__(self, rt: Runtime, session: Session, actor_bucket: TokenBucket | None) -> None:
         self.rt = rt
         self.session = session
         self._in_flight = _InFlight(MAX_IN_FLIGHT)
         settings = rt.settings
-        self._bucket = TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic())
+        self._limiter = FrameLimiter(
+            TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic()), actor_bucket)
         # Made on the first refusal: most connections never need one.
         self._abuse: AbuseMeter | None = None
 
@@ -239,18 +289,12 @@ class Reader:
         hub = rt.hub
         now = time.monotonic()
         session.last_seen = now
-        if isinstance(frame, bytes) != codec.binary:
-            session.send(_error(Code.WRONG_FRAME_TYPE))
-            return True
-        try:
-            message = codec.decode_client(frame)
-        except DecodeError as e:
-            rt.metrics.decode_errors.labels(e.code.name).inc()
-            session.send(Error(code=e.code, message=e.message[:500]))
-            return True
-        if not self._bucket.take(now):
-            rt.metrics.rate_limited.inc()
-            command_id = getattr(message, "command_id", None)
+        limiter = self._limiter
+        # Every frame pays before it is decoded, a bad one more after (decision 0021).
+        refused_by = limiter.admit(now)
+        if refused_by is not None:
+            rt.metrics.rate_limited.labels(refused_by).inc()
+            command_id = peek_command_id(codec, frame, settings.max_message_bytes)
             if command_id is not None:
                 session.send(Refused(command_id=command_id, code=Code.RATE_LIMITED,
                                      message=describe(Code.RATE_LIMITED)))
@@ -259,8 +303,24 @@ class Reader:
             if self._abuse is None:
                 self._abuse = AbuseMeter(settings.abuse_refusals, settings.abuse_window_s)
             if self._abuse.refused(now):
-                session.close(CloseCode.ABUSE, "sustained rate-limit abuse")
+                # Refused for its own rate, the connection is the abuser (terminal);
+                # for its actor's, the actor's other connections spend (decision 0021).
+                if refused_by == "actor":
+                    session.close(CloseCode.RATE_LIMITED, "sustained refusals for the actor")
+                else:
+                    session.close(CloseCode.ABUSE, "sustained rate-limit abuse")
                 return False
+            return True
+        if isinstance(frame, bytes) != codec.binary:
+            limiter.penalize(now)
+            session.send(_error(Code.WRONG_FRAME_TYPE))
+            return True
+        try:
+            message = codec.decode_client(frame)
+        except DecodeError as e:
+            limiter.penalize(now)
+            rt.metrics.decode_errors.labels(e.code.name).inc()
+            session.send(Error(code=e.code, message=e.message[:500]))
             return True
         match message:
             case Ping(nonce=nonce):

@@ -14,10 +14,9 @@ from server.access_service import MAX_TIMER_S, AccessService, MemoryAccessEventS
 from server.domain.grants import AccessEnd
 from server.journal import MemoryJournal
 from server.runtime import wall_clock
+from tests.actors import AGENCY, ANN, CREATOR, CREATOR_ID
 
 T0 = 1_700_000_000_000
-AGENCY = "ag"
-STAFF = Actor(role="staff", id="st", agency=AGENCY)
 
 
 class Clock:
@@ -46,7 +45,7 @@ def service(clock: Clock) -> tuple[AccessService, Ended]:
 async def link(access: AccessService, creator: str, ends_at: int | None) -> None:
     """``creator`` accepts a link + access request ending at ``ends_at``."""
     rid = f"r-{creator}"
-    sent = await access.submit(STAFF, a.RequestLink(request_id=rid, creator=creator,
+    sent = await access.submit(ANN, a.RequestLink(request_id=rid, creator=creator,
                                                     with_access=True, ends_at=ends_at))
     assert isinstance(sent, list), sent
     done = await access.submit(Actor(role="creator", id=creator), a.AcceptRequest(request_id=rid))
@@ -64,13 +63,13 @@ async def test_end_date_ends_access_once_as_expired() -> None:
     # R5 (access lasts until the link's end date) R6 (then it is cut off at once)
     clock = Clock()
     access, ended = service(clock)
-    await link(access, "cr", T0 + 1000)
+    await link(access, CREATOR_ID, T0 + 1000)
     clock.now = T0 + 999
     assert access.check_deadlines() == []
     clock.now = T0 + 1000
-    assert access.check_deadlines() == [(AGENCY, "cr")]
+    assert access.check_deadlines() == [(AGENCY, CREATOR_ID)]
     assert access.check_deadlines() == []
-    assert ended == [(AGENCY, "cr", "expired")]
+    assert ended == [(AGENCY, CREATOR_ID, "expired")]
     access.close()
 
 
@@ -79,18 +78,18 @@ async def test_extension_moves_the_deadline() -> None:
     # R5 R7 (an extension moves the link's, and access's, end date)
     clock = Clock()
     access, ended = service(clock)
-    await link(access, "cr", T0 + 10_000)
+    await link(access, CREATOR_ID, T0 + 10_000)
     assert armed_in(access) == pytest.approx(10.0, abs=0.5)
-    sent = await access.submit(STAFF, a.RequestExtension(request_id="ext", creator="cr",
+    sent = await access.submit(ANN, a.RequestExtension(request_id="ext", creator=CREATOR_ID,
                                                          new_ends_at=T0 + 20_000))
     assert isinstance(sent, list)
-    await access.submit(Actor(role="creator", id="cr"), a.AcceptRequest(request_id="ext"))
+    await access.submit(CREATOR, a.AcceptRequest(request_id="ext"))
     assert armed_in(access) == pytest.approx(20.0, abs=0.5)  # re-armed on the extension
     clock.now = T0 + 10_000
     assert access.check_deadlines() == []
     clock.now = T0 + 20_000
-    assert access.check_deadlines() == [(AGENCY, "cr")]
-    assert ended == [(AGENCY, "cr", "expired")]
+    assert access.check_deadlines() == [(AGENCY, CREATOR_ID)]
+    assert ended == [(AGENCY, CREATOR_ID, "expired")]
     access.close()
 
 
@@ -107,12 +106,12 @@ async def test_timer_follows_the_soonest_end_among_grants_in_force() -> None:
     assert armed_in(access) == pytest.approx(5.0, abs=0.5)
     await access.submit(Actor(role="creator", id="soon"), a.RevokeAccess(agency=AGENCY))
     assert armed_in(access) == pytest.approx(30.0, abs=0.5)
-    await access.submit(STAFF, a.Unlink(agency=AGENCY, creator="later"))
+    await access.submit(ANN, a.Unlink(agency=AGENCY, creator="later"))
     assert armed_in(access) == pytest.approx(MAX_TIMER_S, abs=0.5)
     assert ended == [(AGENCY, "soon", "revoked"), (AGENCY, "later", "unlinked")]
     clock.now = T0 + 30_000  # past the revoked and unlinked ends: nothing more to end
     assert access.check_deadlines() == []
-    await access.submit(STAFF, a.Unlink(agency=AGENCY, creator="far"))
+    await access.submit(ANN, a.Unlink(agency=AGENCY, creator="far"))
     assert armed_in(access) is None  # only an open-ended grant is left
     access.close()
 
@@ -132,7 +131,7 @@ async def test_the_timer_fires_at_the_end_date() -> None:
     access.on_access_ended = ended
     await access.start()
     ends_at = wall_clock() + 200
-    await link(access, "cr", ends_at)
+    await link(access, CREATOR_ID, ends_at)
     with anyio.fail_after(5):
         await fired.wait()
     assert ends_at <= at[0] < ends_at + 1000

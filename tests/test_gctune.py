@@ -40,7 +40,7 @@ def test_serve_tunes_the_collector_after_building_the_app(
     calls: list[str] = []
 
     class FakeServer:
-        def run(self) -> None:
+        def run(self, sockets: object = None) -> None:
             calls.append("run")
 
     def fake_build(settings: object) -> FakeServer:
@@ -51,5 +51,5 @@ def test_serve_tunes_the_collector_after_building_the_app(
     monkeypatch.setattr(server.gctune, "tune_gc", lambda: calls.append("tune"))
     monkeypatch.setattr("server.logs.setup_logging", lambda level: None)  # process-wide too
     monkeypatch.delenv("LIVEPILOT_REDIS_URL", raising=False)
-    assert main(["serve", "--dev", "--port", "0"]) == 0
+    assert main(["serve", "--dev", "--port", "0", "--data-path", ":memory:"]) == 0
     assert calls == ["build", "tune", "run"]

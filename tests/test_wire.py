@@ -545,7 +545,7 @@ async def test_close_twice_sends_one_close_frame() -> None:
     """A second close is a no-op: the first code stands."""
     async with wire() as w:
         w.conn.close(4001, "slow")
-        w.conn.close(4501, "revoked")
+        w.conn.close(4504, "abuse")
         frames = w.client_receives()
         assert [Close.parse(bytes(f.data)).code for f in frames] == [4001]
         assert w.peer.closes == 1
@@ -703,7 +703,8 @@ async def test_deflate_and_plain_clients_receive_the_same_events(tmp_path: Path)
     """With permessage-deflate on, deflate and plain clients all get every event, decoded."""
     # H2
     settings = settings_for(tmp_path, permessage_deflate=True, rate_per_s=10_000.0,
-                            rate_burst=10_000)
+                            rate_burst=10_000, actor_rate_per_s=10_000.0,
+                            actor_rate_burst=10_000)
     async with (
         run_server(settings) as srv,
         raw_client(srv, srv.token(creator="cr")) as creator,
@@ -740,7 +741,8 @@ async def test_deflate_and_plain_clients_receive_the_same_events(tmp_path: Path)
 
 async def test_a_burst_of_small_frames_is_answered_in_order(tmp_path: Path) -> None:
     """Hundreds of frames written at once (far past READ_AHEAD) are all read, in order."""
-    settings = settings_for(tmp_path, rate_per_s=100_000.0, rate_burst=100_000)
+    settings = settings_for(tmp_path, rate_per_s=100_000.0, rate_burst=100_000,
+                            actor_rate_per_s=100_000.0, actor_rate_burst=100_000)
     async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw:
         n = READ_AHEAD * 40
         # One write: the server reads many frames per read and must pause and resume.

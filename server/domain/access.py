@@ -375,9 +375,9 @@ def evolve_access(book: AccessBook, event: AccessEvent) -> AccessBook:
             return replace(book, links={k: v for k, v in book.links.items() if k != key})
         case a.AccessGranted():
             access = Access(request_id=event.request_id, scopes=event.scopes, granted_at=event.at)
-            return _put_link(book, replace(_link(book, event), access=access))
+            return _put_link(book, replace(_link(book, event), access=access, revoked_at=None))
         case a.AccessRevoked():
-            return _put_link(book, replace(_link(book, event), access=None))
+            return _put_link(book, replace(_link(book, event), access=None, revoked_at=event.at))
         case a.AgencyRegistered():
             flags = {**book.cross_border, event.agency: event.cross_border}
             return replace(book, cross_border=flags)

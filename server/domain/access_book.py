@@ -49,6 +49,8 @@ class Link(Struct, frozen=True, kw_only=True):
     linked_at: int
     ends_at: int | None = None
     access: Access | None = None
+    revoked_at: int | None = None
+    """When the creator last revoked access on this link (None since a grant)."""
 
     def active(self, now: int) -> bool:
         """Whether the link still holds at ``now`` (R5: until its end date)."""

@@ -70,7 +70,9 @@ def _creator_status(book: AccessBook, agency: str, creator: str, now: int) -> a.
     if link is not None and link.active(now):
         access = link.access
         return a.CreatorStatus(
-            creator=creator, status="linked" if access is None else "access_granted",
+            creator=creator,
+            status="access_granted" if access is not None
+            else "revoked" if link.revoked_at is not None else "linked",
             ends_at=link.ends_at, scopes=[] if access is None else access.scopes,
             requests=waiting,
         )  # fmt: skip

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 import anyio
@@ -41,6 +41,7 @@ from server.domain.refusal import Refusal
 from server.domain.room import decide_enter, evolve, new_room
 from server.hub.auditor import Auditor
 from server.hub.liveroom import LiveRoom
+from server.hub.nodes import NodeLink
 from server.hub.pipeline import CommandPipeline
 from server.hub.session import Frame, Session
 from server.journal import Journal
@@ -111,6 +112,8 @@ class Hub(CommandPipeline):
         """Notifications published but not yet stored in the inbox."""
         self._json = msgspec.json.Encoder()
         self._msgpack = msgspec.msgpack.Encoder()
+        self.nodes: NodeLink | None = None
+        """Multi-node: the link to the other nodes (set by :class:`NodeLink`)."""
         self.unreadable: dict[str, CorruptRecordError] = {}
         """Rooms whose stored log did not decode when last read, and what did not:
         while any is, ``/readyz`` answers 503 (see :meth:`_cannot_read`)."""
@@ -215,6 +218,8 @@ class Hub(CommandPipeline):
                 state, replayed = await self._load_counted(room_id)
                 live = LiveRoom(state, self._on_event)
                 live.since_snapshot = replayed  # they count towards the next snapshot (and trim)
+                if self.nodes is not None:
+                    self.nodes.attach(live)
                 self._loaded[room_id] = live
             live.touched = True
             self.rooms[room_id] = live
@@ -304,6 +309,10 @@ class Hub(CommandPipeline):
     async def _join(self, session: Session, room_id: str, last_seq: int | None) -> None:
         caller = self.caller(session, room_id)
         refusal = self._precheck(caller, room_id)
+        if refusal is not None and self.nodes is not None and refusal.code == Code.NO_ACCESS:
+            await self.nodes.refresh_access()  # another node may have just granted it
+            caller = self.caller(session, room_id)
+            refusal = self._precheck(caller, room_id)
         if refusal is not None:
             session.send(_error(refusal.code, refusal.message, room_id))
             return
@@ -312,6 +321,8 @@ class Hub(CommandPipeline):
             async with live.lock:
                 # Settle first: the snapshot (or the replay) must be exactly the log.
                 await live.settle(lambda: self._load(room_id))
+                if self.nodes is not None:  # ...and exactly what members were sent
+                    await self.nodes.catch_up(live)
                 now = self.clock()
                 decision = decide_enter(live.state, caller, now)
                 if isinstance(decision, Refusal):
@@ -323,6 +334,8 @@ class Hub(CommandPipeline):
                                for b in decision]
                     await live.submit(self.log, None, pending, None).outcome
                     await live.settle(lambda: self._load(room_id))
+                    if self.nodes is not None:
+                        await self.nodes.catch_up(live)
                 if not self._may_enter(session, live):
                     return  # access ended while the notice was stored (R6)
                 if last_seq is None or not await self._replay(session, live, last_seq):
@@ -387,17 +400,26 @@ class Hub(CommandPipeline):
             self._presence(live)
 
     def _presence(self, live: LiveRoom) -> None:
+        if self.nodes is not None:  # merged with the other nodes' members, then shown
+            self.nodes.members_changed(live)
+            return
         members = list({s.actor: None for s in live.members.values()})
         self._broadcast(live, Presence(room=live.room, members=members))
 
     def _on_event(self, live: LiveRoom, event: Event) -> None:
         """A durable event, in order: fan it out, and apply what it means for members."""
+        self.deliver(live, event)
+
+    def deliver(self, live: LiveRoom, event: Event, *, local: bool = True) -> None:
+        """Fan a durable event out to this node's members, in order, and apply what it
+        means for them; ``local``: this node appended it (so it stores its notice)."""
         started = time.perf_counter()
         self._broadcast(live, event)
         body = event.body
         if isinstance(body, CreatorNotified):
             note = _notification(event, body)
-            self._notes.append(note)
+            if local:
+                self._notes.append(note)
             for session in self._creators.get(note.creator, ()):
                 session.send(note)
         elif isinstance(body, LiveEnded):
@@ -405,6 +427,12 @@ class Hub(CommandPipeline):
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
 
     # --- fan-out --------------------------------------------------------------
+
+    def broadcast(self, live: LiveRoom, message: Event | Presence) -> None:
+        """Deliver one message to every member here and send it now."""
+        self._broadcast(live, message)
+        for session in live.members.values():
+            session.flush()
 
     def _broadcast(self, live: LiveRoom, message: Event | Presence) -> None:
         """Deliver one message to every member, encoded and framed once per wire format."""
@@ -433,11 +461,6 @@ class Hub(CommandPipeline):
         while self.sessions:
             self._drained = anyio.Event()
             await self._drained.wait()
-
-    def members(self) -> Iterable[Session]:
-        """Every session in any room."""
-        for live in self.rooms.values():
-            yield from live.members.values()
 
 
 def _error(code: Code, message: str, room: str | None = None) -> Error:

@@ -30,6 +30,7 @@ from protocol.messages import Ack, Event
 from protocol.model import RoomState
 from server.domain.evolve import evolve
 from server.domain.refusal import Refusal
+from server.hub.delivery import Delivery
 from server.hub.session import Session
 from server.log.base import (
     Appended,
@@ -37,15 +38,23 @@ from server.log.base import (
     CommandRecord,
     Conflict,
     Duplicate,
+    GrantVersion,
     PendingEvent,
     Reused,
     RoomLog,
 )
 
-__all__ = ["RETRY", "REUSED", "LiveRoom", "Outcome", "Submitted"]
+__all__ = ["GRANT_MOVED", "RETRY", "REUSED", "UNSENT", "LiveRoom", "Outcome", "Submitted"]
 
 RETRY: Final = "retry"
 """Outcome of a command whose append conflicted: decide it again."""
+UNSENT: Final = "unsent"
+"""Outcome of a command never sent to the log: the one before it, which it was
+decided on, did not store what was predicted. Decide it again (not a try lost)."""
+_UNSENT: Final = Conflict(current_seq=-1)
+GRANT_MOVED: Final = "grant_moved"
+"""Outcome of a staff command whose grant moved on another node (a revoke this node
+has not heard of yet): catch the creator's access up, then decide it again (R6)."""
 Outcome = int | Refusal | str
 """The seq the command was acked with, a refusal, or :data:`RETRY`."""
 EventSink = Callable[["LiveRoom", Event], None]
@@ -76,8 +85,8 @@ class Submitted:
 class LiveRoom:
     """A room loaded in memory: optimistic state, members, lock, appends in flight."""
 
-    __slots__ = ("__weakref__", "diverged", "inflight", "lock", "members", "on_event",
-                 "room", "since_snapshot", "state", "touched")
+    __slots__ = ("__weakref__", "delivery", "diverged", "inflight", "lock", "members",
+                 "on_event", "room", "since_snapshot", "state", "touched")
 
     def __init__(self, state: RoomState, on_event: EventSink) -> None:
         self.room = state.room
@@ -90,6 +99,9 @@ class LiveRoom:
         self.diverged = False
         self.on_event = on_event
         """Called for each durable event, in order: fan-out and its side effects."""
+        self.delivery: Delivery | None = None
+        """Multi-node: the room's delivered-up-to cursor; durable events and acks go
+        through it (events other nodes appended are delivered in between)."""
         self.touched = True
         """Used since the hub's last sweep of idle rooms (a command, a lookup, a member
         leaving), or busy at that sweep."""
@@ -101,7 +113,8 @@ class LiveRoom:
 
     def submit(self, log: RoomLog, command_id: str | None, pending: Sequence[PendingEvent],
                sender: Session | None, record: CommandRecord | None = None, *,
-               digest: bytes | None = None) -> Submitted:
+               digest: bytes | None = None,
+               grant_version: GrantVersion | None = None) -> Submitted:
         """Under the lock: start the append (with the command's audit ``record`` and
         its key's ``digest``) and fold its predicted events now."""
         seq = self.state.seq
@@ -110,16 +123,54 @@ class LiveRoom:
                   command_id=command_id)
             for i, p in enumerate(pending, start=1)
         ]
-        # Queued now, so appends reach the log in submission order.
-        # publish() runs once the append is done: for the SQLite log, in the very
-        # callback that completes it (a done callback would wait a turn of the loop).
-        append = log.append_soon(self.room, command_id, pending, seq, record, digest=digest,
-                                 then=self.publish)
+        if self.delivery is not None and self.inflight:
+            append = self._chained(self.inflight[-1], log, command_id, pending, seq, record,
+                                   digest, grant_version)
+        else:
+            # Queued now, so appends reach the log in submission order.
+            # publish() runs once the append is done: for the SQLite log, in the very
+            # callback that completes it (a done callback would wait a turn of the loop).
+            append = log.append_soon(self.room, command_id, pending, seq, record,
+                                     digest=digest, grant_version=grant_version,
+                                     then=self.publish)
         entry = Submitted(append, predicted, sender, command_id, digest)
         self.inflight.append(entry)
         for event in predicted:
             self.state = evolve(self.state, event)
         return entry
+
+    def _chained(self, prev: Submitted, log: RoomLog, command_id: str | None,  # noqa: PLR0917
+                 pending: Sequence[PendingEvent], seq: int, record: CommandRecord | None,
+                 digest: bytes | None,
+                 grant_version: GrantVersion | None) -> asyncio.Future[AppendResult]:
+        """Multi-node: an append decided on the predicted outcome of the one before it
+        goes to the log only once that one is stored as predicted. Another node may
+        append in between: the earlier one then conflicts, and this one, at a seq that
+        may well match the log again, was decided on a state the log never had - it
+        is decided again instead (H5), after the earlier one (a connection's order)."""
+        result: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+
+        def settle(done: asyncio.Future[AppendResult]) -> None:
+            if not result.done():
+                if done.cancelled() or done.exception() is not None:
+                    result.set_result(Conflict(current_seq=seq))
+                else:
+                    result.set_result(done.result())
+            self.publish()
+
+        def go(before: asyncio.Future[AppendResult]) -> None:
+            ok = (not before.cancelled() and before.exception() is None
+                  and isinstance(before.result(), Appended)
+                  and list(before.result().events) == prev.predicted)  # type: ignore[union-attr]
+            if not ok:
+                result.set_result(_UNSENT)
+                self.publish()
+                return
+            log.append_soon(self.room, command_id, pending, seq, record, digest=digest,
+                            grant_version=grant_version).add_done_callback(settle)
+
+        prev.append.add_done_callback(go)
+        return result
 
     def publish(self) -> None:
         """Publish every completed append at the head of the queue, in order; what
@@ -153,23 +204,42 @@ class LiveRoom:
             case Appended(events=events, last_seq=last_seq):
                 if list(events) != entry.predicted:
                     self.diverged = True
+                self.since_snapshot += len(events)
+                if self.delivery is not None:  # in order with other nodes' events
+                    self.delivery.offer(events, self._acker(entry, last_seq), last_seq)
+                    return last_seq
                 for event in events:  # durable: every member sees it, in log order
                     self.on_event(self, event)
-                self.since_snapshot += len(events)
                 self._ack(entry, last_seq)
                 return last_seq
             case Duplicate(last_seq=last_seq):  # applied before (H1): the first ack again
                 self.diverged = self.diverged or bool(entry.predicted)
+                if self.delivery is not None:  # after its events, maybe another node's
+                    self.delivery.after(last_seq, lambda: self._ack(entry, last_seq))
+                    return last_seq
                 self._ack(entry, last_seq)
                 return last_seq
             case Reused():  # another command's id (H1): refused, nothing appended
                 self.diverged = self.diverged or bool(entry.predicted)
                 return REUSED
-            case Conflict():
+            case Conflict(grant_version=moved):
                 self.diverged = self.diverged or bool(entry.predicted)
-                return RETRY
+                if result is _UNSENT:
+                    return UNSENT
+                return RETRY if moved is None else GRANT_MOVED
         self.diverged = self.diverged or bool(entry.predicted)
         return _STORAGE_FAILED
+
+    def _acker(self, entry: Submitted, seq: int) -> Callable[[], None] | None:
+        if entry.sender is None or entry.command_id is None:
+            return None
+        sender = entry.sender
+
+        def ack() -> None:
+            self._ack(entry, seq)
+            if sender.id not in self.members:  # members are flushed by the delivery
+                sender.flush()
+        return ack
 
     @staticmethod
     def _ack(entry: Submitted, seq: int) -> None:

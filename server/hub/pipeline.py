@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, get_args
 
@@ -34,13 +34,22 @@ from server.domain.grants import Caller
 from server.domain.refusal import Refusal
 from server.domain.room import decide, list_bag
 from server.hub.auditor import Auditor
-from server.hub.liveroom import RETRY, REUSED, LiveRoom, Outcome, Submitted
+from server.hub.liveroom import (
+    GRANT_MOVED,
+    RETRY,
+    REUSED,
+    UNSENT,
+    LiveRoom,
+    Outcome,
+    Submitted,
+)
 from server.hub.session import Session
 from server.journal import AuditEntry, Journal
 from server.log.base import (
     CommandRecord,
     CorruptRecordError,
     Duplicate,
+    GrantVersion,
     PendingEvent,
     Reused,
     RoomLog,
@@ -59,7 +68,9 @@ _ACTIONS: Final[Mapping[type, str]] = MappingProxyType(
 
 Spawn = Callable[..., object]
 """A task group's ``start_soon``: ``spawn(async_fn, *args)``."""
-MAX_CONFLICT_RETRIES: Final = 3
+MAX_CONFLICT_RETRIES: Final = 10
+"""Tries of a command whose append conflicted: on many nodes, another node's
+pipeline of appends to the room can win several times in a row."""
 _UNREADABLE: Final = Refusal(Code.ROOM_UNAVAILABLE, "")
 """A command to a room whose stored log does not decode: retry later."""
 
@@ -76,6 +87,12 @@ class CommandPipeline(abc.ABC):
     history_retention: int
     rooms: dict[str, LiveRoom]
     _notes: list[Notification]
+    grant_version: Callable[[str, str], int] | None = None
+    """Multi-node: ``(agency, creator) ->`` the version of the grant this node knows;
+    every staff append carries it, and the shared log refuses it if the grant moved
+    meanwhile on another node (decision 0024). None on one node."""
+    catch_up_access: Callable[[str], Awaitable[object]] | None = None
+    """Multi-node: fold the creator's access events other nodes stored into the book."""
 
     @abc.abstractmethod
     def caller(self, session: Session, creator: str) -> Caller:
@@ -183,13 +200,17 @@ class CommandPipeline(abc.ABC):
             if isinstance(outcome, Submitted):
                 with anyio.CancelScope(shield=True):
                     outcome = await outcome.outcome
-            if outcome != RETRY:  # RETRY: decided on a state the log did not take
+            if outcome not in (RETRY, GRANT_MOVED, UNSENT):  # the log did not take it
                 break
             if tries == MAX_CONFLICT_RETRIES:
                 outcome = Refusal(Code.UNAVAILABLE, "the room is too contended; retry")
                 break
-            tries += 1
+            if outcome != UNSENT:  # never reached the log: not a try
+                tries += 1
             with anyio.CancelScope(shield=True):
+                if outcome == GRANT_MOVED and self.catch_up_access is not None:
+                    # R6: the grant changed on another node; decide on what it is now.
+                    await self.catch_up_access(call.command.room)
                 outcome = await self._decide_and_submit(call)
         if isinstance(outcome, Refusal):
             await self._resync(call.live)
@@ -277,7 +298,15 @@ class CommandPipeline(abc.ABC):
         pending = [PendingEvent(at=now, actor=live.state.room, by=call.caller.actor, body=b)
                    for b in decision]
         return live.submit(self.log, command.command_id, pending, call.session,
-                           call.record(now), digest=call.digest)
+                           call.record(now), digest=call.digest,
+                           grant_version=self._grant_version(call.caller.actor, live.room))
+
+    def _grant_version(self, actor: Actor, creator: str) -> GrantVersion | None:
+        """The grant a staff command is decided with, for the shared log to check (R6)."""
+        if self.grant_version is None or actor.role != "staff" or actor.agency is None:
+            return None
+        return GrantVersion(agency=actor.agency,
+                            version=self.grant_version(actor.agency, creator))
 
     async def _refused_or_resent(self, call: _Call, refusal: Refusal) -> Outcome:
         """A refused command may be a resend (H1): of one in flight (wait for it), or

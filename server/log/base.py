@@ -29,6 +29,12 @@ Rules every implementation keeps:
   it was): that record is the room's audit trail of applied commands (R16), so
   it and the command's key are kept for good, and it is stored in the same
   atomic append as the events - an acknowledged command is on the trail.
+* A staff command may carry the :class:`GrantVersion` its node decided with.
+  A shared log (Redis, many nodes) checks it in the same atomic step and
+  answers :class:`Conflict` with the grant's current version if it moved (a
+  revoke the node has not heard of yet): nothing is appended, the caller
+  re-reads the grant and decides again. A one-node log (memory, SQLite) has
+  no other writer of grants and ignores it (decision 0024).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ __all__ = [
     "Conflict",
     "CorruptRecordError",
     "Duplicate",
+    "GrantVersion",
     "LogClosedError",
     "LogError",
     "LogWriteError",
@@ -134,10 +141,23 @@ class Reused(Struct, frozen=True, kw_only=True):
 
 
 class Conflict(Struct, frozen=True, kw_only=True):
-    """The log is not at ``expected_seq`` any more (another writer went first):
-    nothing was appended; reload up to ``current_seq`` and decide again."""
+    """The log is not at ``expected_seq`` any more (another writer went first), or
+    the caller's grant moved: nothing was appended; reload up to ``current_seq``
+    (and the grant, when ``grant_version`` is set) and decide again."""
 
     current_seq: int
+    grant_version: int | None = None
+    """The grant's current version when it is not the one the caller decided with
+    (:class:`GrantVersion`); None when the grant did not move or was not checked."""
+
+
+class GrantVersion(Struct, frozen=True, kw_only=True):
+    """The version of an agency's grant to the room's creator (room id = creator
+    id) that a staff command was decided with: the number of access events of
+    that (agency, creator) pair the deciding node had applied (decision 0024)."""
+
+    agency: str
+    version: int
 
 
 AppendResult = Appended | Duplicate | Reused | Conflict
@@ -208,6 +228,7 @@ class RoomLog(Protocol):
         record: CommandRecord | None = None,
         *,
         digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
     ) -> AppendResult:
         """Atomically store ``events`` as the next seqs of ``room`` if the log is at
         ``expected_seq`` and ``command_id`` is new there (see the module notes).
@@ -218,6 +239,9 @@ class RoomLog(Protocol):
         command and what it says: :func:`server.log.keys.command_digest`) is
         stored with the key; a known ``command_id`` is a :class:`Duplicate` only
         if it matches, else :class:`Reused` (no ``digest``: the id alone matches).
+        ``grant_version`` (a staff command's): a shared log appends only if the
+        grant is still at that version, else :class:`Conflict` with the current
+        one - checked after the key, with ``expected_seq``; one-node logs ignore it.
         """
         ...
 
@@ -230,6 +254,7 @@ class RoomLog(Protocol):
         record: CommandRecord | None = None,
         *,
         digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
         then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """:meth:`append`, queued now: appends queued in turn apply in turn (the hub

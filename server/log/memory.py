@@ -26,6 +26,7 @@ from server.log.base import (
     CommandRecord,
     Conflict,
     Duplicate,
+    GrantVersion,
     LogClosedError,
     PendingEvent,
     Reused,
@@ -99,6 +100,7 @@ class MemoryRoomLog:
         record: CommandRecord | None = None,
         *,
         digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
         then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """See :meth:`RoomLog.append_soon` (a task: tasks start in creation order)."""
@@ -118,8 +120,10 @@ class MemoryRoomLog:
         record: CommandRecord | None = None,
         *,
         digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
     ) -> AppendResult:
-        """See :meth:`RoomLog.append`."""
+        """See :meth:`RoomLog.append`; ``grant_version`` is ignored (one node: the
+        access book it decided with is the only one)."""
         check_append_args(expected_seq)
         await self._enter()
         r = self._store.rooms.setdefault(room, _Room())

@@ -27,6 +27,7 @@ from server.log.base import (
     CommandRecord,
     Conflict,
     Duplicate,
+    GrantVersion,
     PendingEvent,
     Reused,
     RoomLogCodec,
@@ -170,8 +171,10 @@ class SqliteRoomLog:
         record: CommandRecord | None = None,
         *,
         digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
     ) -> AppendResult:
-        """See :meth:`RoomLog.append`."""
+        """See :meth:`RoomLog.append`; ``grant_version`` is ignored (one node: the
+        access book it decided with is the only one)."""
         return await self.append_soon(room, command_id, events, expected_seq, record,
                                       digest=digest)
 
@@ -184,6 +187,7 @@ class SqliteRoomLog:
         record: CommandRecord | None = None,
         *,
         digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
         then: Callable[[], None] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """See :meth:`~server.log.base.RoomLog.append_soon`; ``then`` runs in the

@@ -41,8 +41,11 @@ import anyio
 
 from server.log.base import LogClosedError, LogError, LogWriteError
 from server.log.schema import SCHEMA, Migration, migrate
+from server.log.wal import ReadGate, WalBound
 
-__all__ = ["DEFAULT_MAX_BATCH", "SqliteStore", "StoreStats", "Synchronous", "Then"]
+__all__ = [
+    "DEFAULT_MAX_BATCH", "WAL_LIMIT_BYTES", "SqliteStore", "StoreStats", "Synchronous", "Then",
+]
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "EXTRA", "NORMAL"]
@@ -56,6 +59,9 @@ WRITER_CACHE_KIB: Final = 64 * 1024
 """The writer's page cache (it holds the hot pages of every live room)."""
 WAL_AUTOCHECKPOINT_PAGES: Final = 20_000
 """WAL pages (~80 MB) between automatic checkpoints (then truncated to the limit above)."""
+WAL_LIMIT_BYTES: Final = 128 * 1024 * 1024
+"""The bound on the ``-wal`` file (plus one batch): past it the writer forces a TRUNCATE
+checkpoint, since readers can starve the passive one (:mod:`server.log.wal`)."""
 MMAP_BYTES: Final = 256 * 1024 * 1024
 """Reads through a memory map rather than read() calls (every connection)."""
 
@@ -143,6 +149,8 @@ class SqliteStore:
         readers: int = 2,
         max_batch: int = DEFAULT_MAX_BATCH,
         migrations: Sequence[Migration] = SCHEMA,
+        wal_checkpoint_pages: int = WAL_AUTOCHECKPOINT_PAGES,
+        wal_limit_bytes: int = WAL_LIMIT_BYTES,
     ) -> None:
         if synchronous not in ("FULL", "EXTRA", "NORMAL"):
             raise ValueError(f"synchronous must be FULL, EXTRA or NORMAL, not {synchronous!r}")
@@ -153,6 +161,9 @@ class SqliteStore:
             raise ValueError("SqliteStore needs a file path (WAL and a reader pool)")
         self.synchronous: Synchronous = synchronous
         self.stats = StoreStats()
+        self._wal_checkpoint_pages = wal_checkpoint_pages
+        self.wal = WalBound(self.path, wal_limit_bytes)
+        """The WAL's bound: ``wal.limit_bytes``, and how often it had to be forced."""
         self._readers_wanted = readers
         self._max_batch = max_batch
         self._migrations = tuple(migrations)
@@ -183,8 +194,10 @@ class SqliteStore:
                 if str(mode).lower() != "wal":
                     raise LogError(f"{self.path}: cannot use WAL mode (got {mode!r})")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-                conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
-                conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+                # After a checkpoint the WAL restarts and is cut back to this size.
+                limit = min(JOURNAL_SIZE_LIMIT, self.wal.limit_bytes // 2)
+                conn.execute(f"PRAGMA journal_size_limit = {limit}")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {int(self._wal_checkpoint_pages)}")
                 conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
                 conn.execute("PRAGMA foreign_keys = ON")
         except BaseException:
@@ -305,7 +318,7 @@ class SqliteStore:
             self._check_open()
             conn = self._idle_readers.pop()
             try:
-                return await anyio.to_thread.run_sync(_read_txn, conn, fn)
+                return await anyio.to_thread.run_sync(_read_txn, conn, fn, self.wal.gate)
             finally:
                 self._idle_readers.append(conn)
 
@@ -343,6 +356,7 @@ class SqliteStore:
                 if batch:
                     self._commit(conn, batch)
                     batch = []
+                    self.wal.after_commit(conn)
         except BaseException as exc:  # a bug in the writer loop, or a job's BaseException
             with self._put_lock:
                 self._failure = exc
@@ -452,12 +466,14 @@ def _write_error(exc: Exception) -> LogWriteError:
     return error
 
 
-def _read_txn(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    conn.execute("BEGIN")
-    try:
-        result = fn(conn)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
+def _read_txn(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
+              gate: ReadGate) -> T:
+    with gate.reading():
+        conn.execute("BEGIN")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result

@@ -552,6 +552,9 @@ def test_pending_requests_for_a_creator() -> None:
     pytest.param(GRANTED, T0 + DAY, "access_granted", id="access-granted"),
     pytest.param(GRANTED, END, "ended", id="link-ended"),
     pytest.param([*GRANTED, link("l2", at=END, ends=None)], END, "pending", id="relink-pending"),
+    pytest.param([*GRANTED, revoke()], T0 + 3 * DAY, "revoked", id="revoked"),  # R9
+    pytest.param([*GRANTED, revoke(), ask("q2", at=T0 + 3 * DAY), accept("q2", at=T0 + 3 * DAY)],
+                 T0 + 3 * DAY, "access_granted", id="granted-again"),
     pytest.param([*GRANTED, unlink()], T0 + 3 * DAY, "none", id="unlinked"),
     pytest.param([link(), decline()], T0 + DAY, "none", id="declined"),
 ])  # fmt: skip

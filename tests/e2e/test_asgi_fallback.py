@@ -47,7 +47,7 @@ from tests.e2e.conftest import TIMEOUT, Clock, Raw, Server, raw_client
 
 VIEWER = Viewer(unique_id="v1", nickname="Viewer")
 CREATOR = Actor(role="creator", id="creator-1")
-STAFF = Actor(role="staff", id="anna", agency="agency-1")
+ANNA = Actor(role="staff", id="anna", agency="agency-1")
 FALLBACK = "websockets-sansio"
 
 
@@ -137,7 +137,8 @@ async def test_hello_join_and_events_in_order_with_acks(
 ) -> None:
     """hello -> welcome; both formats get every event in order, the sender its acks in order."""
     # H2 H4
-    settings = make_settings(rate_per_s=10_000.0, rate_burst=10_000)
+    settings = make_settings(rate_per_s=10_000.0, rate_burst=10_000,
+                             actor_rate_per_s=10_000.0, actor_rate_burst=10_000)
     async with (
         serving(settings) as served,
         raw_client(served.srv, served.srv.token(creator="cr")) as creator,
@@ -216,7 +217,8 @@ async def slow_room(
     """A fallback-path server with a 16 KiB send bound, a live room whose creator
     reads all along, and a member of it closed as a slow consumer."""
     settings = make_settings(send_buffer_bytes=16_384, rate_per_s=1_000_000.0,
-                             rate_burst=1_000_000)
+                             rate_burst=1_000_000, actor_rate_per_s=1_000_000.0,
+                             actor_rate_burst=1_000_000)
     async with (
         serving(settings) as served,
         raw_client(served.srv, served.srv.token(creator="cr")) as creator,
@@ -264,7 +266,7 @@ async def test_slow_consumer_endpoint_ends_without_the_client_reading(
 async def grant(srv: Server) -> None:
     """agency-1 asks for link + LIVE access; the creator accepts (R1, R5)."""
     access = srv.runtime.access
-    sent = await access.submit(STAFF, a.RequestLink(request_id="req-1", creator=CREATOR.id,
+    sent = await access.submit(ANNA, a.RequestLink(request_id="req-1", creator=CREATOR.id,
                                                     with_access=True))
     assert isinstance(sent, list)
     accepted = await access.submit(CREATOR, a.AcceptRequest(request_id="req-1"))

@@ -32,7 +32,8 @@ async def test_slow_consumer_is_closed_and_others_keep_receiving(
 ) -> None:
     """A member that stops reading is closed with SLOW_CONSUMER; the others get everything."""
     # H6 (backpressure: a slow client is disconnected, never waited for)
-    settings = make_settings(send_buffer_bytes=16_384, rate_per_s=1_000_000.0, rate_burst=1_000_000)
+    settings = make_settings(send_buffer_bytes=16_384, rate_per_s=1_000_000.0, rate_burst=1_000_000,
+                             actor_rate_per_s=1_000_000.0, actor_rate_burst=1_000_000)
     async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as creator:
         await live(creator, "cr")
         codec = Codec("json")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import random
+import shlex
+import sys
 
 from client import Client
-from server.demo import CREATOR, PRODUCTS, STAFF, feed, grant_demo_access
+from server.config import load_settings
+from server.demo import CREATOR, PRODUCTS, STAFF, _banner, feed, grant_demo_access
+from server.runtime import wall_clock
 from tests.e2e.conftest import Server
 
 
@@ -28,3 +32,11 @@ async def test_demo_creator_client_goes_live_and_streams_a_feed(server: Server) 
     activity = figures.comments + figures.orders + figures.follows + figures.gifts
     assert activity > 0
     assert figures.peak_viewers > 0
+
+
+def test_demo_console_snippet_runs_the_interpreter_running_livepilot() -> None:
+    """The console snippet the demo prints runs this interpreter, not whatever `python` is."""
+    banner = _banner(load_settings({}), 18080, wall_clock())
+    assert f"\n  {shlex.quote(sys.executable)} - <<'PY'\n" in banner
+    assert "  python - <<" not in banner
+    assert "ws://127.0.0.1:18080/ws" in banner  # the port it is bound to

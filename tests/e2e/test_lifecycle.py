@@ -121,3 +121,25 @@ async def test_sigterm_says_going_away_and_a_restarted_server_resumes(tmp_path: 
             assert sdk.last_seq("cr") == 2
             assert delays  # it did reconnect
             assert sdk.connected
+
+
+async def test_a_second_server_on_the_same_data_path_refuses_to_start(tmp_path: Path) -> None:
+    """A second `serve` on a held data path exits 2 with one line naming the holder's pid."""
+    # H2 H4: one writer per room log; a second process would ack appends nobody sees.
+    # Once the first stops, the data path is free again.
+    data = tmp_path / "one.db"  # pytest resolves it: the path the lock names
+    async with serve_process(data, free_port()) as first:
+        env = {**os.environ, "LIVEPILOT_JWT_SECRET": SECRET}
+        second = [sys.executable, "-m", "server.cli", "serve", "--port", str(free_port()),
+                  "--data", str(data)]
+        with anyio.fail_after(TIMEOUT):
+            done = await anyio.run_process(second, env=env, check=False)
+        assert done.returncode == 2
+        assert done.stderr.decode() == (
+            f"livepilot: data path {data} is in use by process {first.pid} "
+            f"(lock {data}.lock)\n")
+        first.send_signal(signal.SIGTERM)
+        with anyio.fail_after(TIMEOUT):
+            assert await first.wait() == 0
+    async with serve_process(data, free_port()):  # the lock went with its process
+        pass

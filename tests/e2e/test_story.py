@@ -18,14 +18,14 @@ from protocol.model import Actor, BagItem, Billboard, FlashSale, ProductSet
 from tests.e2e.conftest import Raw, Server, raw_client
 
 CREATOR = Actor(role="creator", id="creator-1")
-STAFF_A = Actor(role="staff", id="anna", agency="agency-1")
-STAFF_B = Actor(role="staff", id="ben", agency="agency-1")
+ANNA = Actor(role="staff", id="anna", agency="agency-1")
+BEN = Actor(role="staff", id="ben", agency="agency-1")
 
 
 async def grant(srv: Server) -> None:
     """agency-1 asks for link + LIVE access; the creator accepts (R1, R5)."""
     access = srv.runtime.access
-    sent = await access.submit(STAFF_A, a.RequestLink(request_id="req-1", creator=CREATOR.id,
+    sent = await access.submit(ANNA, a.RequestLink(request_id="req-1", creator=CREATOR.id,
                                                       with_access=True))
     assert isinstance(sent, list)
     accepted = await access.submit(CREATOR, a.AcceptRequest(request_id="req-1"))
@@ -66,7 +66,7 @@ async def test_the_whole_story(server: Server) -> None:
         assert snap_a.state.status == "live"
         note = await creator.expect(Notification)  # R15
         assert note.kind == "staff_entered"
-        assert note.by == STAFF_A
+        assert note.by == ANNA
         await ben.send(Join(room=room))
         snap_b = await ben.expect(Snapshot)
 
@@ -91,7 +91,7 @@ async def test_the_whole_story(server: Server) -> None:
         # The audience sees the creator; the log keeps the real staff actor (R16).
         pinned = next(e for e in seen_anna if e.command_id == "pin")
         assert pinned.actor == room
-        assert pinned.by == STAFF_A
+        assert pinned.by == ANNA
 
         # Unlink: every staff session is cut off from the room at once (R6); the
         # sockets stay open for other creators' rooms (decision 0015).

@@ -10,17 +10,17 @@ from collections.abc import Sequence
 from protocol import commands as c
 from protocol.codec import Codec
 from protocol.events import ProductAdded
-from protocol.model import Actor, BagItem
+from protocol.model import BagItem
 from server.domain.grants import Grant
 from server.hub.hub import Hub
 from server.hub.session import Session
 from server.journal import MemoryJournal
-from server.log.base import AppendResult, CommandRecord, PendingEvent
+from server.log.base import AppendResult, CommandRecord, GrantVersion, PendingEvent
 from server.log.memory import MemoryRoomLog
 from server.metrics import Metrics
+from tests.actors import CREATOR, CREATOR_ID
 
 CODEC = Codec("json")
-CREATOR = Actor(role="creator", id="cr")
 IDLE_MS = 60_000
 
 
@@ -43,10 +43,11 @@ class HeldLog(MemoryRoomLog):
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
                      record: CommandRecord | None = None, *,
-                     digest: bytes | None = None) -> AppendResult:
+                     digest: bytes | None = None,
+                     grant_version: GrantVersion | None = None) -> AppendResult:
         await self.release.wait()
         return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest)
+                                    digest=digest, grant_version=grant_version)
 
 
 def make_hub(clock: Clock, log: MemoryRoomLog | None = None) -> Hub:
@@ -71,9 +72,9 @@ async def sweep(hub: Hub, clock: Clock, other_room: str) -> None:
 async def used_then_left(hub: Hub, clock: Clock) -> Session:
     creator = creator_session(clock)
     hub.connect(creator)
-    await hub.join(creator, "cr")
-    await hub.command(creator, c.StartLive(command_id="go", room="cr"))
-    await hub.command(creator, c.BagAdd(command_id="add", room="cr",
+    await hub.join(creator, CREATOR_ID)
+    await hub.command(creator, c.StartLive(command_id="go", room=CREATOR_ID))
+    await hub.command(creator, c.BagAdd(command_id="add", room=CREATOR_ID,
                                         item=BagItem(product_id="p1")))
     hub.disconnect(creator)
     return creator
@@ -84,16 +85,16 @@ async def test_an_idle_room_leaves_memory_and_comes_back_from_its_log() -> None:
     clock = Clock()
     hub = make_hub(clock)
     await used_then_left(hub, clock)
-    before = hub.rooms["cr"].state
-    gone = weakref.ref(hub.rooms["cr"])
+    before = hub.rooms[CREATOR_ID].state
+    gone = weakref.ref(hub.rooms[CREATOR_ID])
     await sweep(hub, clock, "x")  # first sweep: the room was used since the last one
-    assert "cr" in hub.rooms
+    assert CREATOR_ID in hub.rooms
     await sweep(hub, clock, "y")
-    assert "cr" not in hub.rooms
+    assert CREATOR_ID not in hub.rooms
     assert hub.metrics.registry.get_sample_value("livepilot_rooms") == len(hub.rooms) == 2
     gc.collect()
     assert gone() is None  # nothing kept the room object alive
-    again = await hub.room("cr")
+    again = await hub.room(CREATOR_ID)
     assert again.state == before
     assert [item.product_id for item in again.state.bag] == ["p1"]
 
@@ -103,12 +104,12 @@ async def test_a_reloaded_room_counts_the_events_since_its_snapshot() -> None:
     clock = Clock()
     hub = make_hub(clock)
     await used_then_left(hub, clock)
-    assert hub.rooms["cr"].since_snapshot == 2  # live_started, product_added
+    assert hub.rooms[CREATOR_ID].since_snapshot == 2  # live_started, product_added
     await sweep(hub, clock, "x")
     await sweep(hub, clock, "y")
-    assert "cr" not in hub.rooms
+    assert CREATOR_ID not in hub.rooms
     gc.collect()
-    assert (await hub.room("cr")).since_snapshot == 2
+    assert (await hub.room(CREATOR_ID)).since_snapshot == 2
 
 
 async def test_a_room_with_an_append_in_flight_stays() -> None:
@@ -117,14 +118,14 @@ async def test_a_room_with_an_append_in_flight_stays() -> None:
     log = HeldLog()
     hub = make_hub(clock, log)
     await used_then_left(hub, clock)
-    live = hub.rooms["cr"]
+    live = hub.rooms[CREATOR_ID]
     log.release.clear()
-    pending = [PendingEvent(at=clock.now, actor="cr", by=CREATOR,
+    pending = [PendingEvent(at=clock.now, actor=CREATOR_ID, by=CREATOR,
                             body=ProductAdded(item=BagItem(product_id="p9"), position=1))]
     entry = live.submit(log, "held", pending, None)
     for other in ("x", "y", "z"):
         await sweep(hub, clock, other)
-    assert hub.rooms["cr"] is live
+    assert hub.rooms[CREATOR_ID] is live
     log.release.set()
     assert await entry.outcome == 3
 
@@ -134,13 +135,13 @@ async def test_a_locked_room_stays() -> None:
     clock = Clock()
     hub = make_hub(clock)
     await used_then_left(hub, clock)
-    live = hub.rooms["cr"]
+    live = hub.rooms[CREATOR_ID]
     async with live.lock:
         for other in ("x", "y"):
             await sweep(hub, clock, other)
-    assert hub.rooms["cr"] is live
+    assert hub.rooms[CREATOR_ID] is live
     await sweep(hub, clock, "z")  # busy at the last sweep: one more chance
-    assert hub.rooms["cr"] is live
+    assert hub.rooms[CREATOR_ID] is live
 
 
 async def test_a_room_with_a_member_stays() -> None:
@@ -149,10 +150,10 @@ async def test_a_room_with_a_member_stays() -> None:
     hub = make_hub(clock)
     creator = creator_session(clock)
     hub.connect(creator)
-    await hub.join(creator, "cr")
+    await hub.join(creator, CREATOR_ID)
     for other in ("x", "y", "z"):
         await sweep(hub, clock, other)
-    assert "cr" in hub.rooms
+    assert CREATOR_ID in hub.rooms
 
 
 async def test_a_room_used_between_sweeps_gets_a_second_chance() -> None:
@@ -162,13 +163,13 @@ async def test_a_room_used_between_sweeps_gets_a_second_chance() -> None:
     creator = await used_then_left(hub, clock)
     await sweep(hub, clock, "x")
     hub.connect(creator)  # a command, sent without joining
-    await hub.command(creator, c.BagAdd(command_id="add2", room="cr",
+    await hub.command(creator, c.BagAdd(command_id="add2", room=CREATOR_ID,
                                         item=BagItem(product_id="p2")))
     hub.disconnect(creator)
     await sweep(hub, clock, "y")
-    assert "cr" in hub.rooms
+    assert CREATOR_ID in hub.rooms
     await sweep(hub, clock, "z")
-    assert "cr" not in hub.rooms
+    assert CREATOR_ID not in hub.rooms
 
 
 async def test_sweeps_wait_for_the_idle_interval() -> None:
@@ -179,7 +180,7 @@ async def test_sweeps_wait_for_the_idle_interval() -> None:
     for n in range(4):
         clock.now += IDLE_MS // 4 - 1
         await hub.room(f"x{n}")
-    assert "cr" in hub.rooms
+    assert CREATOR_ID in hub.rooms
 
 
 async def test_an_evicted_room_still_held_comes_back_as_the_same_object() -> None:
@@ -187,9 +188,9 @@ async def test_an_evicted_room_still_held_comes_back_as_the_same_object() -> Non
     clock = Clock()
     hub = make_hub(clock)
     await used_then_left(hub, clock)
-    held = hub.rooms["cr"]
+    held = hub.rooms[CREATOR_ID]
     await sweep(hub, clock, "x")
     await sweep(hub, clock, "y")
-    assert "cr" not in hub.rooms
-    assert await hub.room("cr") is held
-    assert hub.rooms["cr"] is held
+    assert CREATOR_ID not in hub.rooms
+    assert await hub.room(CREATOR_ID) is held
+    assert hub.rooms[CREATOR_ID] is held

@@ -22,6 +22,7 @@ from server.log.base import (
     AppendResult,
     AppliedQuery,
     CommandRecord,
+    GrantVersion,
     LogWriteError,
     PendingEvent,
 )
@@ -60,7 +61,8 @@ class OtherNodeFirst(MemoryRoomLog):
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
                      record: CommandRecord | None = None, *,
-                     digest: bytes | None = None) -> AppendResult:
+                     digest: bytes | None = None,
+                     grant_version: GrantVersion | None = None) -> AppendResult:
         if not self.raced and command_id == "mine":
             self.raced = True
             other = PendingEvent(at=NOW, actor="cr", by=CREATOR,
@@ -68,7 +70,7 @@ class OtherNodeFirst(MemoryRoomLog):
                                                    position=0))
             await super().append(room, "theirs", [other], expected_seq)
         return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest)
+                                    digest=digest, grant_version=grant_version)
 
 
 async def test_conflict_reloads_and_decides_again() -> None:
@@ -168,7 +170,8 @@ class BrokenDisk(MemoryRoomLog):
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
                      record: CommandRecord | None = None, *,
-                     digest: bytes | None = None) -> AppendResult:
+                     digest: bytes | None = None,
+                     grant_version: GrantVersion | None = None) -> AppendResult:
         raise LogWriteError("disk I/O error")
 
 
@@ -198,13 +201,14 @@ class Gate(MemoryRoomLog):
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
                      record: CommandRecord | None = None, *,
-                     digest: bytes | None = None) -> AppendResult:
+                     digest: bytes | None = None,
+                     grant_version: GrantVersion | None = None) -> AppendResult:
         self.waiting += 1
         if self.waiting == self.expect:
             self.all_waiting.set()
         await self.gate.wait()
         return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest)
+                                    digest=digest, grant_version=grant_version)
 
 
 def comment(i: int | str) -> c.FeedComment:
@@ -460,12 +464,13 @@ class HeldNotice(MemoryRoomLog):
     async def append(self, room: str, command_id: str | None,
                      events: Sequence[PendingEvent], expected_seq: int,
                      record: CommandRecord | None = None, *,
-                     digest: bytes | None = None) -> AppendResult:
+                     digest: bytes | None = None,
+                     grant_version: GrantVersion | None = None) -> AppendResult:
         if any(isinstance(e.body, CreatorNotified) for e in events):
             self.reached.set()
             await self.release.wait()
         return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest)
+                                    digest=digest, grant_version=grant_version)
 
 
 async def test_join_whose_access_ends_meanwhile_never_becomes_a_member() -> None:

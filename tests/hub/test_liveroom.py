@@ -15,7 +15,14 @@ from server.domain.refusal import Refusal
 from server.domain.room import new_room
 from server.hub.liveroom import LiveRoom
 from server.hub.session import Session
-from server.log.base import Appended, AppendResult, CommandRecord, PendingEvent, RoomLog
+from server.log.base import (
+    Appended,
+    AppendResult,
+    CommandRecord,
+    GrantVersion,
+    PendingEvent,
+    RoomLog,
+)
 from server.log.memory import MemoryRoomLog
 from server.log.sqlite import SqliteRoomLog
 from server.log.sqlite_store import SqliteStore
@@ -100,7 +107,7 @@ class ManualLog(MemoryRoomLog):
 
     def append_soon(self, room: str, command_id: str | None, events: Sequence[PendingEvent],
                     expected_seq: int, record: CommandRecord | None = None, *,
-                    digest: bytes | None = None,
+                    digest: bytes | None = None, grant_version: GrantVersion | None = None,
                     then: Callable[[], None] | None = None) -> asyncio.Future[AppendResult]:
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self.pending.append((future, then))

@@ -1,5 +1,6 @@
 """The contract fixture: every test taking ``backend`` or ``log`` runs against every
-RoomLog implementation (memory, SQLite; Redis joins the list when it exists)."""
+RoomLog implementation: memory, SQLite, Redis (one server) and Redis Cluster (three
+masters), the Redis ones on the session's servers (tests/redis_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from protocol.messages import ProductPinned
 from protocol.model import Actor
 from server.log.base import PendingEvent, RoomLog
 from server.log.memory import MemoryRoomLog, MemoryStore
+from server.log.redis import RedisRoomLog
 from server.log.sqlite import SqliteRoomLog
+from tests.redis_fixtures import unique_prefix
 
 STAFF = Actor(role="staff", id="staff-1", agency="agency-1")
 
@@ -44,8 +47,9 @@ class Backend:
             await log.close()
 
 
-def make_backend(name: str, tmp_path: Path) -> Backend:
-    """A fresh storage of implementation ``name``."""
+def make_backend(name: str, tmp_path: Path, redis_url: str | None = None) -> Backend:
+    """A fresh storage of implementation ``name`` (a Redis one: a new key prefix on
+    the server at ``redis_url``)."""
     if name == "memory":
         store = MemoryStore()
 
@@ -60,13 +64,34 @@ def make_backend(name: str, tmp_path: Path) -> Backend:
             return await SqliteRoomLog.open(path)
 
         return Backend(name, open_sqlite)
+    if name.startswith("redis") and redis_url is not None:
+        prefix = unique_prefix()
+
+        async def open_redis() -> RoomLog:
+            return await RedisRoomLog.open(redis_url, prefix=prefix)
+
+        return Backend(name, open_redis)
     raise AssertionError(name)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
+            pytest.param("redis-cluster", marks=pytest.mark.redis)]
+
+
+def server_for(name: str, request: pytest.FixtureRequest) -> str | None:
+    """The URL of the Redis server a backend ``name`` runs on (started on first use)."""
+    match name:
+        case "redis":
+            return str(request.getfixturevalue("redis_url"))
+        case "redis-cluster":
+            return str(request.getfixturevalue("redis_cluster_url"))
+    return None
+
+
+@pytest.fixture(params=BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """One storage of each implementation, closed after the test."""
-    b = make_backend(request.param, tmp_path)
+    b = make_backend(request.param, tmp_path, server_for(request.param, request))
     yield b
     await b.close_all()
 

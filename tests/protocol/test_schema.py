@@ -360,3 +360,12 @@ def test_the_real_access_bodies_are_in_the_committed_schema() -> None:
     for name, ref in doc.get("x-http-bodies", {}).items():
         assert isinstance(resolve(doc, ref), dict), name
     assert set(doc.get("x-http-bodies", {})) == set(http_body_types())
+
+
+def test_local_server_is_on_the_default_port() -> None:
+    """The AsyncAPI `local` server names the port `livepilot serve` listens on by default."""
+    from server.config import Settings
+
+    doc = schema.asyncapi()
+    host, _, port = doc["servers"]["local"]["host"].partition(":")
+    assert (host, int(port)) == ("localhost", Settings().port)
