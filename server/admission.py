@@ -15,6 +15,10 @@ connection over from it and tells it when the connection is lost.
   the deadline: it is not an idle timeout.
 - Descriptor exhaustion the event loop reports (EMFILE on accept) is counted and
   logged once per interval instead of a traceback per failed accept.
+- With a ``websocket`` protocol, a connection whose first bytes are a request for
+  ``/ws`` goes to it straight away, without an HTTP protocol being built (decision
+  0023): uvicorn's HTTP protocol costs a WebSocket connection about a fifth of its
+  set-up. Anything else is HTTP, built on its first bytes.
 
 The descriptor budget: ``serve`` raises its soft ``RLIMIT_NOFILE`` to the hard limit
 (:func:`raise_fd_limit`); ``max_connections`` 0 means :func:`default_max_connections`
@@ -70,6 +74,8 @@ REFUSAL: Final = (
 an HTTP status >= 500 at the handshake as retryable (client/driver.py)."""
 
 _END_OF_HEAD = re.compile(rb"\n\r?\n")  # h11 accepts bare LF line ends too
+WS_REQUEST_LINES: Final = (b"GET /ws ", b"GET /ws?")
+"""How a connection's first bytes start when it asks for ``/ws`` (the WebSocket route)."""
 
 
 def fd_limit() -> int | None:
@@ -143,8 +149,13 @@ class Admission:
     """
 
     def __init__(self, max_connections: int, handshake_timeout_s: float,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, *,
+                 websocket: Callable[..., asyncio.Protocol] | None = None) -> None:
         self.max_connections = max_connections
+        self.websocket = websocket
+        """What serves a connection that asks for ``/ws`` first, called with the HTTP
+        protocol's keywords (uvicorn's ``config``, ``server_state``, ``app_state``);
+        None: every connection starts as HTTP."""
         self.handshake_timeout_s = handshake_timeout_s
         self.metrics = metrics
         self.open = 0
@@ -221,7 +232,7 @@ class Admission:
         return True
 
 
-_NEW, _REFUSED, _LINGERING, _HTTP, _UNTRACKED, _UPGRADED, _GONE = range(7)
+_NEW, _REFUSED, _LINGERING, _PENDING, _HTTP, _UNTRACKED, _UPGRADED, _GONE = range(8)
 
 
 class _Gate(asyncio.Protocol):
@@ -234,7 +245,8 @@ class _Gate(asyncio.Protocol):
     followed further: its end is not known without parsing the chunks (livepilot's
     clients send none).
 
-    When the HTTP protocol upgrades the connection, the WebSocket protocol it makes
+    When the HTTP protocol upgrades the connection (or the first bytes ask for
+    ``/ws`` and the admission has a ``websocket`` protocol), the WebSocket protocol
     calls :meth:`hand_over` from its ``connection_made`` (whether the upgrade comes
     with new bytes or after a pipelined response): the transport talks to it directly
     from then on (no hop on the WebSocket read path), the deadline stands until its
@@ -271,12 +283,37 @@ class _Gate(asyncio.Protocol):
                 self._state = _REFUSED
             return
         admission.open += 1
-        self._state = _HTTP
         self._arm()
+        if admission.websocket is not None:  # which protocol: known from the first bytes
+            self._state = _PENDING
+            self._make = make
+            return
+        self._state = _HTTP
         assert make is not None
         factory, args, kwargs = make
         inner = self._inner = factory(*args, **kwargs)
         inner.connection_made(transport)
+
+    def _route(self, data: bytes) -> bool:
+        """The first bytes: to the WebSocket protocol (True: it has them), or build the
+        HTTP protocol (False: the caller hands them on)."""
+        make, self._make = self._make, None
+        transport = self._transport
+        websocket = self._admission.websocket
+        assert make is not None
+        assert transport is not None
+        assert websocket is not None
+        factory, args, kwargs = make
+        self._state = _HTTP
+        if data.startswith(WS_REQUEST_LINES):
+            protocol = websocket(*args, **kwargs)
+            protocol.connection_made(transport)  # takes the connection over: hand_over
+            transport.set_protocol(protocol)
+            protocol.data_received(data)
+            return True
+        inner = self._inner = factory(*args, **kwargs)
+        inner.connection_made(transport)
+        return False
 
     def hand_over(self, protocol: asyncio.Protocol) -> Callable[[], None]:
         """The connection was upgraded to ``protocol``, which the transport calls from
@@ -290,6 +327,8 @@ class _Gate(asyncio.Protocol):
         return self._gone
 
     def data_received(self, data: bytes) -> None:
+        if self._state == _PENDING and self._route(data):
+            return
         inner = self._inner
         if inner is None:  # refused: what it sends is read and dropped
             return
@@ -330,7 +369,7 @@ class _Gate(asyncio.Protocol):
     def _gone(self) -> None:
         """The connection is closed (or beyond following): count it out, once."""
         self._disarm()
-        if self._state in (_HTTP, _UNTRACKED, _UPGRADED):
+        if self._state in (_PENDING, _HTTP, _UNTRACKED, _UPGRADED):
             self._admission.open -= 1
         self._state = _GONE
         self._inner = None

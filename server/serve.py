@@ -26,9 +26,9 @@ from protocol.errors import CloseCode
 from server.admission import Admission, default_max_connections, fd_limit
 from server.app import create_app
 from server.config import Settings
+from server.endpoint import LivepilotWebSocketProtocol
 from server.metrics import Metrics
 from server.runtime import Runtime, wall_clock
-from server.wire import LivepilotWebSocketProtocol
 
 __all__ = ["DRAIN_TIMEOUT_S", "LivepilotServer", "build_server", "uvicorn_config"]
 
@@ -43,9 +43,10 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         lifespan="on",
-        ws=LivepilotWebSocketProtocol,  # websockets-sansio + the direct send path
-        # The app answers frames up to max_message_bytes with TOO_LARGE itself;
-        # only far bigger ones are cut by the transport (close 1009).
+        # livepilot's own connection (decision 0023), configured from the settings
+        # (server.endpoint.options_for); the ws_* settings below are for an ASGI
+        # fallback protocol (tests/e2e/test_asgi_fallback.py) and mean the same.
+        ws=LivepilotWebSocketProtocol,
         ws_max_size=settings.max_message_bytes * 4,
         ws_per_message_deflate=settings.permessage_deflate,
         ws_ping_interval=settings.heartbeat_s or None,
@@ -137,5 +138,5 @@ def build_server(settings: Settings, *, clock: Callable[[], int] = wall_clock) -
     app = create_app(settings, clock=clock, metrics=metrics)
     admission = Admission(
         settings.max_connections or default_max_connections(fd_limit()),
-        settings.handshake_timeout_s, metrics)
+        settings.handshake_timeout_s, metrics, websocket=LivepilotWebSocketProtocol)
     return LivepilotServer(uvicorn_config(app, settings), app, admission)

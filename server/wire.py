@@ -1,41 +1,50 @@
-"""livepilot's WebSocket protocol for uvicorn: ASGI, plus a direct send path.
+"""livepilot's WebSocket connection: an asyncio protocol on websockets' Sans-I/O API.
 
-uvicorn's ``websockets-sansio`` protocol, with one ASGI extension added to the
-connection's scope: ``scope["extensions"]["livepilot.sink"]``, a :class:`DirectSink`
-that writes a frame to the socket's transport without waiting (what one turn of the
-event loop writes to a socket leaves in one write at its end, decision 0010).
-Fan-out then costs what ``websockets.broadcast`` costs (frame, ``transport.write``)
-instead of an ASGI round trip per frame through a writer task per connection
-(decision 0007, measured in docs/benchmarks.md). Everything else (handshake,
-reading, pings, the closing handshake) is uvicorn's, and the endpoint still works
-under any ASGI server: without the extension it falls back to its writer task.
+:class:`WebSocketConnection` is the transport's protocol for one WebSocket: bytes
+in go to a ``websockets.server.ServerProtocol`` (``receive_data``,
+``events_received``), bytes out come from it (``data_to_send``) or, for data frames,
+from :func:`frame_header` (decision 0023). It knows nothing of livepilot's
+messages: the handshake request goes to an *opening* callable, which accepts it
+with a :class:`Peer` (told every message, and once that the connection closed) or
+rejects it with an HTTP status. The hub writes to the connection directly
+(:meth:`WebSocketConnection.write`, the :class:`server.hub.session.Sink` protocol):
+frames written in one turn of the event loop leave in one write at its end
+(decision 0010), and nothing ever waits for the client (decision 0005: the bytes
+the kernel has not taken are the bound).
+
+No task, no queue and no event per connection: what an idle connection holds is
+this object, websockets' parser and whatever its peer keeps (docs/benchmarks.md,
+idle).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import struct
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, MutableSet
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple, Protocol
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.frames import Opcode
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 __all__ = [
-    "SINK_EXTENSION", "DirectSink", "LivepilotWebSocketProtocol", "fit_close_reason",
-    "frame_header",
+    "CLOSE_TIMEOUT_S", "FLUSH_AT_BYTES", "Accepted", "Opening", "Options", "Peer", "Rejected",
+    "WebSocketConnection", "fit_close_reason", "frame_header", "framed",
 ]
 
-SINK_EXTENSION: Final = "livepilot.sink"
-READ_AHEAD: Final = 16
-"""Messages read from a socket before reading pauses until the app takes them."""
 CLOSE_TIMEOUT_S: Final = 10.0
 """How long a closing connection waits for the peer's close frame."""
 FLUSH_AT_BYTES: Final = 64 * 1024
 """Frames held for the end of the turn are written at once past this many bytes."""
 
 _FIN: Final = 0x80
+_logger = logging.getLogger("livepilot.wire")
 
 
 def frame_header(opcode: Opcode, length: int) -> bytes:
@@ -47,203 +56,161 @@ def frame_header(opcode: Opcode, length: int) -> bytes:
     return struct.pack("!BBQ", _FIN | opcode, 127, length)
 
 
+def framed(payload: bytes, binary: bool) -> bytes:
+    """``payload`` as one whole frame on the wire (binary, or text), uncompressed: what
+    the hub's fan-out builds once per event and format for every member."""
+    return frame_header(Opcode.BINARY if binary else Opcode.TEXT, len(payload)) + payload
+
+
 def fit_close_reason(reason: str) -> str:
     """``reason`` cut to what a close frame carries (123 bytes of UTF-8, RFC 6455 §5.5)."""
     return reason.encode()[:123].decode(errors="ignore")
 
 
-_last: list[Any] = [None, None, b""]
-"""The last frame built: (payload, opcode, frame). A fan-out writes one payload to
-every member in a row, so each event is framed once per format, not per member."""
+class Peer(Protocol):
+    """What serves an accepted connection (livepilot's: :class:`server.endpoint.Client`)."""
+
+    def message(self, data: str | bytes) -> None:
+        """A whole message arrived: ``str`` from a text frame, ``bytes`` from a binary one."""
+
+    def closed(self) -> None:
+        """No message follows: a close frame went out or came in, or the connection was
+        lost. Called once."""
 
 
-def _framed(opcode: Opcode, payload: bytes) -> bytes:
-    last = _last
-    if last[0] is payload and last[1] is opcode:
-        framed: bytes = last[2]
-        return framed
-    framed = frame_header(opcode, len(payload)) + payload
-    last[0], last[1], last[2] = payload, opcode, framed
-    return framed
+class Accepted(NamedTuple):
+    """The opening handshake is accepted: who serves the connection, and how."""
+
+    peer: Peer
+    subprotocol: str | None
+    binary: bool
+    """Whether :meth:`WebSocketConnection.write` sends binary frames (else text)."""
 
 
-class DirectSink:
-    """Write frames of one connection to its transport, never waiting.
+class Rejected(NamedTuple):
+    """The opening handshake is refused with this HTTP status."""
 
-    A frame is written whole or not at all, so frames written here and those
-    uvicorn writes (pings, pongs, the close frame) never interleave mid-frame.
-    Frames written in one turn of the event loop go out together at its end
-    (:meth:`LivepilotWebSocketProtocol.write_frame`).
+    status: int
+    text: str = ""
+
+
+Opening = Callable[["WebSocketConnection", Request], Accepted | Rejected]
+"""Decides a handshake request (with the connection, to write to later)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What every connection of a server is configured with."""
+
+    max_size: int | None = 1 << 20
+    """Largest message read (bigger: closed with 1009)."""
+    deflate: bool = False
+    """Offer permessage-deflate."""
+    ping_interval: float | None = None
+    """Seconds between keepalive pings (None: no pings)."""
+    ping_timeout: float | None = None
+    """Seconds a ping waits for its pong before the connection is failed (1011)."""
+    close_timeout: float = CLOSE_TIMEOUT_S
+
+
+_OPENING, _OPEN, _CLOSING, _GONE = range(4)
+
+
+class WebSocketConnection(asyncio.Protocol):
+    """One WebSocket connection: handshake, frames in, frames out, the closing handshake.
+
+    The connection never waits and never makes a task. ``registry``, when given, holds
+    it while it is open (uvicorn's server state: its ``shutdown`` closes it).
     """
 
-    __slots__ = ("_opcode", "_protocol")
+    __slots__ = (
+        "_binary", "_close_timer", "_conn", "_gone", "_opening", "_options", "_out",
+        "_out_bytes", "_parts", "_paused", "_peer", "_ping", "_ping_timer", "_registry",
+        "_state", "_text", "transport",
+    )  # fmt: skip
 
-    def __init__(self, protocol: LivepilotWebSocketProtocol, binary: bool) -> None:
-        self._protocol = protocol
-        self._opcode = Opcode.BINARY if binary else Opcode.TEXT
-
-    def write(self, frame: bytes) -> None:
-        """Frame ``frame`` and write it; dropped once the connection is closing."""
-        p = self._protocol
-        if not p.is_open():
-            return
-        if p.conn.extensions:  # permessage-deflate: the frame must go through the codec
-            if self._opcode == Opcode.TEXT:
-                p.conn.send_text(frame)
-            else:
-                p.conn.send_binary(frame)
-            p.write_frame(b"".join(p.conn.data_to_send()))
-        else:
-            p.write_frame(_framed(self._opcode, frame))
-
-    def buffered(self) -> int:
-        """Bytes the transport could not hand to the kernel yet. Frames held for the
-        end of the turn are not counted: they were never offered to the kernel, and
-        they are fewer than :data:`FLUSH_AT_BYTES`."""
-        return self._protocol.transport.get_write_buffer_size()
-
-    def flush(self) -> None:
-        """Write the frames held for the end of this turn now."""
-        self._protocol.flush_frames()
-
-    def close(self, code: int, reason: str) -> None:
-        """Send the close frame after what is written; the app's reads end at once."""
-        self._protocol.close_now(code, reason)
-
-
-class _Inbox:
-    """What uvicorn uses of ``asyncio.Queue`` (put_nowait, get, empty; qsize for
-    READ_AHEAD), for one reader: a Queue holds four deques, ~2.5 KB of every idle
-    connection."""
-
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: list[Any] = []  # at most READ_AHEAD and a few control messages
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: Any) -> None:
-        self._items.append(item)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def get(self) -> Any:
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._items.pop(0)
-
-    def empty(self) -> bool:
-        return not self._items
-
-    def qsize(self) -> int:
-        return len(self._items)
-
-
-class _Flag:
-    """What uvicorn uses of ``asyncio.Event`` (set, clear, wait), without a deque
-    per connection until somebody waits."""
-
-    __slots__ = ("_set", "_waiters")
-
-    def __init__(self) -> None:
-        self._set = True
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def set(self) -> None:
-        self._set = True
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._set = False
-
-    async def wait(self) -> None:
-        if self._set:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        await waiter
-
-
-class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol with the ``livepilot.sink`` extension.
-
-    It relies on that class's internals (``queue``, ``writable``, ``conn``,
-    ``close_sent``...): uvicorn is pinned to the versions tests/test_wire.py ran on.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.queue = _Inbox()  # type: ignore[assignment]
-        self.writable = _Flag()  # type: ignore[assignment]
+    def __init__(self, opening: Opening, options: Options, *,
+                 registry: MutableSet[Any] | None = None) -> None:
+        self._opening: Opening | None = opening
+        self._options = options
+        self._registry = registry
+        extensions = [ServerPerMessageDeflateFactory(
+            server_max_window_bits=12, client_max_window_bits=12,
+            compress_settings={"memLevel": 5})] if options.deflate else None
+        self._conn = ServerProtocol(extensions=extensions, max_size=options.max_size,
+                                    logger=_logger)
+        self.transport: asyncio.Transport | None = None
+        self._state = _OPENING
+        self._peer: Peer | None = None
+        self._binary = False
         self._out: list[bytes] | None = None
         self._out_bytes = 0
+        self._parts: list[bytes] | None = None
+        self._text = False
+        self._paused = False
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._ping: bytes | None = None
         self._gone: Callable[[], None] | None = None
 
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        # uvicorn's HTTP protocol calls this before it gives us the transport: the
-        # protocol the transport still has may be livepilot's admission gate
-        # (server.admission), which hands the connection over and wants to hear
-        # when it is lost (to count it out).
-        hand_over = getattr(transport.get_protocol(), "hand_over", None)
+    # --- asyncio.Protocol -----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's has no class
+        if self._registry is not None:
+            self._registry.add(self)
+        # The protocol the transport still has may be livepilot's admission gate
+        # (server.admission), which hands the connection over and wants to hear when it
+        # is lost (to count it out). uvicorn calls this before set_protocol.
+        get_protocol = getattr(transport, "get_protocol", None)
+        hand_over = getattr(get_protocol(), "hand_over", None) if get_protocol else None
         if hand_over is not None:
             self._gone = hand_over(self)
 
+    def data_received(self, data: bytes) -> None:
+        conn = self._conn
+        conn.receive_data(data)
+        for event in conn.events_received():
+            if isinstance(event, Frame):
+                self._frame(event)
+            elif isinstance(event, Request):
+                self._handshake(event)
+        if self._state == _OPENING and conn.handshake_exc is not None:
+            self._bad_request()
+            return
+        self._send_output()
+
+    def eof_received(self) -> bool | None:
+        self._conn.receive_eof()
+        self._send_output()
+        return None  # the transport closes itself
+
     def connection_lost(self, exc: Exception | None) -> None:
-        try:
-            super().connection_lost(exc)
-        finally:
-            gone, self._gone = self._gone, None
-            if gone is not None:
-                gone()
+        if self._registry is not None:
+            self._registry.discard(self)
+        self._out = None
+        for timer in (self._close_timer, self._ping_timer):
+            if timer is not None:
+                timer.cancel()
+        self._close_timer = self._ping_timer = None
+        self._ended()
+        gone, self._gone = self._gone, None
+        if gone is not None:
+            gone()
 
-    def handle_connect(self, event: Any) -> None:
-        super().handle_connect(event)
-        # The app task is created but has not run yet: the scope can still grow.
-        scope = getattr(self, "scope", None)
-        if scope is not None:
-            scope["extensions"][SINK_EXTENSION] = self.sink
+    def pause_writing(self) -> None:
+        """Nothing waits for the transport: its buffer is the slow-consumer bound."""
 
-    def sink(self, binary: bool) -> DirectSink:
-        """A sink for this connection's frames, text or binary (after the handshake)."""
-        # The handshake is over: its request, response and headers are not needed any
-        # more, and every idle connection would keep them (~3 KB; docs/benchmarks.md,
-        # idle). websockets' parser keeps the request object itself, so its headers
-        # are emptied in place; so is the scope's list (the endpoint read Origin).
-        request = getattr(self, "request", None)
-        if request is not None:
-            request.headers.clear()
-        headers = self.scope.get("headers")
-        if isinstance(headers, list):
-            headers.clear()
-        self.request = self.response = None  # type: ignore[assignment]
-        return DirectSink(self, binary)
+    def resume_writing(self) -> None:
+        """See :meth:`pause_writing`."""
 
-    def send_receive_event_to_app(self) -> None:
-        # uvicorn pauses reading after every message until the app takes it (two
-        # epoll changes per message); pausing once READ_AHEAD messages wait keeps
-        # the bound and saves them.
-        paused = self.read_paused
-        self.read_paused = True  # keeps the base class from pausing
-        super().send_receive_event_to_app()
-        self.read_paused = paused
-        if not paused and self.queue.qsize() >= READ_AHEAD and not self.transport.is_closing():
-            self.read_paused = True
-            self.transport.pause_reading()
+    # --- state ------------------------------------------------------------------------
 
     @property
     def accepted(self) -> bool:
         """Whether the opening handshake is over (answered, or the connection lost): what
         the handshake deadline of :mod:`server.admission` waits for."""
-        return bool(self.handshake_complete)
+        return self._state != _OPENING
 
     def is_open(self) -> bool:
         """Whether a data frame may still be sent: neither side's close frame is out.
@@ -251,56 +218,245 @@ class LivepilotWebSocketProtocol(WebSocketsSansIOProtocol):
         RFC 6455 §5.5.1: no data frame may follow a close frame, and websockets
         refuses to frame one (with deflate).
         """
-        return not (self.close_sent or self.disconnected or self.conn.state is not State.OPEN)
+        return self._state == _OPEN and self._conn.state is State.OPEN
 
-    def write_frame(self, data: bytes) -> None:
-        """Write whole frames at the end of this turn of the event loop.
+    def shutdown(self) -> None:
+        """The server stops (uvicorn calls this for each connection in its registry):
+        close with 1001 what no session closed already."""
+        if self._state == _OPEN:
+            self.close(1001, "server shutting down")
+        elif self.transport is not None:
+            self.transport.close()
 
-        A fan-out or a batch of durable appends writes many frames to the same
-        socket in one turn (events, then the sender's ack): one write, hence one
-        system call and one TCP segment, instead of one each. The frames go out
-        after the callbacks already scheduled in this turn, or as soon as
-        :data:`FLUSH_AT_BYTES` are held (a resume, a large snapshot), so the
-        kernel takes a burst as it comes, as it would without holding.
-        """
-        out = self._out
-        if out is None:
-            self._out = [data]
-            self.loop.call_soon(self.flush_frames)
+    # --- the Sink: what the hub writes ------------------------------------------------
+
+    def write(self, frame: bytes, wire: bytes | None = None) -> None:
+        """Send ``frame`` as one text or binary message (the format accepted); ``wire``
+        is the same frame already framed (:func:`framed`), if the caller has it.
+        Dropped once a close frame is out."""
+        if not self.is_open():
+            return
+        conn = self._conn
+        if conn.extensions:  # permessage-deflate: the frame must go through the codec
+            if self._binary:
+                conn.send_binary(frame)
+            else:
+                conn.send_text(frame)
+            self._hold(b"".join(conn.data_to_send()))
         else:
-            out.append(data)
-        self._out_bytes += len(data)
-        if self._out_bytes >= FLUSH_AT_BYTES:
-            self.flush_frames()
+            self._hold(wire if wire is not None else framed(frame, self._binary))
 
-    def flush_frames(self) -> None:
-        """Write the frames :meth:`write_frame` holds (dropped if the connection is closing)."""
+    def buffered(self) -> int:
+        """Bytes the transport could not hand to the kernel yet. Frames held for the end
+        of the turn are not counted: they were never offered to the kernel, and they are
+        fewer than :data:`FLUSH_AT_BYTES`."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def flush(self) -> None:
+        """Write the frames held for the end of this turn now (dropped if closing)."""
         out = self._out
         if out is None:
             return
         self._out = None
         self._out_bytes = 0
-        if not self.is_open() or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or not self.is_open() or transport.is_closing():
             return
-        self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    async def send(self, message: Any) -> None:
-        self.flush_frames()  # the sink's frames first: they were written before
-        await super().send(message)
-
-    def close_now(self, code: int, reason: str) -> None:
-        """What uvicorn does for an ASGI ``websocket.close``, without waiting."""
-        self.flush_frames()  # what was written goes before the close frame
-        if self.close_sent or self.disconnected or self.transport.is_closing():
+    def close(self, code: int, reason: str) -> None:
+        """Send the close frame after what is written; no message is delivered after it.
+        A peer that does not answer within ``close_timeout`` is cut."""
+        self.flush()  # what was written goes before the close frame
+        transport = self.transport
+        if self._state != _OPEN or transport is None or transport.is_closing():
             return
-        reason = fit_close_reason(reason)
-        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
-        self.conn.send_close(code, reason)
-        self.transport.write(b"".join(self.conn.data_to_send()))
-        self.close_sent = True
-        if self.read_paused:
-            self.read_paused = False
-            self.transport.resume_reading()
-        # abort, not close: close() waits for the write buffer to drain, which a
-        # peer that stopped reading (a slow consumer) never lets happen.
-        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT_S, self.transport.abort)
+        conn = self._conn
+        if conn.state is not State.OPEN:
+            return
+        conn.send_close(code, fit_close_reason(reason))
+        self._state = _CLOSING
+        self._send_output()
+        self.resume_reading()  # to read the peer's close frame
+        # abort, not close: close() waits for the write buffer to drain, which a peer
+        # that stopped reading (a slow consumer) never lets happen.
+        self._close_timer = asyncio.get_running_loop().call_later(
+            self._options.close_timeout, transport.abort)
+        self._ended()
+
+    # --- reading ----------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket until :meth:`resume_reading` (the peer's backlog)."""
+        if not self._paused and self.transport is not None and not self.transport.is_closing():
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the socket again."""
+        if self._paused and self.transport is not None:
+            self._paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    # --- internals --------------------------------------------------------------------
+
+    def _hold(self, data: bytes) -> None:
+        """Write whole frames at the end of this turn of the event loop (decision 0010),
+        or at once past :data:`FLUSH_AT_BYTES` held."""
+        out = self._out
+        if out is None:
+            self._out = [data]
+            asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            out.append(data)
+        self._out_bytes += len(data)
+        if self._out_bytes >= FLUSH_AT_BYTES:
+            self.flush()
+
+    def _send_output(self) -> None:
+        """Write what websockets has to send (handshake, pong, close) after the frames
+        held; close the transport where websockets ends the stream."""
+        data = self._conn.data_to_send()
+        if not data:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.flush()
+        eof = not data[-1]
+        chunk = b"".join(data)
+        if chunk:
+            transport.write(chunk)
+        if eof:  # the server closes TCP first (RFC 6455 §7.1.1)
+            transport.close()
+            self._ended()
+
+    def _handshake(self, request: Request) -> None:
+        conn = self._conn
+        opening, self._opening = self._opening, None
+        response = conn.accept(request)
+        if response.status_code != 101 or opening is None:
+            conn.send_response(response)
+            self._state = _GONE
+            return
+        outcome = opening(self, request)
+        if isinstance(outcome, Rejected):
+            conn.send_response(conn.reject(outcome.status, outcome.text))
+            self._state = _GONE
+            return
+        headers = response.headers
+        if outcome.subprotocol:
+            headers["Sec-WebSocket-Protocol"] = outcome.subprotocol
+        if "Server" in headers:  # uvicorn is run without one; so is this
+            del headers["Server"]
+        conn.send_response(response)
+        # websockets' parser keeps the request object for the connection's lifetime:
+        # its headers are not needed any more (~1 KB of every idle connection).
+        request.headers.clear()
+        self._peer = outcome.peer
+        self._binary = outcome.binary
+        self._state = _OPEN
+        interval = self._options.ping_interval
+        if interval:
+            self._ping_timer = asyncio.get_running_loop().call_later(interval, self._send_ping)
+
+    def _bad_request(self) -> None:
+        """A request websockets could not parse: its answer (414, 431...) or a 400."""
+        self._state = _GONE
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        answer = b"".join(self._conn.data_to_send())
+        if not answer:  # websockets queued only the end of the stream
+            answer = self._conn.reject(400, "Failed to open a WebSocket connection.\n").serialize()
+        transport.write(answer)
+        transport.close()
+
+    def _frame(self, frame: Frame) -> None:
+        match frame.opcode:
+            case Opcode.TEXT | Opcode.BINARY:
+                if frame.fin:
+                    self._message(frame.data, frame.opcode is Opcode.TEXT)
+                else:
+                    self._parts = [bytes(frame.data)]
+                    self._text = frame.opcode is Opcode.TEXT
+            case Opcode.CONT:
+                parts = self._parts
+                if parts is not None:
+                    parts.append(bytes(frame.data))
+                    if frame.fin:
+                        self._parts = None
+                        self._message(b"".join(parts), self._text)
+            case Opcode.PONG:
+                if self._ping is not None and bytes(frame.data) == self._ping:
+                    self._pong()
+            case Opcode.CLOSE:
+                self._ended()  # websockets echoes it and ends the stream
+            case _:
+                pass  # PING: websockets queued the pong
+
+    def _message(self, data: Any, text: bool) -> None:
+        peer = self._peer
+        if peer is None or self._state != _OPEN:
+            return  # after our close frame: discarded until the peer's comes back
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        if text:
+            try:
+                decoded = data.decode()
+            except UnicodeDecodeError:
+                self._fail(1007, "invalid UTF-8 in a text frame")
+                return
+            peer.message(decoded)
+        else:
+            peer.message(data)
+
+    def _fail(self, code: int, reason: str) -> None:
+        self.flush()
+        self._conn.fail(code, reason)
+        self._send_output()
+        self._ended()
+
+    def _ended(self) -> None:
+        """No message follows: tell the peer, once."""
+        if self._state == _OPEN:
+            self._state = _CLOSING
+        elif self._state == _OPENING:
+            self._state = _GONE
+        peer, self._peer = self._peer, None
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        if peer is not None:
+            peer.closed()
+
+    # --- keepalive --------------------------------------------------------------------
+
+    def _send_ping(self) -> None:
+        self._ping_timer = None
+        if not self.is_open():
+            return
+        self._ping = struct.pack("!I", random.getrandbits(32))
+        self._conn.send_ping(self._ping)
+        self._hold(b"".join(self._conn.data_to_send()))
+        timeout = self._options.ping_timeout
+        loop = asyncio.get_running_loop()
+        if timeout:
+            self._ping_timer = loop.call_later(timeout, self._ping_timed_out)
+        elif self._options.ping_interval:
+            self._ping_timer = loop.call_later(self._options.ping_interval, self._send_ping)
+
+    def _pong(self) -> None:
+        self._ping = None
+        if self._options.ping_timeout and self._ping_timer is not None:
+            self._ping_timer.cancel()
+            interval = self._options.ping_interval or 0.0
+            self._ping_timer = asyncio.get_running_loop().call_later(interval, self._send_ping)
+
+    def _ping_timed_out(self) -> None:
+        self._ping_timer = None
+        self._ping = None
+        if self.is_open():
+            self._fail(1011, "keepalive ping timeout")

@@ -6,9 +6,13 @@ test ever produces is a code that may no longer be sent at all. This plugin
 produces them:
 
 - ``Session.send`` of an ``error`` or ``refused`` (WebSocket replies), and one
-  sent straight through Starlette's ``WebSocket.send`` (before a session exists),
-- ``Session.close`` and Starlette's ``WebSocket.close`` (close codes, and the
-  refusals before accept, which go out as HTTP 403),
+  sent before a session exists: straight through Starlette's ``WebSocket.send``
+  (the ASGI path), or the error of a refused hello (``server.endpoint``'s
+  ``hello_session``, livepilot's own connection),
+- ``Session.close``, Starlette's ``WebSocket.close`` and
+  ``server.wire.WebSocketConnection.close`` (close codes), and the refusals
+  before accept, which go out as HTTP 403 (``WebSocket.close``, or
+  ``server.endpoint``'s ``opening``),
 - ``server.api_http._error_response`` (HTTP error bodies),
 - the refusals the deciders return (``server.domain.room.decide`` and
   ``decide_enter``, ``server.domain.access.decide_access`` and
@@ -108,6 +112,30 @@ def _refusals_of(module: Any, name: str) -> None:
     setattr(module, name, functools.wraps(decider)(recorded))
 
 
+def _wrap_native(endpoint: Any) -> None:
+    """Count what livepilot's own connection refuses with before a session exists: a
+    handshake's refusal (HTTP 403), and the error sent before a refused hello's close."""
+    from server.ws import Refusal
+
+    opening = endpoint.opening
+    hello_session = endpoint.hello_session
+
+    def recorded_opening(*args: Any, **kwargs: Any) -> Any:
+        opened = opening(*args, **kwargs)
+        if isinstance(opened, CloseCode):
+            produced(opened)
+        return opened
+
+    def recorded_hello_session(*args: Any, **kwargs: Any) -> Any:
+        admitted = hello_session(*args, **kwargs)
+        if isinstance(admitted, Refusal) and admitted.error is not None:
+            produced(admitted.error.code)
+        return admitted
+
+    endpoint.opening = functools.wraps(opening)(recorded_opening)
+    endpoint.hello_session = functools.wraps(hello_session)(recorded_hello_session)
+
+
 def _install() -> None:
     # The deciders first: whatever imports them by name later gets the recording ones.
     from server.domain import access, room
@@ -119,8 +147,9 @@ def _install() -> None:
 
     from starlette.websockets import WebSocket
 
-    from server import api_http
+    from server import api_http, endpoint
     from server.hub.session import Session
+    from server.wire import WebSocketConnection
 
     def session_close(session: Session, code: int, reason: str = "") -> None:
         if not session.is_closed:  # the first close is the one sent
@@ -130,6 +159,13 @@ def _install() -> None:
     _before(Session, "close", session_close)
     _before(WebSocket, "close", lambda _ws, code=1000, reason=None: produced(code))
     _before(WebSocket, "send", _frame_sent)
+
+    def conn_close(conn: WebSocketConnection, code: int, reason: str = "") -> None:
+        if conn.is_open():  # the first close is the one sent
+            produced(code)
+
+    _before(WebSocketConnection, "close", conn_close)
+    _wrap_native(endpoint)
 
     error_response = api_http._error_response
 

@@ -8,6 +8,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -270,3 +271,81 @@ async def test_descriptor_exhaustion_is_one_line_per_interval(
     assert [c["message"] for c in seen] == ["other"]
     assert loop.get_exception_handler() is not None  # the previous one, given back
     loop.set_exception_handler(None)
+
+
+class Recorder:
+    """A protocol factory that records the keywords it was called with."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> asyncio.Protocol:
+        self.calls.append(kwargs)
+        protocol: asyncio.Protocol = self.make()
+        return protocol
+
+
+def routed_gate(admission: Admission, http: Recorder) -> tuple[_Gate, FakeTransport]:
+    gate = admission.protocol_factory(http)(config="c", server_state="s", app_state="a")
+    assert isinstance(gate, _Gate)
+    transport = FakeTransport(gate)
+    gate.connection_made(transport)
+    return gate, transport
+
+
+async def test_a_first_request_for_ws_goes_straight_to_the_websocket_protocol() -> None:
+    """With a websocket route, a connection whose first bytes ask for /ws is handed to
+    the WebSocket protocol (with the HTTP protocol's keywords) and no HTTP protocol is
+    built; the deadline stands until it accepts, and it is counted out when lost."""
+    # H6 (decision 0023: the upgrade skips uvicorn's HTTP protocol)
+    ws = WebSocketInner()
+    websocket = Recorder(lambda: ws)
+    http = Recorder(Inner)
+    admission = Admission(10, 30.0, Metrics(), websocket=websocket)
+    gate, transport = routed_gate(admission, http)
+    assert http.calls == []  # nothing built before the first bytes
+    assert websocket.calls == []
+    request = b"GET /ws?x=1 HTTP/1.1\r\nUpgrade: websocket\r\n\r\n"
+    gate.data_received(request)
+    assert http.calls == []
+    assert websocket.calls == [{"config": "c", "server_state": "s", "app_state": "a"}]
+    assert transport.get_protocol() is ws
+    assert ws.received == request
+    assert armed(gate)
+    assert admission.open == 1
+    ws.connection_lost(None)
+    assert admission.open == 0
+
+
+@pytest.mark.parametrize("first", [b"GET /healthz HTTP/1.1\r\n", b"GET /wsx HTTP/1.1\r\n",
+                                   b"POST /ws HTTP/1.1\r\n", b"GE"])
+async def test_any_other_first_request_builds_the_http_protocol(first: bytes) -> None:
+    """Bytes that do not start a request for /ws build the HTTP protocol, which gets
+    them all; nothing is built for the WebSocket route."""
+    inner = Inner()
+    websocket = Recorder(WebSocketInner)
+    http = Recorder(lambda: inner)
+    admission = Admission(10, 30.0, Metrics(), websocket=websocket)
+    gate, transport = routed_gate(admission, http)
+    gate.data_received(first)
+    assert len(http.calls) == 1
+    assert websocket.calls == []
+    assert inner.transport is transport
+    assert inner.received == first
+    assert transport.get_protocol() is gate
+
+
+async def test_a_silent_connection_with_a_websocket_route_is_cut_and_counted_out() -> None:
+    """A connection that sends nothing is aborted at the deadline although no protocol
+    was built behind the gate yet, and counted out when lost."""
+    # H6
+    metrics = Metrics()
+    admission = Admission(10, 0.05, metrics, websocket=Recorder(WebSocketInner))
+    gate, transport = routed_gate(admission, Recorder(Inner))
+    with anyio.fail_after(5):
+        await transport.aborted.wait()
+    assert sample(metrics, "livepilot_handshake_timeouts_total") == 1
+    assert admission.open == 1
+    gate.connection_lost(None)
+    assert admission.open == 0

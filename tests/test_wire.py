@@ -1,14 +1,15 @@
-"""server.wire: frame headers, the direct sink, read-ahead and close_now.
+"""server.wire: frame headers, the handshake, messages in, frames out, the closing
+handshake and keepalive of livepilot's own WebSocket connection.
 
-Unit tests drive a real LivepilotWebSocketProtocol with websockets' sans-I/O
-client on the other side of a recording transport; end-to-end tests run a real
-server on a loopback port.
+Unit tests drive a real WebSocketConnection with websockets' sans-I/O client on the
+other side of a recording transport; end-to-end tests run a real server on a
+loopback port.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +17,11 @@ from typing import Any
 
 import anyio
 import pytest
-import uvicorn
-from uvicorn.protocols.utils import ClientDisconnected
-from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.streams import StreamReader
 from websockets.typing import Subprotocol
@@ -45,15 +44,17 @@ from protocol.messages import (
 from protocol.model import Actor, Viewer
 from server import wire as wire_module
 from server.config import Settings, load_settings
+from server.endpoint import READ_AHEAD
 from server.hub.session import Session
 from server.wire import (
     FLUSH_AT_BYTES,
-    READ_AHEAD,
-    SINK_EXTENSION,
-    DirectSink,
-    LivepilotWebSocketProtocol,
+    Accepted,
+    Options,
+    Rejected,
+    WebSocketConnection,
     fit_close_reason,
     frame_header,
+    framed,
 )
 from tests.e2e.conftest import TIMEOUT, Raw, Server, free_port, raw_client, run_server
 
@@ -96,7 +97,16 @@ def test_frame_header_uses_the_shortest_length_form(length: int, size: int) -> N
     assert len(frame_header(Opcode.BINARY, length)) == size
 
 
-# --- a protocol on a recording transport ------------------------------------------
+def test_wire_keeps_no_mutable_module_state() -> None:
+    """No module-global list, dict, set or bytearray in server.wire: nothing one
+    connection writes can leak into another's frames (the old last-frame cache)."""
+    mutable = {name for name, value in vars(wire_module).items()
+               if isinstance(value, list | dict | set | bytearray)
+               and not name.startswith("__")}
+    assert mutable == set()
+
+
+# --- a connection on a recording transport ------------------------------------------
 
 
 class RecordingTransport(asyncio.Transport):
@@ -148,18 +158,33 @@ class RecordingTransport(asyncio.Transport):
 
 
 @dataclass
-class Wire:
-    """A server protocol, its transport, and a sans-I/O client on the other end."""
+class RecordingPeer:
+    """A Peer that records what the connection tells it."""
 
-    protocol: LivepilotWebSocketProtocol
+    messages: list[str | bytes] = field(default_factory=list)
+    closes: int = 0
+
+    def message(self, data: str | bytes) -> None:
+        self.messages.append(data)
+
+    def closed(self) -> None:
+        self.closes += 1
+
+
+@dataclass
+class Wire:
+    """A server connection, its transport, its peer, and a sans-I/O client on the other end."""
+
+    conn: WebSocketConnection
     transport: RecordingTransport
     client: ClientProtocol
-    scope: Mapping[str, Any]
+    peer: RecordingPeer
+    requests: list[Request]
     received: list[Frame] = field(default_factory=list)
 
     def client_sends(self) -> None:
         """Deliver what the client has to send to the server, in one read."""
-        self.protocol.data_received(b"".join(self.client.data_to_send()))
+        self.conn.data_received(b"".join(self.client.data_to_send()))
 
     def client_receives(self) -> list[Frame]:
         """Frames the server wrote since the last call, as the client decodes them."""
@@ -168,83 +193,131 @@ class Wire:
         self.received.extend(frames)
         return frames
 
-    def sink(self, binary: bool) -> DirectSink:
-        make: Callable[[bool], DirectSink] = self.scope["extensions"][SINK_EXTENSION]
-        return make(binary)
-
     def peer_closes(self, code: int = 1000, reason: str = "bye") -> None:
         """The client starts the closing handshake; the server reads its close frame."""
         self.client.send_close(code, reason)
         self.client_sends()
 
 
-@asynccontextmanager
-async def wire(*, deflate: bool = False) -> AsyncIterator[Wire]:
-    """A handshaken connection to an app that accepts and then never reads."""
-    accepted = asyncio.Event()
-    release = asyncio.Event()
-
-    async def app(scope: dict[str, Any], receive: Callable[[], Any],
-                  send: Callable[[dict[str, Any]], Any]) -> None:
-        assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept"})
-        accepted.set()
-        await release.wait()
-
-    config = uvicorn.Config(app, ws=LivepilotWebSocketProtocol, lifespan="off",
-                            ws_per_message_deflate=deflate, ws_ping_interval=None,
-                            log_config=None)
-    config.load()
-    state = ServerState()
-    protocol = LivepilotWebSocketProtocol(config, state, {})
-    transport = RecordingTransport()
-    protocol.connection_made(transport)
+def client_for(deflate: bool = False, subprotocols: list[str] | None = None) -> ClientProtocol:
     extensions = [ClientPerMessageDeflateFactory()] if deflate else None
-    client = ClientProtocol(parse_uri("ws://127.0.0.1:8000/ws"), extensions=extensions)
+    return ClientProtocol(parse_uri("ws://127.0.0.1:8000/ws"), extensions=extensions,
+                          subprotocols=[Subprotocol(s) for s in subprotocols or []] or None)
+
+
+@asynccontextmanager
+async def wire(*, deflate: bool = False, binary: bool = False,
+               options: Options | None = None) -> AsyncIterator[Wire]:
+    """A handshaken connection whose peer records what it is told."""
+    peer = RecordingPeer()
+    requests: list[Request] = []
+
+    def opening(conn: WebSocketConnection, request: Request) -> Accepted | Rejected:
+        requests.append(request)
+        return Accepted(peer, "livepilot.test", binary)
+
+    conn = WebSocketConnection(opening, options or Options(deflate=deflate))
+    transport = RecordingTransport()
+    conn.connection_made(transport)
+    client = client_for(deflate, ["livepilot.test"])
     client.send_request(client.connect())
-    protocol.data_received(b"".join(client.data_to_send()))
-    with anyio.fail_after(TIMEOUT):
-        await accepted.wait()
+    conn.data_received(b"".join(client.data_to_send()))
     client.receive_data(transport.take())
-    client.events_received()  # the handshake response
+    [response] = client.events_received()
+    assert isinstance(response, Response)
     assert client.state is State.OPEN
     assert bool(client.extensions) == deflate
+    assert client.subprotocol == "livepilot.test"
+    assert conn.accepted
+    w = Wire(conn, transport, client, peer, requests)
     try:
-        yield Wire(protocol, transport, client, protocol.scope)
+        yield w
     finally:
-        release.set()
-        if protocol.close_timer is not None:
-            protocol.close_timer.cancel()
-        with anyio.fail_after(TIMEOUT):
-            await asyncio.gather(*state.tasks)
+        conn.connection_lost(None)
 
 
 async def end_of_turn() -> None:
-    """Return after every callback scheduled so far has run (the sink's flush among them)."""
+    """Return after every callback scheduled so far has run (the flush among them)."""
     await asyncio.sleep(0)
 
 
-async def drain(protocol: LivepilotWebSocketProtocol) -> list[Mapping[str, Any]]:
-    """Every event waiting for the app (taken from the queue, not through receive())."""
-    events: list[Mapping[str, Any]] = []
-    with anyio.fail_after(TIMEOUT):
-        while not protocol.queue.empty():
-            events.append(await protocol.queue.get())
-    return events
+# --- the handshake ------------------------------------------------------------------
 
 
-# --- the sink -----------------------------------------------------------------------
+async def test_a_rejected_handshake_is_answered_with_its_status_and_closed() -> None:
+    """An opening that rejects gets that HTTP status; the peer is never told anything."""
+    conn = WebSocketConnection(lambda c, r: Rejected(403, "no"), Options())
+    transport = RecordingTransport()
+    conn.connection_made(transport)
+    client = client_for()
+    client.send_request(client.connect())
+    conn.data_received(b"".join(client.data_to_send()))
+    client.receive_data(transport.take())
+    [response] = client.events_received()
+    assert isinstance(response, Response)
+    assert response.status_code == 403
+    assert transport.closed
+    assert conn.accepted  # answered: the admission deadline is met
+    assert not conn.is_open()
+
+
+async def test_a_request_that_is_not_a_websocket_upgrade_gets_a_4xx() -> None:
+    """A request websockets cannot accept (no Sec-WebSocket-Key) is answered 400, not opened."""
+    opened: list[Request] = []
+
+    def opening(conn: WebSocketConnection, request: Request) -> Rejected:
+        opened.append(request)
+        return Rejected(500)
+
+    conn = WebSocketConnection(opening, Options())
+    transport = RecordingTransport()
+    conn.connection_made(transport)
+    conn.data_received(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert transport.take().startswith(b"HTTP/1.1 400")
+    assert transport.closed
+    assert opened == []
+
+
+async def test_garbage_instead_of_a_request_is_answered_400() -> None:
+    """Bytes that are no HTTP request get a 400 and the socket is closed."""
+    conn = WebSocketConnection(lambda c, r: Rejected(500), Options())
+    transport = RecordingTransport()
+    conn.connection_made(transport)
+    conn.data_received(b"\x16\x03\x01 not http\r\n\r\n")
+    assert transport.take().startswith(b"HTTP/1.1 4")
+    assert transport.closed
+
+
+async def test_accepting_lets_go_of_the_request_headers() -> None:
+    """Once accepted, the handshake request's headers are released: websockets' parser
+    keeps the request object, and every idle connection would keep them."""
+    async with wire() as w:
+        [request] = w.requests
+        assert len(request.headers) == 0
+
+
+async def test_registry_holds_the_connection_while_it_is_open() -> None:
+    """A connection is in its registry (uvicorn's connections) from made to lost."""
+    registry: set[Any] = set()
+    conn = WebSocketConnection(lambda c, r: Rejected(403), Options(), registry=registry)
+    conn.connection_made(RecordingTransport())
+    assert registry == {conn}
+    conn.connection_lost(None)
+    assert registry == set()
+
+
+# --- frames out -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
 @pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
-async def test_sink_frames_arrive_whole_and_decoded(deflate: bool, binary: bool) -> None:
-    """A sink's frames reach the client as final text/binary frames with the same payload."""
-    async with wire(deflate=deflate) as w:
-        sink = w.sink(binary)
+async def test_frames_arrive_whole_and_decoded(deflate: bool, binary: bool) -> None:
+    """Written frames reach the client as final text/binary frames with the same payload."""
+    async with wire(deflate=deflate, binary=binary) as w:
         payloads = [b"", b"{}", b"x" * 4000, bytes(range(200)) * 300 if binary else b"y" * 70_000]
         for payload in payloads:
-            sink.write(payload)
+            w.conn.write(payload)
         await end_of_turn()
         on_wire = sum(len(b) for b in w.transport.written)
         frames = w.client_receives()
@@ -259,31 +332,43 @@ async def test_sink_frames_arrive_whole_and_decoded(deflate: bool, binary: bool)
                                           for p in payloads)
 
 
-async def test_sink_reports_the_transport_write_buffer() -> None:
+@pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
+async def test_a_fan_out_frame_framed_once_is_written_as_is(deflate: bool) -> None:
+    """write(frame, wire) sends the frame the fan-out framed once; with deflate, the
+    frame goes through the codec instead."""
+    async with wire(deflate=deflate, binary=True) as w:
+        payload = b"event" * 20
+        wire_bytes = framed(payload, True)
+        w.conn.write(payload, wire_bytes)
+        await end_of_turn()
+        if not deflate:
+            assert w.transport.written == [wire_bytes]
+        assert [bytes(f.data) for f in w.client_receives()] == [payload]
+
+
+async def test_buffered_reports_the_transport_write_buffer() -> None:
     """buffered() is what the transport has not handed to the kernel yet; frames
     held for the end of the turn were not offered to it and do not count."""
     async with wire() as w:
-        sink = w.sink(False)
-        assert sink.buffered() == 0
+        assert w.conn.buffered() == 0
         w.transport.buffer_size = 12_345
-        assert sink.buffered() == 12_345
-        sink.write(b"x" * 200)
+        assert w.conn.buffered() == 12_345
+        w.conn.write(b"x" * 200)
         assert w.transport.written == []
-        assert sink.buffered() == 12_345
+        assert w.conn.buffered() == 12_345
 
 
 async def test_a_burst_is_written_as_it_grows_past_the_flush_size() -> None:
     """Once FLUSH_AT_BYTES are held, they are written at once, before the turn ends."""
-    async with wire() as w:
-        sink = w.sink(True)
+    async with wire(binary=True) as w:
         chunk = bytes(1000)
         per_flush = -(-FLUSH_AT_BYTES // (len(chunk) + 4))  # frames until the flush
         for _ in range(per_flush - 1):
-            sink.write(chunk)
+            w.conn.write(chunk)
         assert w.transport.written == []
-        sink.write(chunk)
+        w.conn.write(chunk)
         assert len(w.transport.written) == 1
-        sink.write(b"the rest")
+        w.conn.write(b"the rest")
         await end_of_turn()
         frames = w.client_receives()
         assert len(frames) == per_flush + 1
@@ -294,9 +379,9 @@ async def test_a_burst_larger_than_the_bound_does_not_close_a_reader_that_keeps_
     """A resume's worth of events in one turn, well past send_buffer_bytes, reaches a
     client whose kernel buffer takes it: the bound counts what the kernel refused."""
     # H3 (a resume of many events must not close the session as slow)
-    async with wire() as w:
+    async with wire(binary=True) as w:
         session = Session("s", Actor(role="creator", id="cr"), Codec("msgpack"),
-                          expires_at=2**50, max_buffered=16 * 1024, sink=w.sink(True))
+                          expires_at=2**50, max_buffered=16 * 1024, sink=w.conn)
         frames = [bytes([i % 256]) * 500 for i in range(200)]  # ~100 KB in one turn
         for frame in frames:
             session.deliver(frame)
@@ -309,228 +394,184 @@ async def test_a_burst_larger_than_the_bound_does_not_close_a_reader_that_keeps_
 async def test_frames_of_one_turn_go_out_in_one_write(deflate: bool) -> None:
     """Frames written in one turn of the loop are held, then written together, in order."""
     async with wire(deflate=deflate) as w:
-        sink = w.sink(False)
         payloads = [f"event {i}".encode() for i in range(5)]
         for payload in payloads:
-            sink.write(payload)
+            w.conn.write(payload)
         assert w.transport.written == []
         await end_of_turn()
         assert len(w.transport.written) == 1
         assert [bytes(f.data) for f in w.client_receives()] == payloads
-        sink.write(b"next turn")
+        w.conn.write(b"next turn")
         await end_of_turn()
         assert [bytes(f.data) for f in w.client_receives()] == [b"next turn"]
 
 
-async def test_an_asgi_send_goes_after_the_frames_held() -> None:
-    """A frame sent through ASGI after sink writes follows them on the wire."""
+async def test_flush_writes_what_is_held_now() -> None:
+    """flush() writes the frames held so far at once (a publish's end, decision 0012)."""
     async with wire() as w:
-        w.sink(False).write(b"first")
-        with anyio.fail_after(TIMEOUT):
-            await w.protocol.send({"type": "websocket.send", "text": "second"})
-        assert [bytes(f.data) for f in w.client_receives()] == [b"first", b"second"]
+        w.conn.write(b"a")
+        w.conn.write(b"b")
+        w.conn.flush()
+        assert len(w.transport.written) == 1
+        assert [bytes(f.data) for f in w.client_receives()] == [b"a", b"b"]
 
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
 async def test_frames_held_when_the_peer_closes_are_dropped(deflate: bool) -> None:
     """Frames held when the peer's close frame arrives never follow the close echo."""
     async with wire(deflate=deflate) as w:
-        w.sink(False).write(b"fan-out to a member that is leaving")
+        w.conn.write(b"fan-out to a member that is leaving")
         w.peer_closes()
         await end_of_turn()
         assert [f.opcode for f in w.client_receives()] == [Opcode.CLOSE]
+        assert w.transport.closed  # the server closes TCP first
+        assert w.peer.closes == 1
 
 
 async def test_frames_held_when_the_connection_is_lost_are_dropped() -> None:
     """Frames held when the connection is lost are not written to the dead transport."""
     async with wire() as w:
-        w.sink(False).write(b"nobody there")
-        w.protocol.connection_lost(None)
+        w.conn.write(b"nobody there")
+        w.conn.connection_lost(None)
         await end_of_turn()
         assert w.transport.written == []
+        assert w.peer.closes == 1
 
 
-async def test_scope_carries_the_sink_extension() -> None:
-    """The app's scope holds livepilot.sink next to uvicorn's own extensions."""
+# --- messages in ----------------------------------------------------------------------
+
+
+async def test_text_frames_arrive_as_str_and_binary_as_bytes() -> None:
+    """A text message reaches the peer as str, a binary one as bytes, in order."""
     async with wire() as w:
-        assert set(w.scope["extensions"]) == {"websocket.http.response", SINK_EXTENSION}
-        assert isinstance(w.sink(True), DirectSink)
+        w.client.send_text("héllo".encode())
+        w.client.send_binary(b"\x00\x01")
+        w.client_sends()
+        assert w.peer.messages == ["héllo", b"\x00\x01"]
 
 
-async def test_making_the_sink_lets_go_of_the_handshake() -> None:
-    """Once the sink is made (after accept), the handshake's request, response and
-    headers are released: an idle connection does not keep them."""
+async def test_a_fragmented_message_arrives_whole() -> None:
+    """A message sent in several frames reaches the peer once, reassembled."""
     async with wire() as w:
-        request = w.protocol.request
-        assert len(request.headers) > 0
-        assert len(w.scope["headers"]) > 0
-        w.sink(False)
-        assert w.protocol.request is None
-        assert w.protocol.response is None
-        assert len(request.headers) == 0  # websockets' parser still holds the request
-        assert w.scope["headers"] == []
+        w.client.send_text(b"one ", fin=False)
+        w.client.send_continuation(b"two ", fin=False)
+        w.client_sends()
+        assert w.peer.messages == []
+        w.client.send_continuation(b"three", fin=True)
+        w.client_sends()
+        assert w.peer.messages == ["one two three"]
 
 
-# --- read-ahead ---------------------------------------------------------------------
-
-
-async def test_reading_pauses_only_once_read_ahead_messages_wait() -> None:
-    """Reading pauses once READ_AHEAD messages wait (not before) and resumes once all are taken."""
+async def test_invalid_utf8_in_a_text_frame_closes_with_1007() -> None:
+    """A text frame that is not UTF-8 fails the connection with 1007 (RFC 6455 §8.1)."""
     async with wire() as w:
-        for i in range(READ_AHEAD - 1):
-            w.client.send_text(str(i).encode())
+        w.client.send_text(b"\xff\xfe")
         w.client_sends()
-        assert w.protocol.queue.qsize() == READ_AHEAD - 1
-        assert w.transport.pauses == 0
-        assert not w.protocol.read_paused
+        assert w.peer.messages == []
+        [frame] = w.client_receives()
+        assert Close.parse(bytes(frame.data)).code == 1007
+        assert w.peer.closes == 1
 
-        w.client.send_text(str(READ_AHEAD - 1).encode())
-        w.client_sends()
-        assert (w.transport.pauses, w.protocol.read_paused) == (1, True)
 
-        # Bytes already read still arrive while paused: queued, no second pause.
-        for i in range(READ_AHEAD, READ_AHEAD + 4):
-            w.client.send_text(str(i).encode())
+async def test_a_message_too_large_closes_with_1009() -> None:
+    """A message past max_size fails the connection with 1009; the peer never sees it."""
+    async with wire(options=Options(max_size=100)) as w:
+        w.client.send_binary(bytes(101))
         w.client_sends()
+        assert w.peer.messages == []
+        [frame] = w.client_receives()
+        assert Close.parse(bytes(frame.data)).code == 1009
+        assert w.transport.closed
+
+
+async def test_a_ping_is_answered_with_a_pong() -> None:
+    """A client's ping gets its pong; the peer is not told."""
+    async with wire() as w:
+        w.client.send_ping(b"abc")
+        w.client_sends()
+        await end_of_turn()
+        frames = w.client_receives()
+        assert [(f.opcode, bytes(f.data)) for f in frames] == [(Opcode.PONG, b"abc")]
+        assert w.peer.messages == []
+
+
+async def test_pause_and_resume_reading_reach_the_transport_once() -> None:
+    """pause_reading pauses the transport once however often it is called; resume once."""
+    async with wire() as w:
+        w.conn.pause_reading()
+        w.conn.pause_reading()
         assert w.transport.pauses == 1
-
-        taken: list[str] = []
-        with anyio.fail_after(TIMEOUT):
-            while not w.protocol.queue.empty():
-                assert w.transport.resumes == 0  # not before the app has taken them all
-                message: Mapping[str, Any] = await w.protocol.receive()
-                taken.append(message["text"])
-        assert taken == [str(i) for i in range(READ_AHEAD + 4)]
-        assert (w.transport.resumes, w.protocol.read_paused) == (1, False)
+        w.conn.resume_reading()
+        w.conn.resume_reading()
+        assert w.transport.resumes == 1
 
 
-async def test_read_ahead_never_pauses_a_closing_transport() -> None:
-    """Messages that arrive while the transport is closing do not pause reading."""
+# --- close ----------------------------------------------------------------------------
+
+
+async def test_close_sends_the_close_frame_after_what_was_written() -> None:
+    """close() sends the close frame after the frames written, resumes reading to hear
+    the answer, tells the peer, and drops what is written after it."""
     async with wire() as w:
-        w.transport.closed = True
-        for i in range(READ_AHEAD + 2):
-            w.client.send_text(str(i).encode())
+        w.conn.pause_reading()
+        w.conn.write(b"last words")
+        w.conn.close(4001, "send buffer overflow")
+        assert w.transport.resumes == 1  # to read the peer's close
+        assert w.peer.closes == 1
+        w.conn.write(b"after the close")  # dropped
+        w.client.send_text(b"late message")  # discarded: the peer was told it is over
         w.client_sends()
-        assert w.transport.pauses == 0
-        assert w.protocol.queue.qsize() == READ_AHEAD + 2
-
-
-async def test_receive_waits_for_the_next_message() -> None:
-    """The app's receive() waits until a message arrives, then returns it."""
-    async with wire() as w:
-        receiving = asyncio.ensure_future(w.protocol.receive())
-        await anyio.wait_all_tasks_blocked()
-        assert not receiving.done()
-        w.client.send_text(b"hello")
-        w.client_sends()
-        with anyio.fail_after(TIMEOUT):
-            message = await receiving
-        assert message == {"type": "websocket.receive", "text": "hello"}
-
-
-async def test_asgi_send_waits_while_writing_is_paused() -> None:
-    """An ASGI send waits while the transport's buffer is full and goes once it drains."""
-    async with wire() as w:
-        w.protocol.pause_writing()
-        sending = asyncio.ensure_future(
-            w.protocol.send({"type": "websocket.send", "text": "queued"}))
-        await anyio.wait_all_tasks_blocked()
-        assert not sending.done()
-        assert w.transport.written == []
-        w.protocol.resume_writing()
-        with anyio.fail_after(TIMEOUT):
-            await sending
-        assert [bytes(f.data) for f in w.client_receives()] == [b"queued"]
-
-
-async def test_connection_lost_wakes_a_waiting_send() -> None:
-    """A send waiting for a paused transport ends with ClientDisconnected when it is lost."""
-    async with wire() as w:
-        w.protocol.pause_writing()
-        sending = asyncio.ensure_future(
-            w.protocol.send({"type": "websocket.send", "text": "never"}))
-        await anyio.wait_all_tasks_blocked()
-        w.protocol.connection_lost(None)
-        with anyio.fail_after(TIMEOUT), pytest.raises(ClientDisconnected):
-            await sending
-
-
-# --- close_now ------------------------------------------------------------------------
-
-
-async def test_close_now_sends_the_close_frame_after_what_was_written() -> None:
-    """close_now sends the close frame after the sink's frames and ends the app's reads."""
-    async with wire() as w:
-        sink = w.sink(False)
-        for i in range(READ_AHEAD):  # reading is paused ...
-            w.client.send_text(str(i).encode())
-        w.client_sends()
-        assert w.protocol.read_paused
-        sink.write(b"last words")
-        sink.close(4001, "send buffer overflow")
-        assert w.transport.resumes == 1  # ... and resumed, to read the peer's close
-        sink.write(b"after the close")  # dropped
+        assert w.peer.messages == []
         frames = w.client_receives()
         assert [(f.opcode, bytes(f.data)) for f in frames[:1]] == [(Opcode.TEXT, b"last words")]
         assert [f.opcode for f in frames] == [Opcode.TEXT, Opcode.CLOSE]
         assert Close.parse(bytes(frames[1].data)) == Close(4001, "send buffer overflow")
-        events = await drain(w.protocol)
-        assert events[-1] == {"type": "websocket.disconnect", "code": 4001,
-                              "reason": "send buffer overflow"}
-        assert w.protocol.close_timer is not None
         assert not w.transport.closed
         w.client_sends()  # the client echoes the close frame
         assert w.transport.closed
-        assert w.protocol.close_timer is None
 
 
-async def test_close_timer_drops_a_peer_that_stopped_reading(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A peer that neither reads nor answers the close in time is aborted, data buffered or not."""
-    monkeypatch.setattr(wire_module, "CLOSE_TIMEOUT_S", 0.01)
-    async with wire() as w:
+async def test_close_timer_drops_a_peer_that_stopped_reading() -> None:
+    """A peer that neither reads nor answers the close in time is aborted."""
+    async with wire(options=Options(close_timeout=0.01)) as w:
         w.transport.buffer_size = 200_000  # the kernel takes nothing more
-        w.sink(False).close(4001, "send buffer overflow")
+        w.conn.close(4001, "send buffer overflow")
         with anyio.fail_after(TIMEOUT):
             await w.transport.ended.wait()
         assert w.transport.aborted
 
 
-async def test_close_now_twice_sends_one_close_frame() -> None:
-    """A second close_now is a no-op: the first code stands."""
+async def test_close_twice_sends_one_close_frame() -> None:
+    """A second close is a no-op: the first code stands."""
     async with wire() as w:
-        w.protocol.close_now(4001, "slow")
-        w.protocol.close_now(4504, "abuse")
+        w.conn.close(4001, "slow")
+        w.conn.close(4504, "abuse")
         frames = w.client_receives()
         assert [Close.parse(bytes(f.data)).code for f in frames] == [4001]
+        assert w.peer.closes == 1
 
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
-async def test_close_now_after_the_peer_closed_is_a_no_op(deflate: bool) -> None:
-    """Once the peer's close frame was read, close_now raises nothing and writes nothing."""
+async def test_close_after_the_peer_closed_is_a_no_op(deflate: bool) -> None:
+    """Once the peer's close frame was read, close raises nothing and writes nothing."""
     async with wire(deflate=deflate) as w:
         w.peer_closes(1000, "bye")
         echo = w.client_receives()
-        assert [f.opcode for f in echo] == [Opcode.CLOSE]  # uvicorn echoed it
+        assert [f.opcode for f in echo] == [Opcode.CLOSE]
         assert w.transport.closed
-        w.protocol.close_now(4001, "too late")
-        w.sink(False).close(4504, "too late")
+        w.conn.close(4001, "too late")
         assert w.transport.written == []
-        assert await drain(w.protocol) == [
-            {"type": "websocket.disconnect", "code": 1000, "reason": "bye"}]
-        assert w.protocol.close_timer is None
+        assert w.peer.closes == 1
 
 
-async def test_close_now_after_the_connection_was_lost_is_a_no_op() -> None:
-    """After connection_lost, close_now and the sink raise nothing and write nothing."""
+async def test_close_after_the_connection_was_lost_is_a_no_op() -> None:
+    """After connection_lost, close and write raise nothing and write nothing."""
     async with wire() as w:
-        w.protocol.connection_lost(None)
-        sink = w.sink(False)
-        sink.write(b"nobody there")
-        sink.close(4001, "too late")
+        w.conn.connection_lost(None)
+        w.conn.write(b"nobody there")
+        w.conn.close(4001, "too late")
         assert w.transport.written == []
-        assert [e["type"] for e in await drain(w.protocol)] == ["websocket.disconnect"]
+        assert w.peer.closes == 1
 
 
 @pytest.mark.parametrize(("reason", "fitted"), [
@@ -549,38 +590,92 @@ def test_fit_close_reason_keeps_whole_characters_within_123_bytes(reason: str,
 
 
 @pytest.mark.parametrize("reason", ["r" * 300, "é" * 100, "€" * 50])
-async def test_sink_close_with_a_long_reason_still_sends_the_close_frame(reason: str) -> None:
-    """A sink closed with an over-long reason sends a valid close frame, reason cut to fit."""
+async def test_close_with_a_long_reason_still_sends_the_close_frame(reason: str) -> None:
+    """A connection closed with an over-long reason sends a valid close frame, reason cut."""
     async with wire() as w:
-        w.sink(False).close(4001, reason)
+        w.conn.close(4001, reason)
         [frame] = w.client_receives()
         assert Close.parse(bytes(frame.data)) == Close(4001, fit_close_reason(reason))
-        assert (await drain(w.protocol))[-1]["code"] == 4001
-        assert w.protocol.close_sent
 
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
-async def test_sink_write_after_the_peer_closed_is_dropped(deflate: bool) -> None:
-    """Once the peer's close frame was read, a sink write is dropped: no error, no data frame."""
+async def test_write_after_the_peer_closed_is_dropped(deflate: bool) -> None:
+    """Once the peer's close frame was read, a write is dropped: no error, no data frame."""
     # RFC 6455 §5.5.1: no data frame after a close frame. With deflate, websockets would
-    # refuse to frame it (InvalidState out of the hub's fan-out); without, it would follow
-    # the close echo on the wire whenever the transport still had data buffered.
+    # refuse to frame it (InvalidState out of the hub's fan-out).
     async with wire(deflate=deflate) as w:
         w.peer_closes()
         w.client_receives()
-        assert not w.protocol.close_sent  # only the peer's close so far
-        w.sink(False).write(b"fan-out to a member that is leaving")
-        w.sink(True).write(b"and another")
+        w.conn.write(b"fan-out to a member that is leaving")
+        w.conn.flush()
         assert w.transport.written == []
 
 
-async def test_sink_write_after_close_now_is_dropped() -> None:
-    """Once our close frame is out, a sink write is dropped (the peer has not answered yet)."""
+async def test_shutdown_closes_an_open_connection_with_1001() -> None:
+    """shutdown() (the server stopping) closes an open connection with 1001."""
     async with wire() as w:
-        w.protocol.close_now(4001, "slow")
-        w.client_receives()
-        w.sink(False).write(b"too late")
-        assert w.transport.written == []
+        w.conn.shutdown()
+        [frame] = w.client_receives()
+        assert Close.parse(bytes(frame.data)).code == 1001
+        w.conn.shutdown()  # closing already: the transport is closed
+        assert w.transport.closed
+
+
+# --- keepalive ------------------------------------------------------------------------
+
+
+async def test_keepalive_pings_and_fails_a_silent_peer_with_1011() -> None:
+    """A ping goes out every interval; one not answered in time fails the connection."""
+    async with wire(options=Options(ping_interval=0.01, ping_timeout=0.01)) as w:
+        with anyio.fail_after(TIMEOUT):
+            await w.transport.ended.wait()
+        frames = w.client_receives()
+        assert [f.opcode for f in frames] == [Opcode.PING, Opcode.CLOSE]
+        assert Close.parse(bytes(frames[1].data)).code == 1011
+        assert w.peer.closes == 1
+
+
+async def test_keepalive_goes_on_while_pongs_come_back() -> None:
+    """An answered ping is followed by the next one; the connection stays open."""
+    async with wire(options=Options(ping_interval=0.01, ping_timeout=1.0)) as w:
+        pings = 0
+        with anyio.fail_after(TIMEOUT):
+            while pings < 3:
+                await asyncio.sleep(0.005)
+                for frame in w.client_receives():
+                    assert frame.opcode == Opcode.PING
+                    pings += 1
+                w.client_sends()  # websockets' client queued the pong
+        assert w.conn.is_open()
+
+
+# --- the admission gate ---------------------------------------------------------------
+
+
+async def test_the_connection_takes_over_from_an_admission_gate() -> None:
+    """Made while a gate (server.admission) is the transport's protocol, it takes the
+    connection over (hand_over), is accepted only once the handshake is answered, and
+    tells the gate once when the connection is lost."""
+    # H6
+    handed: list[object] = []
+    gone: list[bool] = []
+
+    class Gate(asyncio.Protocol):
+        def hand_over(self, protocol: asyncio.Protocol) -> Callable[[], None]:
+            handed.append(protocol)
+            return lambda: gone.append(True)
+
+    conn = WebSocketConnection(lambda c, r: Rejected(403), Options())
+    transport = RecordingTransport()
+    transport.protocol = Gate()
+    conn.connection_made(transport)
+    assert handed == [conn]
+    assert not conn.accepted
+    conn.connection_lost(None)
+    assert gone == [True]
+    conn.connection_lost(None)
+    assert gone == [True]
+
 
 
 # --- over real sockets ------------------------------------------------------------------
@@ -621,7 +716,7 @@ async def test_deflate_and_plain_clients_receive_the_same_events(tmp_path: Path)
         assert not plain.ws.protocol.extensions  # the frame_header branch
         sessions = list(srv.runtime.hub.sessions.values())
         assert len(sessions) == 3
-        assert all(isinstance(s.sink, DirectSink) for s in sessions)
+        assert all(isinstance(s.sink, WebSocketConnection) for s in sessions)
 
         for member in (packed, plain):
             await member.send(Join(room="cr"))
@@ -745,29 +840,3 @@ async def test_a_ping_and_a_close_read_together_end_quietly(
                 opcodes.append(done.value.opcode)
         assert opcodes == [Opcode.CLOSE]  # nothing after the close frame
     assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()]
-
-
-async def test_the_protocol_takes_the_connection_over_from_an_admission_gate() -> None:
-    """Made while a gate (server.admission) is the transport's protocol, it takes the
-    connection over (hand_over), is accepted only once the app accepts, and tells the
-    gate once when the connection is lost."""
-    # H6
-    handed: list[object] = []
-    gone: list[bool] = []
-
-    class Gate(asyncio.Protocol):
-        def hand_over(self, protocol: asyncio.Protocol) -> Callable[[], None]:
-            handed.append(protocol)
-            return lambda: gone.append(True)
-
-    config = uvicorn.Config(lambda *_: None, ws=LivepilotWebSocketProtocol, lifespan="off",
-                            log_config=None)
-    config.load()
-    protocol = LivepilotWebSocketProtocol(config, ServerState(), {})
-    transport = RecordingTransport()
-    transport.protocol = Gate()
-    protocol.connection_made(transport)
-    assert handed == [protocol]
-    assert not protocol.accepted
-    protocol.connection_lost(None)
-    assert gone == [True]

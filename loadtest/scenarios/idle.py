@@ -5,6 +5,10 @@ creator client and the rest consoles), then send nothing. The server's RSS is
 read after access is set up and before the first connection, and again after
 ``--hold`` seconds with every connection open; the difference over N is the
 memory one idle connection costs.
+
+Then the reconnect storm: every connection is dropped at once (as after a node
+failure, seen from its clients) and all reconnect at once (``--storm-limit``
+handshakes in flight): the time until every one has said hello and joined again.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ FIGURES = (
     Figure("rss_before_mib", "server RSS before", "MiB"),
     Figure("rss_after_mib", "server RSS with all open", "MiB"),
     Figure("connect_per_s", "connections opened/s", "/s"),
+    Figure("storm_seconds", "reconnect storm: all back after a drop", "s"),
+    Figure("storm_per_s", "reconnect storm: connections resumed/s", "/s"),
 )
 
 
@@ -45,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-room", type=int, default=20,
                    help="connections per room, the creator client included (20)")
     p.add_argument("--hold", type=float, default=5.0, help="seconds idle before measuring (5)")
+    p.add_argument("--storm-limit", type=int, default=1000,
+                   help="handshakes in flight at once in the reconnect storm (1,000)")
 
 
 async def measure(ctx: Context, name: str, opts: argparse.Namespace,
@@ -68,13 +76,21 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace,
         await asyncio.sleep(opts.hold)
         after = meter.rss()
         dropped = closed_count(rooms)
+        ctx.progress.update(task, description=f"idle {name}: reconnect storm", completed=0)
+        await close_rooms(rooms)  # every client at once
+        started = time.monotonic()
+        rooms = await open_rooms(system, run, names, per_room, sizes, limit=opts.storm_limit,
+                                 progress=lambda n: ctx.progress.advance(task, n))
+        storm = time.monotonic() - started
+        dropped += closed_count(rooms)
         await close_rooms(rooms)
         ctx.progress.update(task, visible=False)
     out: dict[str, Any] = {
         "connections": total, "rooms": n_rooms, "dropped": dropped,
         "kib_per_conn": (after - before) / total / 1024,
         "rss_before_mib": before / 2**20, "rss_after_mib": after / 2**20,
-        "connect_per_s": total / took, "connect_seconds": took, "valid": dropped == 0,
+        "connect_per_s": total / took, "connect_seconds": took,
+        "storm_seconds": storm, "storm_per_s": total / storm, "valid": dropped == 0,
     }
     if dropped:
         out["invalid_reason"] = f"{dropped} of {total} connections closed while idle"

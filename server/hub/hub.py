@@ -47,6 +47,7 @@ from server.hub.session import Frame, Session
 from server.journal import Journal
 from server.log.base import CorruptRecordError, PendingEvent, RoomLog
 from server.metrics import Metrics
+from server.wire import framed
 
 __all__ = ["GrantLookup", "Hub", "LiveRoom", "Relation"]
 
@@ -434,18 +435,21 @@ class Hub(CommandPipeline):
             session.flush()
 
     def _broadcast(self, live: LiveRoom, message: Event | Presence) -> None:
-        """Deliver one message to every member, encoded once per wire format."""
+        """Deliver one message to every member, encoded and framed once per wire format."""
         json_frame: Frame | None = None
         msgpack_frame: Frame | None = None
+        json_wire = msgpack_wire = b""
         for session in live.members.values():
             if session.codec.binary:
                 if msgpack_frame is None:
                     msgpack_frame = self._msgpack.encode(message)
-                session.deliver(msgpack_frame)
+                    msgpack_wire = framed(msgpack_frame, True)
+                session.deliver(msgpack_frame, msgpack_wire)
             else:
                 if json_frame is None:
                     json_frame = self._json.encode(message)
-                session.deliver(json_frame)
+                    json_wire = framed(json_frame, False)
+                session.deliver(json_frame, json_wire)
 
     def close_all(self, code: int, reason: str) -> None:
         """Ask every session to close (shutdown)."""

@@ -5,10 +5,10 @@ Transport-free: the WebSocket endpoint (:mod:`server.ws`) moves frames between
 the socket and a :class:`Session`; the hub only ever calls :meth:`Session.deliver`
 and :meth:`Session.close`, which never wait.
 
-Frames go one of two ways. Served by livepilot's own uvicorn protocol
+Frames go one of two ways. Served by livepilot's own WebSocket connection
 (:mod:`server.wire`), a session has a :class:`Sink` and :meth:`deliver` writes
-the frame to the socket's transport at once. Under any other ASGI server the
-frames wait in an outbox that the connection's writer task drains. Either way
+the frame to the socket's transport at once. Under an ASGI server (the
+fallback) the frames wait in an outbox that the connection's writer task drains. Either way
 the bytes not yet taken by the kernel are bounded: past ``max_buffered`` the
 session is closed as a slow consumer (retryable 4001); the hub never waits for
 a client (decision 0005).
@@ -39,8 +39,10 @@ CLOSE_NORMAL: Final = 1000
 class Sink(Protocol):
     """A connection's socket, written without waiting (see :mod:`server.wire`)."""
 
-    def write(self, frame: Frame) -> None:
-        """Frame ``frame`` (text or binary, by the connection's format) and write it."""
+    def write(self, frame: Frame, wire: bytes | None = None, /) -> None:
+        """Frame ``frame`` (text or binary, by the connection's format) and write it;
+        ``wire`` is ``frame`` already framed (a fan-out frames each event once per
+        format, :func:`server.wire.framed`), or None."""
 
     def buffered(self) -> int:
         """Bytes written and not yet taken by the kernel."""
@@ -92,8 +94,9 @@ class Session:
         """Encode and deliver a message to this session only (never waits)."""
         self.deliver(self.codec.encode(message))
 
-    def deliver(self, frame: Frame) -> None:
-        """Write (or queue) an encoded frame; past the buffer bound, close as slow."""
+    def deliver(self, frame: Frame, wire: bytes | None = None) -> None:
+        """Write (or queue) an encoded frame; past the buffer bound, close as slow.
+        ``wire``: the same frame framed for the socket, when the caller has it."""
         if self.is_closed:
             return
         # Past the bound only with something already waiting: one frame bigger than
@@ -104,7 +107,7 @@ class Session:
             if waiting and waiting + len(frame) > self._max:
                 self.close(CloseCode.SLOW_CONSUMER, "send buffer overflow")
                 return
-            sink.write(frame)
+            sink.write(frame, wire)
             return
         if self._queued and self._queued + len(frame) > self._max:
             self.close(CloseCode.SLOW_CONSUMER, "send queue overflow")

@@ -1,7 +1,7 @@
 """The /ws endpoint without the ``livepilot.sink`` extension, over real sockets.
 
-The same app, served by uvicorn's own ``websockets-sansio`` protocol: the
-endpoint falls back to its writer task draining each session's outbox. The
+The same app, served by uvicorn's own ``websockets-sansio`` protocol: ``/ws`` is
+served by the ASGI endpoint, whose writer task drains each session's outbox. The
 stories that depend on how frames leave are run again on that path.
 """
 
@@ -38,9 +38,10 @@ from protocol.model import Actor, Viewer
 from server.app import create_app
 from server.auth import mint
 from server.config import Settings
+from server.endpoint import LivepilotWebSocketProtocol
 from server.hub.session import Session
 from server.serve import LivepilotServer, uvicorn_config
-from server.wire import SINK_EXTENSION, DirectSink, LivepilotWebSocketProtocol
+from server.wire import WebSocketConnection
 from server.ws import FLUSH_ON_CLOSE_S
 from tests.e2e.conftest import TIMEOUT, Clock, Raw, Server, raw_client
 
@@ -80,6 +81,7 @@ async def serving(settings: Settings, *, ws: str | type[asyncio.Protocol] = FALL
             served.extensions.append(frozenset(scope.get("extensions") or {}))
         await app(scope, receive, send)
 
+    recording.state = app.state  # type: ignore[attr-defined]  # what livepilot's protocol reads
     config.app = recording
     task = asyncio.ensure_future(uv.serve())
     try:
@@ -108,20 +110,26 @@ async def live(raw: Raw, room: str) -> int:
 
 @pytest.mark.parametrize("ws", [FALLBACK, LivepilotWebSocketProtocol],
                          ids=["websockets-sansio", "livepilot"])
-async def test_only_livepilots_protocol_offers_the_sink(
+async def test_only_livepilots_protocol_serves_ws_itself(
     make_settings: Callable[..., Settings], ws: str | type[asyncio.Protocol],
 ) -> None:
-    """Only livepilot's protocol puts livepilot.sink in the scope; without it sessions queue."""
+    """Under livepilot's protocol /ws never reaches the ASGI app and the session writes to
+    the connection; under another, the ASGI endpoint serves it and sessions queue."""
     direct = ws is LivepilotWebSocketProtocol
     async with serving(make_settings(), ws=ws) as served, \
             raw_client(served.srv, served.srv.token(creator="cr")) as raw:
         await raw.send(Ping(nonce=7))
         assert (await raw.expect(Pong)).nonce == 7
-        [extensions] = served.extensions
-        assert "websocket.http.response" in extensions  # the real scope was recorded
-        assert (SINK_EXTENSION in extensions) == direct
+        if direct:
+            assert served.extensions == []
+        else:
+            [extensions] = served.extensions
+            assert "websocket.http.response" in extensions  # the real scope was recorded
         [session] = served.srv.runtime.hub.sessions.values()
-        assert isinstance(session.sink, DirectSink) if direct else session.sink is None
+        if direct:
+            assert isinstance(session.sink, WebSocketConnection)
+        else:
+            assert session.sink is None
 
 
 async def test_hello_join_and_events_in_order_with_acks(

@@ -499,3 +499,46 @@ async def test_join_whose_access_ends_meanwhile_never_becomes_a_member() -> None
     assert "s1" not in hub.rooms["cr"].members
     assert staff.rooms == set()
     assert not staff.is_closed
+
+
+class WireSink:
+    """A sink that keeps what the fan-out handed it: the frame and its framed bytes."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[bytes, bytes | None]] = []
+
+    def write(self, frame: bytes, wire: bytes | None = None, /) -> None:
+        self.writes.append((frame, wire))
+
+    def buffered(self) -> int:
+        return 0
+
+    def close(self, code: int, reason: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_fan_out_frames_each_event_once_per_format() -> None:
+    """Members of one format get the very same framed bytes of an event (framed once,
+    by the hub, not per member nor through a module-global cache); each format its own."""
+    from server.wire import framed
+
+    hub = make_hub()
+    sinks = {name: WireSink() for name in ("j1", "j2", "m1", "m2")}
+    members = [Session(name, CREATOR, Codec("msgpack" if name.startswith("m") else "json"),
+                       expires_at=NOW + 3_600_000, max_buffered=1 << 20, sink=sinks[name])
+               for name in sinks]
+    for member in members:
+        hub.connect(member)
+        await hub.join(member, "cr")
+    await hub.command(members[0], c.StartLive(command_id="go", room="cr"))
+    started = {name: [w for w in sink.writes if w[1] is not None][-1]
+               for name, sink in sinks.items()}
+    (j1_frame, j1_wire), (_, j2_wire) = started["j1"], started["j2"]
+    (m1_frame, m1_wire), (_, m2_wire) = started["m1"], started["m2"]
+    assert j1_wire is j2_wire  # one object: framed once for both JSON members
+    assert m1_wire is m2_wire
+    assert j1_wire == framed(j1_frame, False)
+    assert m1_wire == framed(m1_frame, True)

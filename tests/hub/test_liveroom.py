@@ -39,7 +39,7 @@ class RecordingSink:
         self.name = name
         self.calls = calls
 
-    def write(self, frame: bytes) -> None:
+    def write(self, frame: bytes, wire: bytes | None = None, /) -> None:
         match CODEC.decode_server(frame):
             case Event(seq=seq):
                 self.calls.append(f"{self.name} event {seq}")
