@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import msgspec
+import redis.exceptions
 from msgspec import Struct
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -143,6 +144,11 @@ def endpoint(handler: Handler) -> Handler:
             return _error_response(ApiError(Code.ROOM_UNAVAILABLE))
         except LogError:
             log.exception("storage failure on %s %s", request.method, request.url.path)
+            return _error_response(ApiError(Code.UNAVAILABLE, "storage unavailable"))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+            # Redis down or slow (many nodes): retryable, one line, no traceback per request.
+            log.warning("storage unavailable on %s %s: %s", request.method, request.url.path,
+                        error)
             return _error_response(ApiError(Code.UNAVAILABLE, "storage unavailable"))
         except Exception:
             log.exception("unexpected failure on %s %s", request.method, request.url.path)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from protocol.errors import Code
+from server.api_http import http_status
 from server.auth import mint
 from server.config import load_settings
 from tests.actors import AGENCY, CREATOR_ID, OTHER_AGENCY
@@ -153,5 +154,27 @@ async def test_an_unexpected_failure_is_500_internal_and_logged(
         assert "secret detail" not in answer.text
         assert body["retryable"] is True
         assert "unexpected failure on POST /api/requests" in caplog.text
+        monkeypatch.undo()
+        assert (await env.request(link("cr-0"))).status_code == 201
+
+
+async def test_redis_unreachable_is_a_retryable_unavailable(
+    open_env: Opener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A request whose store (Redis, many nodes) cannot be reached is answered UNAVAILABLE
+    (retryable), logged in one line without a traceback; the next request is served."""
+    # H6
+    import redis.exceptions
+
+    async for env in open_env():
+        async def unreachable(*_: object) -> None:
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:1")
+
+        monkeypatch.setattr(env.runtime.access, "submit", unreachable)
+        answer = await env.request(link("cr-0"))
+        body = expect_error(answer, http_status(Code.UNAVAILABLE), Code.UNAVAILABLE)
+        assert body["retryable"] is True
+        assert "storage unavailable on POST /api/requests" in caplog.text
+        assert "Traceback" not in caplog.text
         monkeypatch.undo()
         assert (await env.request(link("cr-0"))).status_code == 201
