@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 import anyio
 
@@ -30,6 +30,12 @@ from protocol import access as a
 from protocol.access import AccessEvent
 from protocol.messages import Notification
 from protocol.model import Actor
+from server.access_store import (
+    AccessEventStore,
+    AccessMovedError,
+    CatchingUpStore,
+    MemoryAccessEventStore,
+)
 from server.domain.access import (
     AccessBook,
     decide_access,
@@ -60,51 +66,6 @@ loop's timer monotonic: a step of the wall clock delays an end by at most this."
 MAX_MOVED_RETRIES: Final = 5
 """A decision whose creator's events moved meanwhile is decided again this often."""
 
-
-class AccessMovedError(Exception):
-    """Another node stored access events of ``creator`` this store has not seen:
-    nothing was stored. Catch up (:meth:`CatchingUpStore.catch_up`), fold what it
-    returns, and decide again (a shared store: Redis, decision 0024)."""
-
-    def __init__(self, creator: str, count: int) -> None:
-        super().__init__(f"creator {creator} has {count} access events this node has not "
-                         "all seen")
-        self.creator = creator
-        self.count = count
-
-
-@runtime_checkable
-class CatchingUpStore(Protocol):
-    """A store other nodes append to, kept per creator (:class:`RedisAccessEventStore`)."""
-
-    async def catch_up(self, creator: str | None) -> list[AccessEvent]:
-        """The creator's events (None: the platform's) this node has not seen yet."""
-        ...
-
-
-class AccessEventStore(Protocol):
-    """Where access events are kept, in order."""
-
-    async def load_access_events(self) -> list[AccessEvent]:
-        """Every stored access event, oldest first."""
-        ...
-
-    async def append_access_events(self, events: Sequence[AccessEvent]) -> None:
-        """Store events durably (returns after they are durable)."""
-        ...
-
-
-class MemoryAccessEventStore:
-    """An :class:`AccessEventStore` in memory."""
-
-    def __init__(self) -> None:
-        self.events: list[AccessEvent] = []
-
-    async def load_access_events(self) -> list[AccessEvent]:
-        return list(self.events)
-
-    async def append_access_events(self, events: Sequence[AccessEvent]) -> None:
-        self.events.extend(events)
 
 
 AccessEnded = Callable[[str, str, AccessEnd], object]

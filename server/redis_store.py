@@ -2,7 +2,7 @@
 
 :class:`RedisJournal` is the :class:`~server.journal.Journal` (audit trail R16,
 inbox R14/R15) and :class:`RedisAccessEventStore` the
-:class:`~server.access_service.AccessEventStore` (R1-R9), on the same Redis as
+:class:`~server.access_store.AccessEventStore` (R1-R9), on the same Redis as
 :class:`~server.log.redis.RedisRoomLog`. Every key is a creator's
 (``<prefix>:{<creator>}:<name>``, the room's slot); each write is one Lua script
 on one creator's keys, durable as far as Redis persists it.
@@ -34,7 +34,7 @@ from redis.typing import EncodableT
 from protocol import access as a
 from protocol.access import AccessEvent
 from protocol.messages import Notification
-from server.access_service import AccessMovedError
+from server.access_store import AccessMovedError
 from server.journal import AuditEntry, AuditQuery
 from server.log.redis_conn import RedisClient, Script, creator_key, run_batch
 from server.log.redis_scripts import DEFAULT_PREFIX
@@ -230,7 +230,7 @@ class RedisJournal:
 
 
 class RedisAccessEventStore:
-    """An :class:`~server.access_service.AccessEventStore` in Redis, with the grant
+    """An :class:`~server.access_store.AccessEventStore` in Redis, with the grant
     versions of what this node has seen (the client is not owned).
 
     What this store loaded, appended or caught up on is what the node's access book

@@ -33,6 +33,8 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from server.framing import frame_header, framed
+
 __all__ = [
     "CLOSE_TIMEOUT_S", "FLUSH_AT_BYTES", "Accepted", "Opening", "Options", "Peer", "Rejected",
     "WebSocketConnection", "fit_close_reason", "frame_header", "framed",
@@ -43,23 +45,7 @@ CLOSE_TIMEOUT_S: Final = 10.0
 FLUSH_AT_BYTES: Final = 64 * 1024
 """Frames held for the end of the turn are written at once past this many bytes."""
 
-_FIN: Final = 0x80
 _logger = logging.getLogger("livepilot.wire")
-
-
-def frame_header(opcode: Opcode, length: int) -> bytes:
-    """The header of one unmasked, unfragmented, uncompressed frame (RFC 6455 §5.2)."""
-    if length < 126:
-        return bytes((_FIN | opcode, length))
-    if length < 1 << 16:
-        return struct.pack("!BBH", _FIN | opcode, 126, length)
-    return struct.pack("!BBQ", _FIN | opcode, 127, length)
-
-
-def framed(payload: bytes, binary: bool) -> bytes:
-    """``payload`` as one whole frame on the wire (binary, or text), uncompressed: what
-    the hub's fan-out builds once per event and format for every member."""
-    return frame_header(Opcode.BINARY if binary else Opcode.TEXT, len(payload)) + payload
 
 
 def fit_close_reason(reason: str) -> str:

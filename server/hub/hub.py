@@ -39,6 +39,7 @@ from protocol.model import Actor, RoomState
 from server.domain.grants import AccessEnd, Caller, Grant
 from server.domain.refusal import Refusal
 from server.domain.room import decide_enter, evolve, new_room
+from server.framing import framed
 from server.hub.auditor import Auditor
 from server.hub.liveroom import LiveRoom
 from server.hub.nodes import NodeLink
@@ -47,7 +48,6 @@ from server.hub.session import Frame, Session
 from server.journal import Journal
 from server.log.base import CorruptRecordError, PendingEvent, RoomLog
 from server.metrics import Metrics
-from server.wire import framed
 
 __all__ = ["GrantLookup", "Hub", "LiveRoom", "Relation"]
 
