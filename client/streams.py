@@ -39,8 +39,9 @@ class Subscription(Generic[T]):
     any more is dropped.
     """
 
-    def __init__(self, select: Callable[[ServerMessage], T | None],
-                 room: str | None = None) -> None:
+    def __init__(
+        self, select: Callable[[ServerMessage], T | None], room: str | None = None
+    ) -> None:
         self._select = select
         self.room = room
         """The room whose stream this is (None: not a room's stream)."""

@@ -84,9 +84,10 @@ class CpuSample:
     @property
     def contended(self) -> bool:
         """Other processes kept a core of the run busy: the numbers are noisy."""
-        return any(busy is not None and busy - own > CONTENDED
-                   for busy, own in ((self.server_core, self.server),
-                                     (self.loadgen_core, self.loadgen)))
+        return any(
+            busy is not None and busy - own > CONTENDED
+            for busy, own in ((self.server_core, self.server), (self.loadgen_core, self.loadgen))
+        )
 
     def reason(self) -> str:
         """Why the window is invalid."""
@@ -96,11 +97,15 @@ class CpuSample:
         def r(x: float | None) -> float | None:
             return None if x is None else round(x, 1)
 
-        return {"server_cpu": r(self.server), "loadgen_cpu": r(self.loadgen),
-                "server_core_busy": r(self.server_core),
-                "loadgen_core_busy": r(self.loadgen_core),
-                "seconds": round(self.seconds, 3), "valid": self.valid,
-                "contended": self.contended}
+        return {
+            "server_cpu": r(self.server),
+            "loadgen_cpu": r(self.loadgen),
+            "server_core_busy": r(self.server_core),
+            "loadgen_core_busy": r(self.loadgen_core),
+            "seconds": round(self.seconds, 3),
+            "valid": self.valid,
+            "contended": self.contended,
+        }
 
 
 def _cpu(proc: psutil.Process | None) -> float:
@@ -142,9 +147,13 @@ class CpuMeter:
             return (b1 - b0) / max(t1 - t0, 1e-9) * 100
 
         pin = self._pin
-        return CpuSample(server=server, loadgen=loadgen, seconds=wall,
-                         server_core=busy(pin.server_core if pin else None),
-                         loadgen_core=busy(pin.loadgen_core if pin else None))
+        return CpuSample(
+            server=server,
+            loadgen=loadgen,
+            seconds=wall,
+            server_core=busy(pin.server_core if pin else None),
+            loadgen_core=busy(pin.loadgen_core if pin else None),
+        )
 
     def rss(self) -> int:
         """The server's resident set size in bytes."""
@@ -207,11 +216,22 @@ def _source() -> dict[str, object]:
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, check=True,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "server", "protocol"],
-                               cwd=root, check=True, capture_output=True, text=True,
-                               timeout=10).stdout.split("\n")
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "server", "protocol"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return {}
     return {"commit": head, "server_changes": [line[3:] for line in dirty if line.strip()]}

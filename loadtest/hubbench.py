@@ -77,8 +77,9 @@ async def run(opts: argparse.Namespace) -> None:
         def grants(agency: str, creator: str, now: int) -> Grant:
             return Grant(agency=agency, creator=creator)
 
-        hub = Hub(log, journal, grants, clock=lambda: time.time_ns() // 1_000_000,
-                  metrics=Metrics())
+        hub = Hub(
+            log, journal, grants, clock=lambda: time.time_ns() // 1_000_000, metrics=Metrics()
+        )
         state = State()
         async with anyio.create_task_group() as tg:
             for r in range(opts.rooms):
@@ -87,8 +88,13 @@ async def run(opts: argparse.Namespace) -> None:
                 hub.connect(creator)
                 await hub.command(creator, c.StartLive(command_id="go", room=room))
                 for k in range(opts.consoles):
-                    staff = Session(f"s{r}-{k}", Actor(role="staff", id=f"st{k}", agency="ag"),
-                                    CODEC, FOREVER, 1 << 30)
+                    staff = Session(
+                        f"s{r}-{k}",
+                        Actor(role="staff", id=f"st{k}", agency="ag"),
+                        CODEC,
+                        FOREVER,
+                        1 << 30,
+                    )
                     hub.connect(staff)
                     await hub.join(staff, room)
                     tg.start_soon(console, hub, staff, room, tg, state)
@@ -105,8 +111,10 @@ async def run(opts: argparse.Namespace) -> None:
             n = state.done - start
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             state.running = False
-            print(f"{n / wall:,.0f} commands/s; process CPU {cpu / n * 1e6:.0f} µs per command "
-                  f"({cpu / wall:.0%} of a core)")
+            print(
+                f"{n / wall:,.0f} commands/s; process CPU {cpu / n * 1e6:.0f} µs per command "
+                f"({cpu / wall:.0%} of a core)"
+            )
             if writer is not None:
                 per_command = (writer.seconds - writer_start) / n
                 print(f"SQLite writer thread: {per_command * 1e6:.0f} µs per command")
@@ -126,8 +134,9 @@ class State:
         self.running = True
 
 
-async def console(hub: Hub, staff: Session, room: str, tg: anyio.abc.TaskGroup,
-                  state: State) -> None:
+async def console(
+    hub: Hub, staff: Session, room: str, tg: anyio.abc.TaskGroup, state: State
+) -> None:
     """Send a command, wait until it is answered, send the next."""
     i = 0
     while state.running:

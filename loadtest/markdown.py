@@ -65,11 +65,17 @@ def table(data: dict[str, Any]) -> str:
         if s.get("note"):
             notes.append(f"*{name}: {s['note']}.*")
     m = data["machine"]
-    context = (f"Run {data['at']}, commit {m.get('commit', '?')}"
-               f"{' + uncommitted server changes' if m.get('server_changes') else ''}; "
-               f"load average {m.get('loadavg')} before, {m.get('loadavg_after')} after"
-               + (f"; the hypervisor took {m['steal_percent']} % of the CPU time (steal)"
-                  if m.get("steal_percent") else "") + ".")
+    context = (
+        f"Run {data['at']}, commit {m.get('commit', '?')}"
+        f"{' + uncommitted server changes' if m.get('server_changes') else ''}; "
+        f"load average {m.get('loadavg')} before, {m.get('loadavg_after')} after"
+        + (
+            f"; the hypervisor took {m['steal_percent']} % of the CPU time (steal)"
+            if m.get("steal_percent")
+            else ""
+        )
+        + "."
+    )
     return "\n".join([context, "", *lines, "", *notes]).rstrip() + "\n"
 
 
@@ -79,9 +85,14 @@ def replot(path: Path, data: dict[str, Any]) -> Path | None:
     from loadtest.scenarios import SCENARIOS
 
     module = SCENARIOS[data["scenario"]]
-    result = Result(data["scenario"], data["params"], data["machine"],
-                    [Figure(f["key"], f["label"], f["unit"]) for f in data["figures"]],
-                    data["systems"], plot=module.plot)
+    result = Result(
+        data["scenario"],
+        data["params"],
+        data["machine"],
+        [Figure(f["key"], f["label"], f["unit"]) for f in data["figures"]],
+        data["systems"],
+        plot=module.plot,
+    )
     scratch = path.parent / ".replot"
     _, png = save(result, scratch)
     if png is None:
@@ -96,8 +107,9 @@ def replot(path: Path, data: dict[str, Any]) -> Path | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", type=Path, nargs="+")
-    parser.add_argument("--replot", action="store_true",
-                        help="also draw each file's PNG again, next to it")
+    parser.add_argument(
+        "--replot", action="store_true", help="also draw each file's PNG again, next to it"
+    )
     args = parser.parse_args()
     for path in args.files:
         data = json.loads(path.read_text())

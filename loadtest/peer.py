@@ -37,7 +37,7 @@ def unstamp(data: bytes) -> tuple[int, int]:
     if i < 0 or len(data) < i + 3 + STAMP_DIGITS:
         return 0, 0
     try:
-        return data[i + 2], int(data[i + 3:i + 3 + STAMP_DIGITS])
+        return data[i + 2], int(data[i + 3 : i + 3 + STAMP_DIGITS])
     except ValueError:
         return 0, 0
 
@@ -141,11 +141,17 @@ class Peer(WSListener):
         return self.closed_ns is None
 
 
-async def connect(url: str, *, binary: bool, headers: Mapping[str, str] | None = None,
-                  label: str = "") -> Peer:
+async def connect(
+    url: str, *, binary: bool, headers: Mapping[str, str] | None = None, label: str = ""
+) -> Peer:
     """Open a WebSocket connection to ``url`` (no handshake of the app protocol)."""
-    _, peer = await ws_connect(lambda: Peer(binary), url, extra_headers=headers,
-                               websocket_handshake_timeout=60, enable_auto_pong=True)
+    _, peer = await ws_connect(
+        lambda: Peer(binary),
+        url,
+        extra_headers=headers,
+        websocket_handshake_timeout=60,
+        enable_auto_pong=True,
+    )
     assert isinstance(peer, Peer)
     peer.label = label
     return peer
@@ -162,7 +168,8 @@ async def gather_limited(jobs: Iterable[Callable[[], Awaitable[T]]], limit: int)
     return list(await asyncio.gather(*(one(j) for j in jobs)))
 
 
-async def connect_many(jobs: Sequence[Callable[[], Awaitable[Peer]]],
-                       limit: int = 100) -> list[Peer]:
+async def connect_many(
+    jobs: Sequence[Callable[[], Awaitable[Peer]]], limit: int = 100
+) -> list[Peer]:
     """Open many connections, ``limit`` handshakes at a time."""
     return await gather_limited(jobs, limit)

@@ -38,8 +38,19 @@ def attach(pid: int, out: Path, core: int | None) -> subprocess.Popen[bytes] | N
     if exe is None:
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [exe, "record", "--pid", str(pid), "--nonblocking", "--rate", str(RATE_HZ),
-           "--format", "raw", "--output", str(out)]
+    cmd = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--nonblocking",
+        "--rate",
+        str(RATE_HZ),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+    ]
     if os.environ.get(GIL_ENV):
         cmd.append("--gil")
     taskset = shutil.which("taskset")
@@ -80,8 +91,12 @@ def summarize(path: Path, top: int = 25) -> dict[str, object]:
     def pct(c: Counter[str]) -> list[tuple[str, float]]:
         return [(n, round(100 * k / max(total, 1), 1)) for n, k in c.most_common(top)]
 
-    return {"samples": total, "idle_pct": round(100 * idle / max(total, 1), 1),
-            "inclusive": pct(inclusive), "self": pct(own)}
+    return {
+        "samples": total,
+        "idle_pct": round(100 * idle / max(total, 1), 1),
+        "inclusive": pct(inclusive),
+        "self": pct(own),
+    }
 
 
 def main() -> None:

@@ -19,8 +19,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["Figure", "Result", "Target", "number", "on_subject", "ratio_columns", "same_load",
-           "save", "show", "valid"]
+__all__ = [
+    "Figure",
+    "Result",
+    "Target",
+    "number",
+    "on_subject",
+    "ratio_columns",
+    "same_load",
+    "save",
+    "show",
+    "valid",
+]
 
 BASELINES = ("raw", "sio")
 
@@ -36,8 +46,9 @@ def ratio_columns(systems: Sequence[str]) -> list[tuple[str, str]]:
     if "livepilot" not in systems:
         return []
     pairs = [("livepilot", b) for b in BASELINES if b in systems]
-    return pairs + [(same_load(b), b) for b in BASELINES
-                    if b in systems and same_load(b) in systems]
+    return pairs + [
+        (same_load(b), b) for b in BASELINES if b in systems and same_load(b) in systems
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,25 +130,40 @@ class Result:
         if subject is not None:
             lp = self.value(subject, fig.key)
             ratio = self.ratio(fig.key, target.against, subject) if target.against else None
-        return {"figure": fig.key, "target": target.describe(fig.unit), "subject": subject,
-                "value": lp, "ratio": ratio, "met": target.met(lp, ratio)}
+        return {
+            "figure": fig.key,
+            "target": target.describe(fig.unit),
+            "subject": subject,
+            "value": lp,
+            "ratio": ratio,
+            "met": target.met(lp, ratio),
+        }
 
     def verdicts(self) -> list[dict[str, Any]]:
         return [self.verdict(fig, t) for fig in self.figures for t in fig.targets]
 
     def to_json(self) -> dict[str, Any]:
         pairs = ratio_columns(list(self.systems))
-        ratios = {f.key: {b: self.ratio(f.key, b) for who, b in pairs if who == "livepilot"}
-                  for f in self.figures}
+        ratios = {
+            f.key: {b: self.ratio(f.key, b) for who, b in pairs if who == "livepilot"}
+            for f in self.figures
+        }
         # livepilot@<baseline> ÷ <baseline>, keyed by the baseline, apart from the above.
-        same = {f.key: {b: self.ratio(f.key, b, who) for who, b in pairs if who != "livepilot"}
-                for f in self.figures}
-        return {"scenario": self.scenario, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "params": self.params, "machine": self.machine,
-                "figures": [{"key": f.key, "label": f.label, "unit": f.unit} for f in self.figures],
-                "systems": self.systems, "ratios": ratios,
-                **({"same_load_ratios": same} if any(same.values()) else {}),
-                "targets": self.verdicts()}
+        same = {
+            f.key: {b: self.ratio(f.key, b, who) for who, b in pairs if who != "livepilot"}
+            for f in self.figures
+        }
+        return {
+            "scenario": self.scenario,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "params": self.params,
+            "machine": self.machine,
+            "figures": [{"key": f.key, "label": f.label, "unit": f.unit} for f in self.figures],
+            "systems": self.systems,
+            "ratios": ratios,
+            **({"same_load_ratios": same} if any(same.values()) else {}),
+            "targets": self.verdicts(),
+        }
 
 
 def valid(data: dict[str, Any], key: str) -> bool:
@@ -193,8 +219,10 @@ def show(result: Result, console: Console | None = None) -> None:
         if data.get("invalid_reason"):
             console.print(f"[red]{name}: invalid[/] - {data['invalid_reason']}")
         if data.get("contended"):
-            console.print(f"[yellow]{name}: contended[/] - other processes used a pinned core "
-                          "during the measurement: noisy numbers")
+            console.print(
+                f"[yellow]{name}: contended[/] - other processes used a pinned core "
+                "during the measurement: noisy numbers"
+            )
         if data.get("note"):
             console.print(f"{name}: {data['note']}")
 
@@ -230,8 +258,13 @@ def save(result: Result, folder: Path) -> tuple[Path, Path | None]:
     return json_path, png
 
 
-COLORS = {"livepilot": "tab:blue", "raw": "tab:gray", "sio": "tab:orange",
-          same_load("raw"): "tab:cyan", same_load("sio"): "tab:purple"}
+COLORS = {
+    "livepilot": "tab:blue",
+    "raw": "tab:gray",
+    "sio": "tab:orange",
+    same_load("raw"): "tab:cyan",
+    same_load("sio"): "tab:purple",
+}
 
 
 def latency_curves(result: Result, fig: Any, key: str, title: str) -> None:
@@ -243,8 +276,15 @@ def latency_curves(result: Result, fig: Any, key: str, title: str) -> None:
         if not curve:
             continue
         xs = [1 / max(1 - p / 100, 1e-5) for p, _ in curve]
-        ax.plot(xs, [v for _, v in curve], marker="o", ms=3, label=name,
-                color=COLORS.get(name), linestyle="-" if data.get("valid") else ":")
+        ax.plot(
+            xs,
+            [v for _, v in curve],
+            marker="o",
+            ms=3,
+            label=name,
+            color=COLORS.get(name),
+            linestyle="-" if data.get("valid") else ":",
+        )
     ax.set_xscale("log")
     ticks = [1, 2, 10, 100, 1000, 10000]
     ax.set_xticks(ticks, ["p0", "p50", "p90", "p99", "p99.9", "p99.99"])

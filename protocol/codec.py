@@ -118,11 +118,15 @@ class Codec:
         self.encode = encoder.encode
         """Encode any message (or event) to bytes."""
         self.decode_client: _Side[ClientMessage] = _Side(
-            fmt, ClientMessage, max_message_bytes  # type: ignore[arg-type]
+            fmt,
+            ClientMessage,  # type: ignore[arg-type]
+            max_message_bytes,
         )
         """Decode a client frame; raises only :class:`DecodeError`."""
         self.decode_server: _Side[ServerMessage] = _Side(
-            fmt, ServerMessage, max_message_bytes  # type: ignore[arg-type]
+            fmt,
+            ServerMessage,  # type: ignore[arg-type]
+            max_message_bytes,
         )
         """Decode a server frame (for clients); raises only :class:`DecodeError`."""
 
@@ -152,8 +156,9 @@ class _CommandIdOnly(msgspec.Struct):
 _PEEK: Final[dict[Format, Callable[[bytes | str], _CommandIdOnly]]] = {
     "json": msgspec.json.Decoder(_CommandIdOnly).decode,
     # takes bytes only: a str never gets here (the frame type is checked first)
-    "msgpack": cast("Callable[[bytes | str], _CommandIdOnly]",
-                    msgspec.msgpack.Decoder(_CommandIdOnly).decode),
+    "msgpack": cast(
+        "Callable[[bytes | str], _CommandIdOnly]", msgspec.msgpack.Decoder(_CommandIdOnly).decode
+    ),
 }
 
 

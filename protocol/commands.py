@@ -364,11 +364,39 @@ class FeedViolation(Command, tag="feed_violation", frozen=True):
 
 
 RoomCommand = (
-    StartLive | EndLive | BagAdd | BagDelete | BagPin | BagUnpin | BagMove | BagList
-    | GiveawaySetUp | GiveawayDeploy | FlashSaleSetUp | FlashSaleDeploy | FlashSaleEnd
-    | BillboardDeploy | BillboardTakeDown | CommentSettingsUpdate | Mute | Unmute | Block
-    | Unblock | LiveEventSchedule | LiveEventEdit | LiveEventCancel | ProductSetSave
-    | ProductSetDelete | CampaignSave | ShowcaseUpdate | FeedComment | FeedOrder
-    | FeedSubscription | FeedFollow | FeedGift | FeedViewers | FeedViolation
+    StartLive
+    | EndLive
+    | BagAdd
+    | BagDelete
+    | BagPin
+    | BagUnpin
+    | BagMove
+    | BagList
+    | GiveawaySetUp
+    | GiveawayDeploy
+    | FlashSaleSetUp
+    | FlashSaleDeploy
+    | FlashSaleEnd
+    | BillboardDeploy
+    | BillboardTakeDown
+    | CommentSettingsUpdate
+    | Mute
+    | Unmute
+    | Block
+    | Unblock
+    | LiveEventSchedule
+    | LiveEventEdit
+    | LiveEventCancel
+    | ProductSetSave
+    | ProductSetDelete
+    | CampaignSave
+    | ShowcaseUpdate
+    | FeedComment
+    | FeedOrder
+    | FeedSubscription
+    | FeedFollow
+    | FeedGift
+    | FeedViewers
+    | FeedViolation
 )
 SessionMessage = Hello | Refresh | Join | Resume | Leave | Ping

@@ -41,26 +41,40 @@ class ErrorRange(NamedTuple):
 
 
 ERROR_RANGES: Final[tuple[ErrorRange, ...]] = (
-    ErrorRange(100, 199, "error", "bad request",
-               "the frame or command is malformed; fix it, do not resend it unchanged"),
-    ErrorRange(200, 299, "error", "access",
-               "who you are or what you may do; not retryable"),
-    ErrorRange(300, 399, "error", "room state",
-               "the command does not fit the room as it is now (not live, not found, "
-               "stale); re-read state, then decide again"),
-    ErrorRange(500, 599, "error", "transient",
-               "retry the same command later (same command_id)"),
-    ErrorRange(4000, 4499, "close", "close, retryable",
-               "reconnect (with backoff) and resume from your last seq"),
-    ErrorRange(4500, 4999, "close", "close, terminal",
-               "do not reconnect with the same credentials"),
+    ErrorRange(
+        100,
+        199,
+        "error",
+        "bad request",
+        "the frame or command is malformed; fix it, do not resend it unchanged",
+    ),
+    ErrorRange(200, 299, "error", "access", "who you are or what you may do; not retryable"),
+    ErrorRange(
+        300,
+        399,
+        "error",
+        "room state",
+        "the command does not fit the room as it is now (not live, not found, "
+        "stale); re-read state, then decide again",
+    ),
+    ErrorRange(500, 599, "error", "transient", "retry the same command later (same command_id)"),
+    ErrorRange(
+        4000,
+        4499,
+        "close",
+        "close, retryable",
+        "reconnect (with backoff) and resume from your last seq",
+    ),
+    ErrorRange(
+        4500, 4999, "close", "close, terminal", "do not reconnect with the same credentials"
+    ),
 )
 """The ranges documented in :mod:`protocol.errors` (a test keeps the two in step)."""
 
 
 ON_THE_WIRE: Final[dict[int, str]] = {
     Code.NOT_AUTHENTICATED: "an `error` answering a first frame that is not `hello`, "
-                            "then close 4500",
+    "then close 4500",
     Code.INVALID_UTF8: (
         "in an HTTP body, or a string inside a MessagePack frame; a JSON text frame that "
         "is not UTF-8 never reaches the protocol: the WebSocket layer closes with 1007"
@@ -124,15 +138,17 @@ def error_rows() -> list[JSONObject]:
     rows: list[JSONObject] = []
     for code in _all_codes():
         rng = error_range(code)
-        rows.append({
-            "code": int(code),
-            "name": code.name,
-            "kind": "close" if isinstance(code, CloseCode) else "error",
-            "range": rng.label if rng else None,
-            "retryable": is_retryable(code),
-            "meaning": describe(code),
-            "wire": NOT_SENT.get(code) or ON_THE_WIRE.get(code, ""),
-        })
+        rows.append(
+            {
+                "code": int(code),
+                "name": code.name,
+                "kind": "close" if isinstance(code, CloseCode) else "error",
+                "range": rng.label if rng else None,
+                "retryable": is_retryable(code),
+                "meaning": describe(code),
+                "wire": NOT_SENT.get(code) or ON_THE_WIRE.get(code, ""),
+            }
+        )
     return rows
 
 

@@ -234,11 +234,39 @@ class CreatorNotified(EventBase, tag="creator_notified", frozen=True):
 
 
 EventBody = (
-    LiveStarted | LiveEnded | ProductAdded | ProductDeleted | ProductPinned | ProductUnpinned
-    | ProductMoved | GiveawayReady | GiveawayDeployed | GiveawayEnded | FlashSaleReady
-    | FlashSaleDeployed | FlashSaleEnded | BillboardDeployed | BillboardTakenDown
-    | CommentSettingsChanged | UserMuted | UserUnmuted | UserBlocked | UserUnblocked
-    | LiveEventScheduled | LiveEventEdited | LiveEventCancelled | ProductSetSaved
-    | ProductSetDeleted | CampaignSaved | ShowcaseUpdated | CommentPosted | OrderPlaced
-    | Subscribed | Followed | GiftSent | ViewersChanged | ViolationReported | CreatorNotified
+    LiveStarted
+    | LiveEnded
+    | ProductAdded
+    | ProductDeleted
+    | ProductPinned
+    | ProductUnpinned
+    | ProductMoved
+    | GiveawayReady
+    | GiveawayDeployed
+    | GiveawayEnded
+    | FlashSaleReady
+    | FlashSaleDeployed
+    | FlashSaleEnded
+    | BillboardDeployed
+    | BillboardTakenDown
+    | CommentSettingsChanged
+    | UserMuted
+    | UserUnmuted
+    | UserBlocked
+    | UserUnblocked
+    | LiveEventScheduled
+    | LiveEventEdited
+    | LiveEventCancelled
+    | ProductSetSaved
+    | ProductSetDeleted
+    | CampaignSaved
+    | ShowcaseUpdated
+    | CommentPosted
+    | OrderPlaced
+    | Subscribed
+    | Followed
+    | GiftSent
+    | ViewersChanged
+    | ViolationReported
+    | CreatorNotified
 )

@@ -271,8 +271,18 @@ class BagListing(Message, tag="bag_listing", frozen=True):
 
 ClientMessage = SessionMessage | RoomCommand
 ServerMessage = (
-    Welcome | Snapshot | Event | Resumed | Ack | Refused | Error | Notification | Presence
-    | AccessChanged | Pong | BagListing
+    Welcome
+    | Snapshot
+    | Event
+    | Resumed
+    | Ack
+    | Refused
+    | Error
+    | Notification
+    | Presence
+    | AccessChanged
+    | Pong
+    | BagListing
 )
 __all__ = [  # noqa: RUF022 - the whole contract, alphabetical
     "AccessChanged",

@@ -82,7 +82,13 @@ Role = Literal["creator", "staff"]
 Family = Literal["live", "bag", "promotion", "billboard", "moderation", "planning", "feed"]
 """The command families of R10-R13; a grant's scopes are a subset of GRANTABLE."""
 FAMILIES: tuple[Family, ...] = (
-    "live", "bag", "promotion", "billboard", "moderation", "planning", "feed",
+    "live",
+    "bag",
+    "promotion",
+    "billboard",
+    "moderation",
+    "planning",
+    "feed",
 )
 GRANTABLE: frozenset[Family] = frozenset(
     {"bag", "promotion", "billboard", "moderation", "planning"}

@@ -218,8 +218,7 @@ def json_schema() -> JSONObject:
     }
     if bodies:
         doc["description"] += (
-            " The access workflow's HTTP bodies are defined alongside; `x-http-bodies` "
-            "lists them."
+            " The access workflow's HTTP bodies are defined alongside; `x-http-bodies` lists them."
         )
         doc["x-http-bodies"] = {
             name: f"#/$defs/{typ.__name__ if _is_struct(typ) else name}"
@@ -294,9 +293,7 @@ def asyncapi() -> JSONObject:
                     "One session: hello (authenticate), then join or resume rooms and "
                     "send commands; the server answers and streams room events."
                 ),
-                "messages": {
-                    name: {"$ref": f"#/components/messages/{name}"} for name in messages
-                },
+                "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in messages},
                 "bindings": {
                     "ws": {
                         "method": "GET",

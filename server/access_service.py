@@ -52,7 +52,11 @@ from server.journal import AuditEntry, Journal
 from server.metrics import Metrics
 
 __all__ = [
-    "MAX_MOVED_RETRIES", "MAX_TIMER_S", "AccessEventStore", "AccessMovedError", "AccessService",
+    "MAX_MOVED_RETRIES",
+    "MAX_TIMER_S",
+    "AccessEventStore",
+    "AccessMovedError",
+    "AccessService",
     "MemoryAccessEventStore",
 ]
 
@@ -65,7 +69,6 @@ loop's timer monotonic: a step of the wall clock delays an end by at most this."
 
 MAX_MOVED_RETRIES: Final = 5
 """A decision whose creator's events moved meanwhile is decided again this often."""
-
 
 
 AccessEnded = Callable[[str, str, AccessEnd], object]
@@ -144,8 +147,10 @@ class AccessService:
         if not isinstance(store, CatchingUpStore):
             await self._sync()
             return
-        events = [*await store.catch_up(None), *([] if creator is None else
-                                                 await store.catch_up(creator))]
+        events = [
+            *await store.catch_up(None),
+            *([] if creator is None else await store.catch_up(creator)),
+        ]
         self._fold(events)
 
     def _fold(self, events: Sequence[AccessEvent]) -> None:
@@ -173,7 +178,7 @@ class AccessService:
         if len(events) <= self._applied:
             return
         book = self.book
-        for event in events[self._applied:]:
+        for event in events[self._applied :]:
             book = evolve_access(book, event)
         self.book = book
         self._applied = len(events)
@@ -233,8 +238,9 @@ class AccessService:
         try:
             self.on_access_ended(agency, creator, status)
         except Exception:
-            logger.exception("cutting off ended access failed",
-                             extra={"agency": agency, "creator": creator})
+            logger.exception(
+                "cutting off ended access failed", extra={"agency": agency, "creator": creator}
+            )
 
     def grant_for(self, agency: str, creator: str, now: int) -> Grant | None:
         """The access in force now (the hub calls this for every staff command)."""
@@ -306,16 +312,19 @@ class AccessService:
         # the creator (else AccessMovedError): the book is the store's.
         self._fold(events)  # a grant, an extension, an unlink or a revoke moves the end
 
-    async def _audit(self, who: Actor, command: a.AccessCommand, creator: str | None,
-                     now: int, code: int | None) -> None:
+    async def _audit(
+        self, who: Actor, command: a.AccessCommand, creator: str | None, now: int, code: int | None
+    ) -> None:
         if creator is None:
             return
         tag = str(type(command).__struct_config__.tag)
-        await self.journal.audit([AuditEntry(at=now, creator=creator, actor=who,
-                                             family="access", action=tag, code=code)])
+        await self.journal.audit(
+            [AuditEntry(at=now, creator=creator, actor=who, family="access", action=tag, code=code)]
+        )
 
-    def _unaudited(self, who: Actor, command: a.AccessCommand, creator: str | None,
-                   refusal: Refusal) -> None:
+    def _unaudited(
+        self, who: Actor, command: a.AccessCommand, creator: str | None, refusal: Refusal
+    ) -> None:
         """A stranger's refusal: to the log and a metric, not to the creator's trail.
 
         A staff member's request to a creator their agency is not linked to is a
@@ -326,9 +335,17 @@ class AccessService:
         tag = str(type(command).__struct_config__.tag)
         if self.metrics is not None:
             self.metrics.unaudited_refusals.labels("access", refusal.code.name).inc()
-        logger.info("refused access command of a caller with no relation to the creator",
-                    extra={"action": tag, "code": int(refusal.code), "creator": creator,
-                           "actor": who.id, "agency": who.agency, "role": who.role})
+        logger.info(
+            "refused access command of a caller with no relation to the creator",
+            extra={
+                "action": tag,
+                "code": int(refusal.code),
+                "creator": creator,
+                "actor": who.id,
+                "agency": who.agency,
+                "role": who.role,
+            },
+        )
 
     async def _effects(self, events: list[AccessEvent], who: Actor) -> None:
         notes: list[Notification] = []
@@ -344,9 +361,16 @@ class AccessService:
             if text is None or creator is None or who.role == "creator":
                 continue
             nid = access_notification_id(event.at, type(event).__name__, agency or "")
-            notes.append(Notification(notification_id=nid, creator=creator,
-                                      kind="agency_changed", text=f"Agency {agency} {text}",
-                                      at=event.at, by=who))
+            notes.append(
+                Notification(
+                    notification_id=nid,
+                    creator=creator,
+                    kind="agency_changed",
+                    text=f"Agency {agency} {text}",
+                    at=event.at,
+                    by=who,
+                )
+            )
         if notes:
             await self.journal.notify(notes)
 

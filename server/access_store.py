@@ -21,8 +21,7 @@ class AccessMovedError(Exception):
     returns, and decide again (a shared store: Redis, decision 0024)."""
 
     def __init__(self, creator: str, count: int) -> None:
-        super().__init__(f"creator {creator} has {count} access events this node has not "
-                         "all seen")
+        super().__init__(f"creator {creator} has {count} access events this node has not all seen")
         self.creator = creator
         self.count = count
 

@@ -148,9 +148,14 @@ class Admission:
     alike: each holds a descriptor, whatever it speaks.
     """
 
-    def __init__(self, max_connections: int, handshake_timeout_s: float,
-                 metrics: Metrics, *,
-                 websocket: Callable[..., asyncio.Protocol] | None = None) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        handshake_timeout_s: float,
+        metrics: Metrics,
+        *,
+        websocket: Callable[..., asyncio.Protocol] | None = None,
+    ) -> None:
         self.max_connections = max_connections
         self.websocket = websocket
         """What serves a connection that asks for ``/ws`` first, called with the HTTP
@@ -200,10 +205,15 @@ class Admission:
             self.metrics.accept_errors.inc()
             count = self._accept_errors.hit()
             if count:
-                logger.warning("out of file descriptors or memory: accepting paused", extra={
-                    "error": errno.errorcode.get(exc.errno or 0, str(exc.errno)),
-                    "errors": count, "open": self.open, "max_connections": self.max_connections,
-                })
+                logger.warning(
+                    "out of file descriptors or memory: accepting paused",
+                    extra={
+                        "error": errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+                        "errors": count,
+                        "open": self.open,
+                        "max_connections": self.max_connections,
+                    },
+                )
             return
         if self._previous is not None:
             self._previous(loop, context)
@@ -220,9 +230,13 @@ class Admission:
         self.metrics.connections_refused.inc()
         count = self._refusals.hit()
         if count:
-            logger.warning("refusing connections: max_connections open", extra={
-                "refused": count, "max_connections": self.max_connections,
-            })
+            logger.warning(
+                "refusing connections: max_connections open",
+                extra={
+                    "refused": count,
+                    "max_connections": self.max_connections,
+                },
+            )
         transport.write(REFUSAL)
         if self.lingering >= self.max_lingering or not transport.can_write_eof():
             transport.abort()
@@ -254,14 +268,28 @@ class _Gate(asyncio.Protocol):
     gate counts it out.
     """
 
-    __slots__ = ("_admission", "_body_left", "_deadline", "_head", "_inner", "_make",
-                 "_state", "_transport")
+    __slots__ = (
+        "_admission",
+        "_body_left",
+        "_deadline",
+        "_head",
+        "_inner",
+        "_make",
+        "_state",
+        "_transport",
+    )
 
-    def __init__(self, admission: Admission, factory: Callable[..., asyncio.Protocol],
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        admission: Admission,
+        factory: Callable[..., asyncio.Protocol],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
         self._admission = admission
-        self._make: tuple[Callable[..., asyncio.Protocol], tuple[Any, ...],
-                          dict[str, Any]] | None = (factory, args, kwargs)
+        self._make: (
+            tuple[Callable[..., asyncio.Protocol], tuple[Any, ...], dict[str, Any]] | None
+        ) = (factory, args, kwargs)
         self._inner: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -277,8 +305,7 @@ class _Gate(asyncio.Protocol):
         if admission.open >= admission.max_connections:
             if admission.refuse(transport):
                 self._state = _LINGERING
-                self._deadline = asyncio.get_running_loop().call_later(
-                    LINGER_S, transport.abort)
+                self._deadline = asyncio.get_running_loop().call_later(LINGER_S, transport.abort)
             else:
                 self._state = _REFUSED
             return
@@ -340,8 +367,10 @@ class _Gate(asyncio.Protocol):
         if transport.get_protocol() is self:
             self._follow(data)
         else:  # upgraded to a protocol that does not hand over: it cannot be followed
-            logger.debug("connection upgraded past the gate", extra={"protocol": repr(
-                transport.get_protocol())})
+            logger.debug(
+                "connection upgraded past the gate",
+                extra={"protocol": repr(transport.get_protocol())},
+            )
             self._gone()
 
     def eof_received(self) -> bool | None:
@@ -378,7 +407,8 @@ class _Gate(asyncio.Protocol):
 
     def _arm(self) -> None:
         self._deadline = asyncio.get_running_loop().call_later(
-            self._admission.handshake_timeout_s, self._expired)
+            self._admission.handshake_timeout_s, self._expired
+        )
 
     def _disarm(self) -> None:
         if self._deadline is not None:
@@ -419,9 +449,9 @@ class _Gate(asyncio.Protocol):
                     assert self._transport is not None
                     self._transport.abort()
                 return
-            data = bytes(head[end.end():])
+            data = bytes(head[end.end() :])
             self._head = None
-            length = _body_length(head[:end.start()])
+            length = _body_length(head[: end.start()])
             if length is None:
                 self._state = _UNTRACKED
                 self._disarm()

@@ -146,8 +146,12 @@ def api_routes() -> list[BaseRoute]:
             and route.matches(request.scope)[0] == Match.PARTIAL for method in route.methods
         })  # fmt: skip
         if allowed:
-            raise ApiError(Code.BAD_REQUEST, f"use {', '.join(allowed)}", status=405,
-                           headers={"Allow": ", ".join(allowed)})
+            raise ApiError(
+                Code.BAD_REQUEST,
+                f"use {', '.join(allowed)}",
+                status=405,
+                headers={"Allow": ", ".join(allowed)},
+            )
         raise ApiError(Code.NOT_FOUND, f"no endpoint {request.url.path}")
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -60,16 +60,22 @@ async def send_request(request: Request) -> Response:
     rt = runtime_of(request)
     actor = authenticate(request, rt)
     command: RequestCommand = await read_command(
-        request, rt, RequestCommand,  # type: ignore[arg-type]  # a union of structs
+        request,
+        rt,
+        RequestCommand,  # type: ignore[arg-type]  # a union of structs
         defaults={"request_id": f"req-{uuid.uuid4().hex}"},
     )
     decision = await rt.access.submit(actor, command)
     now = rt.clock()
     if isinstance(decision, Refusal):
         stored = rt.access.book.requests.get(command.request_id)
-        if (decision.code == Code.ALREADY_EXISTS and stored is not None
-                and stored.agency == actor.agency and stored.creator == command.creator
-                and stored.kind == _kind(command)):
+        if (
+            decision.code == Code.ALREADY_EXISTS
+            and stored is not None
+            and stored.agency == actor.agency
+            and stored.creator == command.creator
+            and stored.kind == _kind(command)
+        ):
             view = request_view(rt.access.book, command.request_id, now)
             assert view is not None
             return json_response(RequestCreated(request=view, events=[]))  # a safe retry

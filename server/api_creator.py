@@ -104,8 +104,7 @@ async def list_requests(request: Request) -> Response:
     rt = runtime_of(request)
     actor = require_creator(request, rt)
     params = read_query(request, RequestsParams)
-    found = pending_requests(rt.access.book, actor.id, rt.clock(),
-                             include_expired=params.expired)
+    found = pending_requests(rt.access.book, actor.id, rt.clock(), include_expired=params.expired)
     return json_response({"requests": found})
 
 
@@ -178,8 +177,15 @@ async def audit(request: Request) -> Response:
     rt = runtime_of(request)
     actor = require_creator(request, rt)
     p = read_query(request, AuditParams)
-    query = AuditQuery(creator=actor.id, agency=p.agency, staff=p.staff, family=p.family,
-                       since=p.since, until=p.until, limit=p.limit)
+    query = AuditQuery(
+        creator=actor.id,
+        agency=p.agency,
+        staff=p.staff,
+        family=p.family,
+        since=p.since,
+        until=p.until,
+        limit=p.limit,
+    )
     return json_response({"entries": await rt.hub.auditor.trail(query)})
 
 

@@ -84,8 +84,14 @@ def http_status(code: int) -> int:
 class ApiError(Exception):
     """An error answer: a protocol code, a message, and optionally a status/headers."""
 
-    def __init__(self, code: Code, message: str = "", *, status: int | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: Code,
+        message: str = "",
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message or describe(code))
         self.code = code
         self.message = message or describe(code)
@@ -117,8 +123,12 @@ def json_response(value: object, status: int = 200) -> Response:
 
 
 def _error_response(error: ApiError) -> Response:
-    body = ErrorBody(code=int(error.code), name=error.code.name, message=error.message,
-                     retryable=is_retryable(error.code))
+    body = ErrorBody(
+        code=int(error.code),
+        name=error.code.name,
+        message=error.message,
+        retryable=is_retryable(error.code),
+    )
     response = json_response(body, error.status)
     response.headers.update(error.headers)
     return response
@@ -147,8 +157,7 @@ def endpoint(handler: Handler) -> Handler:
             return _error_response(ApiError(Code.UNAVAILABLE, "storage unavailable"))
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
             # Redis down or slow (many nodes): retryable, one line, no traceback per request.
-            log.warning("storage unavailable on %s %s: %s", request.method, request.url.path,
-                        error)
+            log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, error)
             return _error_response(ApiError(Code.UNAVAILABLE, "storage unavailable"))
         except Exception:
             log.exception("unexpected failure on %s %s", request.method, request.url.path)
@@ -171,12 +180,12 @@ def runtime_of(request: Request) -> Runtime:
 def authenticate(request: Request, rt: Runtime) -> Actor:
     """The token's actor, or 401; a write (POST) past the actor's budget: 429."""
     scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
-    principal = verify(token.strip() if scheme.lower() == "bearer" else None, rt.keys,
-                       now=rt.clock())
+    principal = verify(
+        token.strip() if scheme.lower() == "bearer" else None, rt.keys, now=rt.clock()
+    )
     if isinstance(principal, AuthError):
         challenge = 'Bearer realm="livepilot", error="invalid_token"'
-        raise ApiError(principal.code, principal.reason,
-                       headers={"WWW-Authenticate": challenge})
+        raise ApiError(principal.code, principal.reason, headers={"WWW-Authenticate": challenge})
     if request.method == "POST":
         _charge_write(rt, principal.actor)
     return principal.actor

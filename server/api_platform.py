@@ -47,6 +47,8 @@ async def platform(request: Request) -> Response:
     _operator(request)
     rt = runtime_of(request)
     command: a.PlatformCommand = await read_command(
-        request, rt, a.PlatformCommand  # type: ignore[arg-type]  # a union of structs
+        request,
+        rt,
+        a.PlatformCommand,  # type: ignore[arg-type]  # a union of structs
     )
     return json_response(Events(events=await rt.access.record_platform_fact(command)))

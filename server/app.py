@@ -49,7 +49,7 @@ class LivepilotApp(Starlette):
 def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def healthz(request: Request) -> Response:
@@ -69,10 +69,16 @@ async def readyz(request: Request) -> Response:
         return JSONResponse({"status": "redis unreachable"}, status_code=503)
     unreadable = runtime.hub.unreadable
     if unreadable:
-        return JSONResponse({"status": "degraded", "unreadable_rooms": sorted(unreadable)[:100]},
-                            status_code=503)
-    return JSONResponse({"status": "ready", "rooms": len(runtime.hub.rooms),
-                         "connections": len(runtime.hub.sessions)})
+        return JSONResponse(
+            {"status": "degraded", "unreadable_rooms": sorted(unreadable)[:100]}, status_code=503
+        )
+    return JSONResponse(
+        {
+            "status": "ready",
+            "rooms": len(runtime.hub.rooms),
+            "connections": len(runtime.hub.sessions),
+        }
+    )
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -81,8 +87,9 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(settings: Settings, *, clock: Callable[[], int] = wall_clock,
-               metrics: Metrics | None = None) -> LivepilotApp:
+def create_app(
+    settings: Settings, *, clock: Callable[[], int] = wall_clock, metrics: Metrics | None = None
+) -> LivepilotApp:
     """A livepilot app for ``settings``; its lifespan opens and closes the runtime
     (counting in ``metrics``, a new registry by default)."""
 

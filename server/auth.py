@@ -107,8 +107,10 @@ class AuthKeys:
     """The ``aud`` every token must name (or list)."""
 
     def __repr__(self) -> str:
-        return (f"AuthKeys(algorithm={self.algorithm!r}, leeway_s={self.leeway_s}, "
-                f"audience={self.audience!r})")
+        return (
+            f"AuthKeys(algorithm={self.algorithm!r}, leeway_s={self.leeway_s}, "
+            f"audience={self.audience!r})"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, public_key_pem: bytes | None = None) -> AuthKeys:
@@ -120,17 +122,24 @@ class AuthKeys:
         key_var = option("jwt_public_key_path").env
         if settings.jwt_public_key_path is None and public_key_pem is None:
             if len(settings.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
-                raise ConfigError([(
-                    option("jwt_secret").env,
-                    f"must be at least {MIN_JWT_SECRET_BYTES} bytes long (RFC 7518)",
-                )])
-            return cls("HS256", settings.jwt_secret, settings.token_leeway_s,
-                       settings.jwt_audience)
+                raise ConfigError(
+                    [
+                        (
+                            option("jwt_secret").env,
+                            f"must be at least {MIN_JWT_SECRET_BYTES} bytes long (RFC 7518)",
+                        )
+                    ]
+                )
+            return cls("HS256", settings.jwt_secret, settings.token_leeway_s, settings.jwt_audience)
         if not has_crypto:
-            raise ConfigError([(
-                key_var,
-                "RS256 needs the 'cryptography' package, which is not installed",
-            )])
+            raise ConfigError(
+                [
+                    (
+                        key_var,
+                        "RS256 needs the 'cryptography' package, which is not installed",
+                    )
+                ]
+            )
         if public_key_pem is None:
             assert settings.jwt_public_key_path is not None
             try:

@@ -48,7 +48,10 @@ def _add_schema(subparsers: Subparsers) -> None:
         help="docs directory to write under (default: ./docs)",
     )
     parser.add_argument(
-        "--web", type=Path, default=None, metavar="DIR",
+        "--web",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="where to write the consoles' protocol.js (default: server/web/static)",
     )
     parser.set_defaults(run=_run_schema)
@@ -79,8 +82,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         if opt.flag is None:
             continue
         flags = [opt.flag, "--data"] if opt.name == "data_path" else [opt.flag]
-        group.add_argument(*flags, dest=opt.name, default=None, metavar="VALUE",
-                           help=f"{opt.meaning} [{opt.env}]")
+        group.add_argument(
+            *flags, dest=opt.name, default=None, metavar="VALUE", help=f"{opt.meaning} [{opt.env}]"
+        )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -123,11 +127,15 @@ def _claim(args: argparse.Namespace, settings: Settings) -> tuple[socket.socket,
 
 def _add_serve(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "serve", help="run the server (embedded SQLite store by default)",
+        "serve",
+        help="run the server (embedded SQLite store by default)",
         description="Serve livepilot: WebSocket /ws, the HTTP API, /healthz, /readyz, /metrics.",
     )
-    parser.add_argument("--dev", action="store_true",
-                        help="allow the public development JWT secret (never in production)")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="allow the public development JWT secret (never in production)",
+    )
     _add_settings_flags(parser)
     parser.set_defaults(run=_run_serve)
 
@@ -148,8 +156,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"livepilot: {e}", file=sys.stderr)
         return 2
     if settings.is_dev_secret and not args.dev:
-        print("livepilot: refusing to start with the development JWT secret; set "
-              "LIVEPILOT_JWT_SECRET (32+ bytes) or pass --dev for local use", file=sys.stderr)
+        print(
+            "livepilot: refusing to start with the development JWT secret; set "
+            "LIVEPILOT_JWT_SECRET (32+ bytes) or pass --dev for local use",
+            file=sys.stderr,
+        )
         return 2
     try:
         sock, lock = _claim(args, settings)
@@ -179,14 +190,20 @@ def _run_serve(args: argparse.Namespace) -> int:
 
 def _add_demo(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="serve and stream a simulated LIVE room, with tokens to try it",
+        "demo",
+        help="serve and stream a simulated LIVE room, with tokens to try it",
         description="Serve on the development secret, grant a demo agency access to a demo "
-                    "creator and stream a realistic feed into the creator's live room. The "
-                    "store is in memory unless --data-path names a file "
-                    "(LIVEPILOT_DATA_PATH is the server's, and not used here).",
+        "creator and stream a realistic feed into the creator's live room. The "
+        "store is in memory unless --data-path names a file "
+        "(LIVEPILOT_DATA_PATH is the server's, and not used here).",
     )
-    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: until Ctrl-C)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the simulated feed")
     _add_settings_flags(parser)
     parser.set_defaults(run=_run_demo)
@@ -224,19 +241,28 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _add_token(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "token", help="mint a development token for a creator or a staff member",
+        "token",
+        help="mint a development token for a creator or a staff member",
         description="Print a JWT for LIVEPILOT_JWT_AUDIENCE (`aud`, default livepilot), "
-                    "signed with LIVEPILOT_JWT_SECRET (or, with --dev, the public "
-                    "development secret).",
+        "signed with LIVEPILOT_JWT_SECRET (or, with --dev, the public "
+        "development secret).",
     )
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--creator", metavar="ID", help="a creator's token")
     who.add_argument("--agency", metavar="ID", help="a staff token: the agency (with --staff)")
     parser.add_argument("--staff", metavar="ID", help="the staff member (with --agency)")
-    parser.add_argument("--ttl", type=int, default=3600, metavar="SECONDS",
-                        help="lifetime in seconds (default 3600)")
-    parser.add_argument("--dev", action="store_true",
-                        help="sign with the public development secret, for `serve --dev`")
+    parser.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="lifetime in seconds (default 3600)",
+    )
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="sign with the public development secret, for `serve --dev`",
+    )
     parser.set_defaults(run=_run_token)
 
 
@@ -263,16 +289,26 @@ def _run_token(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return refuse(str(e))
     if settings.jwt_public_key_path is not None:
-        return refuse("LIVEPILOT_JWT_PUBLIC_KEY_PATH is set: that server takes RS256 tokens, "
-                      "signed by its private key, which this command does not hold")
+        return refuse(
+            "LIVEPILOT_JWT_PUBLIC_KEY_PATH is set: that server takes RS256 tokens, "
+            "signed by its private key, which this command does not hold"
+        )
     if settings.is_dev_secret and not args.dev:
         # The same rule as `serve`: a token signed with the public secret is refused
         # as forged by a server with a real one, and accepted by none that matters.
-        return refuse("LIVEPILOT_JWT_SECRET is not set; set it to the server's secret, "
-                      "or pass --dev to sign for a server started with --dev")
+        return refuse(
+            "LIVEPILOT_JWT_SECRET is not set; set it to the server's secret, "
+            "or pass --dev to sign for a server started with --dev"
+        )
     try:
-        token = mint(settings, creator=args.creator, agency=args.agency, staff=args.staff,
-                     ttl_s=args.ttl, now=time.time_ns() // 1_000_000)
+        token = mint(
+            settings,
+            creator=args.creator,
+            agency=args.agency,
+            staff=args.staff,
+            ttl_s=args.ttl,
+            now=time.time_ns() // 1_000_000,
+        )
     except ValueError as e:  # the checks above should leave none; still one line
         return refuse(str(e))
     print(token)
@@ -284,12 +320,19 @@ def _run_token(args: argparse.Namespace) -> int:
 
 def _add_check(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "check", help="check a data file's integrity (exit 0: sound, 1: not, 2: unusable)",
+        "check",
+        help="check a data file's integrity (exit 0: sound, 1: not, 2: unusable)",
         description="Run SQLite's integrity check on the data file and read its schema "
-                    "version. Refused while a server holds the data path.",
+        "version. Refused while a server holds the data path.",
     )
-    parser.add_argument("--data-path", "--data", dest="data_path", default=None,
-                        metavar="PATH", help="the data file [LIVEPILOT_DATA_PATH]")
+    parser.add_argument(
+        "--data-path",
+        "--data",
+        dest="data_path",
+        default=None,
+        metavar="PATH",
+        help="the data file [LIVEPILOT_DATA_PATH]",
+    )
     parser.set_defaults(run=_run_check)
 
 
@@ -361,8 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         command = commands[args.command]
         known = [flag for action in command._actions for flag in action.option_strings]
         hint = difflib.get_close_matches(unknown[0].partition("=")[0], known, n=1)
-        command.error(f"unrecognized arguments: {' '.join(unknown)}"
-                      + (f" (did you mean {hint[0]}?)" if hint else ""))
+        command.error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+            + (f" (did you mean {hint[0]}?)" if hint else "")
+        )
     run: Run = args.run
     return run(args)
 

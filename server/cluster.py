@@ -47,8 +47,7 @@ def _parse_wake(payload: bytes) -> tuple[int, str | None]:
     return int(wake.last_seq), str(wake.epoch)
 
 
-async def open_shared(url: str, node: str, *,
-                      timeout_s: float = DEFAULT_TIMEOUT_S) -> Shared:
+async def open_shared(url: str, node: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Shared:
     """Open the Redis storage and bus at ``url`` for node ``node``; every call to
     Redis answers or fails within ``timeout_s`` (H6: refused, retryable, never hung)."""
     client = await connect(url, timeout_s=timeout_s)
@@ -56,9 +55,14 @@ async def open_shared(url: str, node: str, *,
     log = RedisRoomLog(client)
     journal = RedisJournal(client)
     events = RedisAccessEventStore(client)
-    bus = RedisBus(url, node, client=client,
-                   wake_channel=lambda room: wake_channel(room, DEFAULT_PREFIX),
-                   parse_wake=_parse_wake, timeout_s=timeout_s)
+    bus = RedisBus(
+        url,
+        node,
+        client=client,
+        wake_channel=lambda room: wake_channel(room, DEFAULT_PREFIX),
+        parse_wake=_parse_wake,
+        timeout_s=timeout_s,
+    )
 
     async def close() -> None:
         await bus.close()

@@ -233,24 +233,25 @@ OPTIONS: tuple[Option, ...] = (
         "Messages per second a connection may send (token bucket refill rate).",
         number(0.0, 1_000_000.0),
     ),
-    Option("rate_burst", "Token bucket size: messages a connection may send at once.",
-           integer(1, 1_000_000)),
+    Option(
+        "rate_burst",
+        "Token bucket size: messages a connection may send at once.",
+        integer(1, 1_000_000),
+    ),
     Option(
         "abuse_refusals",
         "Rate-limit refusals within `abuse_window_s` after which the connection is "
         "closed for abuse (terminal).",
         integer(1, 1_000_000),
     ),
-    Option("abuse_window_s", "Window of `abuse_refusals`, in seconds.",
-           number(0.0, 3600.0)),
+    Option("abuse_window_s", "Window of `abuse_refusals`, in seconds.", number(0.0, 3600.0)),
     Option(
         "actor_rate_per_s",
         "Messages per second one actor (a creator, or a staff member of an agency) may "
         "send over all its connections together (decision 0021).",
         number(0.0, 1_000_000.0),
     ),
-    Option("actor_rate_burst", "Size of an actor's shared token bucket.",
-           integer(1, 1_000_000)),
+    Option("actor_rate_burst", "Size of an actor's shared token bucket.", integer(1, 1_000_000)),
     Option(
         "max_connections_per_actor",
         "WebSocket connections one actor may have open at once; one more is closed "
@@ -263,8 +264,11 @@ OPTIONS: tuple[Option, ...] = (
         "answered 429 RATE_LIMITED with `Retry-After`.",
         number(0.0, 1_000_000.0),
     ),
-    Option("api_rate_burst", "Writes one actor may make to the HTTP API at once.",
-           integer(1, 1_000_000)),
+    Option(
+        "api_rate_burst",
+        "Writes one actor may make to the HTTP API at once.",
+        integer(1, 1_000_000),
+    ),
     Option(
         "send_buffer_bytes",
         "Bytes waiting to be sent to one connection before it is closed as a slow consumer.",
@@ -273,8 +277,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("heartbeat_s", "Seconds between server pings.", number(0.0, 3600.0)),
     Option(
         "idle_timeout_s",
-        "Seconds without any traffic from a client before it is closed; more than "
-        "`heartbeat_s`.",
+        "Seconds without any traffic from a client before it is closed; more than `heartbeat_s`.",
         number(0.0, 86400.0),
     ),
     Option(
@@ -292,8 +295,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "hello_timeout_s",
-        "Seconds a WebSocket has after the handshake to send `hello` before it is "
-        "closed (4005).",
+        "Seconds a WebSocket has after the handshake to send `hello` before it is closed (4005).",
         number(0.0, 600.0),
     ),
     Option(
@@ -302,8 +304,7 @@ OPTIONS: tuple[Option, ...] = (
         "get a snapshot instead.",
         integer(0, 100_000_000),
     ),
-    Option("snapshot_interval", "Events between two snapshots of a room.",
-           integer(1, 100_000_000)),
+    Option("snapshot_interval", "Events between two snapshots of a room.", integer(1, 100_000_000)),
     Option(
         "room_idle_s",
         "Seconds a room goes unused (no member, no command, nothing being written) "
@@ -374,11 +375,15 @@ def load_settings(env: Mapping[str, str], **overrides: object) -> Settings:
 
     if settings.idle_timeout_s <= settings.heartbeat_s:
         idle_set = "idle_timeout_s" in values or "heartbeat_s" not in values
-        raise ConfigError([(
-            source("idle_timeout_s" if idle_set else "heartbeat_s"),
-            f"idle_timeout_s ({settings.idle_timeout_s:g} s) must be more than "
-            f"heartbeat_s ({settings.heartbeat_s:g} s)",
-        )])
+        raise ConfigError(
+            [
+                (
+                    source("idle_timeout_s" if idle_set else "heartbeat_s"),
+                    f"idle_timeout_s ({settings.idle_timeout_s:g} s) must be more than "
+                    f"heartbeat_s ({settings.heartbeat_s:g} s)",
+                )
+            ]
+        )
     return settings
 
 

@@ -41,9 +41,7 @@ def integer(lo: int, hi: int) -> Parser:
             try:
                 value = int(raw.strip().replace("_", ""))
             except ValueError:
-                raise ValueError(
-                    f"expected an integer from {lo} to {hi}, got {raw!r}"
-                ) from None
+                raise ValueError(f"expected an integer from {lo} to {hi}, got {raw!r}") from None
         elif isinstance(raw, int):
             value = raw
         else:

@@ -32,17 +32,42 @@ __all__ = ["CREATOR", "STAFF", "feed", "grant_demo_access", "page_urls", "run_de
 CREATOR = Actor(role="creator", id="demo-creator")
 STAFF = Actor(role="staff", id="demo-staff", agency="demo-agency")
 PRODUCTS = [
-    BagItem(product_id="sku-dress", title="Linen summer dress", category="apparel",
-            price_cents=3900, stock=120),
-    BagItem(product_id="sku-serum", title="Vitamin C serum", category="beauty",
-            price_cents=2450, stock=300),
-    BagItem(product_id="sku-bottle", title="Insulated bottle 750 ml", category="home",
-            price_cents=1899, stock=0),
+    BagItem(
+        product_id="sku-dress",
+        title="Linen summer dress",
+        category="apparel",
+        price_cents=3900,
+        stock=120,
+    ),
+    BagItem(
+        product_id="sku-serum",
+        title="Vitamin C serum",
+        category="beauty",
+        price_cents=2450,
+        stock=300,
+    ),
+    BagItem(
+        product_id="sku-bottle",
+        title="Insulated bottle 750 ml",
+        category="home",
+        price_cents=1899,
+        stock=0,
+    ),
 ]
-VIEWERS = [Viewer(unique_id=f"fan_{i:03d}", nickname=name, member_level=i % 7)
-           for i, name in enumerate(["Mia", "Leo", "Zoe", "Kai", "Ana", "Noah", "Ivy", "Sam"])]
-COMMENTS = ["love this!", "how much is the dress?", "does it come in blue?", "size M please",
-            "just ordered 🎉", "hi from Manila", "restock the bottle pls", "🔥🔥🔥"]
+VIEWERS = [
+    Viewer(unique_id=f"fan_{i:03d}", nickname=name, member_level=i % 7)
+    for i, name in enumerate(["Mia", "Leo", "Zoe", "Kai", "Ana", "Noah", "Ivy", "Sam"])
+]
+COMMENTS = [
+    "love this!",
+    "how much is the dress?",
+    "does it come in blue?",
+    "size M please",
+    "just ordered 🎉",
+    "hi from Manila",
+    "restock the bottle pls",
+    "🔥🔥🔥",
+]
 GIFTS = [(5655, "Rose"), (5269, "TikTok"), (6064, "GG"), (7934, "Heart Me")]
 
 
@@ -51,13 +76,15 @@ async def grant_demo_access(runtime: Runtime) -> None:
     if runtime.access.grant_for(STAFF.agency or "", CREATOR.id, runtime.clock()) is not None:
         return
     request_id = f"demo-{runtime.clock()}"
-    await runtime.access.submit(STAFF, a.RequestLink(request_id=request_id, creator=CREATOR.id,
-                                                     with_access=True))
+    await runtime.access.submit(
+        STAFF, a.RequestLink(request_id=request_id, creator=CREATOR.id, with_access=True)
+    )
     await runtime.access.submit(CREATOR, a.AcceptRequest(request_id=request_id))
 
 
-async def feed(client: Client, room: str, rng: random.Random, steps: int | None,
-               pause: Callable[[], float]) -> int:
+async def feed(
+    client: Client, room: str, rng: random.Random, steps: int | None, pause: Callable[[], float]
+) -> int:
     """The simulated creator client: go live, stock the bag, stream activity.
 
     Returns how many feed commands were acknowledged.
@@ -69,8 +96,9 @@ async def feed(client: Client, room: str, rng: random.Random, steps: int | None,
     for item in PRODUCTS:
         if item.product_id not in bag:
             await client.send(client.command(c.BagAdd, room=room, item=item))
-    sale = FlashSale(sale_id="demo-sale", product_id="sku-serum", price_cents=1500, stock=25,
-                     duration_s=600)
+    sale = FlashSale(
+        sale_id="demo-sale", product_id="sku-serum", price_cents=1500, stock=25, duration_s=600
+    )
     await client.send(client.command(c.FlashSaleSetUp, room=room, sale=sale))
     viewers = 40
     sent = 0
@@ -79,22 +107,38 @@ async def feed(client: Client, room: str, rng: random.Random, steps: int | None,
         roll = rng.random()
         command: c.Command
         if roll < 0.55:
-            command = client.command(c.FeedComment, room=room,
-                                     comment_id=f"cm-{rng.getrandbits(48)}", user=user,
-                                     content=rng.choice(COMMENTS))
+            command = client.command(
+                c.FeedComment,
+                room=room,
+                comment_id=f"cm-{rng.getrandbits(48)}",
+                user=user,
+                content=rng.choice(COMMENTS),
+            )
         elif roll < 0.70:
             viewers = max(1, viewers + rng.randint(-5, 12))
             command = client.command(c.FeedViewers, room=room, total=viewers)
         elif roll < 0.82:
             item = rng.choice(PRODUCTS[:2])
             qty = rng.randint(1, 2)
-            command = client.command(c.FeedOrder, room=room, order_id=f"o-{rng.getrandbits(48)}",
-                                     user=user, product_id=item.product_id, quantity=qty,
-                                     amount_cents=item.price_cents * qty)
+            command = client.command(
+                c.FeedOrder,
+                room=room,
+                order_id=f"o-{rng.getrandbits(48)}",
+                user=user,
+                product_id=item.product_id,
+                quantity=qty,
+                amount_cents=item.price_cents * qty,
+            )
         elif roll < 0.92:
             gift_id, name = rng.choice(GIFTS)
-            command = client.command(c.FeedGift, room=room, user=user, gift_id=gift_id,
-                                     gift_name=name, repeat_count=rng.randint(1, 10))
+            command = client.command(
+                c.FeedGift,
+                room=room,
+                user=user,
+                gift_id=gift_id,
+                gift_name=name,
+                repeat_count=rng.randint(1, 10),
+            )
         else:
             command = client.command(c.FeedFollow, room=room, user=user)
         await client.send(command)
@@ -103,12 +147,15 @@ async def feed(client: Client, room: str, rng: random.Random, steps: int | None,
     return sent
 
 
-def page_urls(settings: Settings, port: int, staff_token: str,
-              creator_token: str) -> tuple[str, str]:
+def page_urls(
+    settings: Settings, port: int, staff_token: str, creator_token: str
+) -> tuple[str, str]:
     """The console (straight into the demo room) and creator page URLs, signed in."""
     base = f"http://{settings.host}:{port}"
-    return (f"{base}/console#token={staff_token}&room={CREATOR.id}",
-            f"{base}/creator#token={creator_token}")
+    return (
+        f"{base}/console#token={staff_token}&room={CREATOR.id}",
+        f"{base}/creator#token={creator_token}",
+    )
 
 
 def _banner(settings: Settings, port: int, now: int) -> str:
@@ -153,8 +200,13 @@ Press Ctrl-C to stop.
 """
 
 
-async def run_demo(settings: Settings, sock: socket.socket | None = None, *,
-                   duration: float | None = None, seed: int | None = None) -> None:
+async def run_demo(
+    settings: Settings,
+    sock: socket.socket | None = None,
+    *,
+    duration: float | None = None,
+    seed: int | None = None,
+) -> None:
     """Serve, grant the demo agency, stream a feed; stop after ``duration`` seconds.
 
     ``sock``: the socket to serve on, already bound (``livepilot demo`` binds it

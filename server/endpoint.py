@@ -62,11 +62,20 @@ class Client(Reader):
     reader (:class:`server.ws.Reader`) it inherits, so a connection is one object here.
     """
 
-    __slots__ = ("_codec", "_conn", "_header_token", "_hello_timer", "_inbox", "_scope",
-                 "_task", "_watch")
+    __slots__ = (
+        "_codec",
+        "_conn",
+        "_header_token",
+        "_hello_timer",
+        "_inbox",
+        "_scope",
+        "_task",
+        "_watch",
+    )
 
-    def __init__(self, rt: Runtime, conn: WebSocketConnection, subprotocol: str,
-                 header_token: str | None) -> None:
+    def __init__(
+        self, rt: Runtime, conn: WebSocketConnection, subprotocol: str, header_token: str | None
+    ) -> None:
         self.rt = rt
         self._conn = conn
         self._codec = codec_for(subprotocol, rt.settings.max_message_bytes)
@@ -77,7 +86,8 @@ class Client(Reader):
         self._watch: Watch | None = None
         # A socket that says nothing holds a descriptor for nothing.
         self._hello_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            rt.settings.hello_timeout_s, self._no_hello)
+            rt.settings.hello_timeout_s, self._no_hello
+        )
 
     # --- the Peer ---------------------------------------------------------------------
 
@@ -182,16 +192,18 @@ class LivepilotWebSocketProtocol(WebSocketConnection):
 
     __slots__ = ("_rt",)
 
-    def __init__(self, config: Any, server_state: Any = None, app_state: Any = None,
-                 **_: Any) -> None:
+    def __init__(
+        self, config: Any, server_state: Any = None, app_state: Any = None, **_: Any
+    ) -> None:
         state: Any = getattr(getattr(config, "app", None), "state", None)
         rt: Runtime | None = getattr(state, "runtime", None)
         self._rt = rt
         options: Options | None = getattr(state, "ws_options", None)
         if options is None and rt is not None:
             options = state.ws_options = options_for(rt)
-        super().__init__(self._open, options or Options(),
-                         registry=getattr(server_state, "connections", None))
+        super().__init__(
+            self._open, options or Options(), registry=getattr(server_state, "connections", None)
+        )
 
     def _open(self, conn: WebSocketConnection, request: Request) -> Accepted | Rejected:
         rt = self._rt
@@ -200,8 +212,9 @@ class LivepilotWebSocketProtocol(WebSocketConnection):
         if request.path.partition("?")[0] != WS_PATH:
             return Rejected(404, "not found\n")
         headers = request.headers
-        offered = [p.strip() for h in headers.get_all("Sec-WebSocket-Protocol")
-                   for p in h.split(",")]
+        offered = [
+            p.strip() for h in headers.get_all("Sec-WebSocket-Protocol") for p in h.split(",")
+        ]
         opened = opening(rt, headers.get("Origin"), headers.get("Host"), offered)
         if isinstance(opened, CloseCode):
             return Rejected(403)

@@ -62,8 +62,9 @@ class Journal(Protocol):
         """Entries matching ``query``, newest first, at most ``query.limit``."""
         ...
 
-    async def inbox(self, creator: str, *, unread_only: bool = False,
-                    limit: int = 100) -> list[Notification]:
+    async def inbox(
+        self, creator: str, *, unread_only: bool = False, limit: int = 100
+    ) -> list[Notification]:
         """The creator's notifications, newest first."""
         ...
 
@@ -90,10 +91,14 @@ class MemoryJournal:
         found = [e for e in reversed(self._audit) if query.matches(e)]
         return found[: query.limit]
 
-    async def inbox(self, creator: str, *, unread_only: bool = False,
-                    limit: int = 100) -> list[Notification]:
-        notes = [n for n in reversed(self._notes.values())
-                 if n.creator == creator and not (unread_only and n.read)]
+    async def inbox(
+        self, creator: str, *, unread_only: bool = False, limit: int = 100
+    ) -> list[Notification]:
+        notes = [
+            n
+            for n in reversed(self._notes.values())
+            if n.creator == creator and not (unread_only and n.read)
+        ]
         return notes[:limit]
 
     async def mark_read(self, creator: str, ids: Sequence[str]) -> int:

@@ -40,8 +40,13 @@ from server.log.redis_conn import RedisClient, Script, creator_key, run_batch
 from server.log.redis_scripts import DEFAULT_PREFIX
 
 __all__ = [
-    "PLATFORM", "AccessMovedError", "AccessWake", "RedisAccessEventStore", "RedisJournal",
-    "access_channel", "decode_access_wake",
+    "PLATFORM",
+    "AccessMovedError",
+    "AccessWake",
+    "RedisAccessEventStore",
+    "RedisJournal",
+    "access_channel",
+    "decode_access_wake",
 ]
 
 PLATFORM: Final = "~platform"
@@ -164,11 +169,14 @@ class RedisJournal:
         calls: dict[str, list[EncodableT]] = {}
         for e in entries:
             calls.setdefault(e.creator, []).extend((e.at, self._encode(e)))
-        await self._run(_AUDIT, [((self._key(c, "audit"), self._key(c, "audit:n")), args)
-                                 for c, args in calls.items()])
+        await self._run(
+            _AUDIT,
+            [((self._key(c, "audit"), self._key(c, "audit:n")), args) for c, args in calls.items()],
+        )
 
-    async def _run(self, script: Script,
-                   calls: list[tuple[tuple[str, ...], list[EncodableT]]]) -> None:
+    async def _run(
+        self, script: Script, calls: list[tuple[tuple[str, ...], list[EncodableT]]]
+    ) -> None:
         if not calls:
             return
         for reply in await run_batch(self.client, script, calls):
@@ -180,9 +188,15 @@ class RedisJournal:
         calls: dict[str, list[EncodableT]] = {}
         for n in notes:
             calls.setdefault(n.creator, []).extend(
-                (n.notification_id, "1" if n.read else "0", self._encode(n)))
-        await self._run(_NOTIFY, [(tuple(self._key(c, k) for k in (
-            "notes", "inbox", "unread", "notes:n")), args) for c, args in calls.items()])
+                (n.notification_id, "1" if n.read else "0", self._encode(n))
+            )
+        await self._run(
+            _NOTIFY,
+            [
+                (tuple(self._key(c, k) for k in ("notes", "inbox", "unread", "notes:n")), args)
+                for c, args in calls.items()
+            ],
+        )
 
     async def query_audit(self, query: AuditQuery) -> list[AuditEntry]:
         """Entries matching every filter of ``query``, newest first, at most ``limit``
@@ -206,8 +220,9 @@ class RedisJournal:
             offset += PAGE
         return found[: query.limit]
 
-    async def inbox(self, creator: str, *, unread_only: bool = False,
-                    limit: int = 100) -> list[Notification]:
+    async def inbox(
+        self, creator: str, *, unread_only: bool = False, limit: int = 100
+    ) -> list[Notification]:
         """The creator's notifications, newest first (arrival order)."""
         if limit <= 0:
             return []
@@ -247,8 +262,7 @@ class RedisAccessEventStore:
         """Per creator: agency -> grant version, as of ``_seen``."""
 
     def _keys(self, owner: str) -> tuple[str, str]:
-        return creator_key(self.prefix, owner, "access"), creator_key(self.prefix, owner,
-                                                                       "grants")
+        return creator_key(self.prefix, owner, "access"), creator_key(self.prefix, owner, "grants")
 
     def grant_version(self, agency: str, creator: str) -> int:
         """The version of the agency's grant to the creator, as of the events this
@@ -259,16 +273,18 @@ class RedisAccessEventStore:
     def _saw(self, owner: str, count: int, grants: object) -> None:
         self._seen[owner] = count
         assert isinstance(grants, list)
-        self._versions[owner] = {k.decode(): int(v) for k, v in
-                                 zip(grants[::2], grants[1::2], strict=True) if k != b"#n"}
+        self._versions[owner] = {
+            k.decode(): int(v) for k, v in zip(grants[::2], grants[1::2], strict=True) if k != b"#n"
+        }
 
     async def load_access_events(self) -> list[AccessEvent]:
         """Every stored access event: each creator's in their order, creators merged
         by time (the platform's first at a tie). Resets what this node has seen."""
         index = await self.client.smembers(f"{self.prefix}:access:creators")
         owners = [PLATFORM, *sorted(c.decode() if isinstance(c, bytes) else c for c in index)]
-        replies = await run_batch(self.client, _ACCESS_READ,
-                                  [(self._keys(owner), [0]) for owner in owners])
+        replies = await run_batch(
+            self.client, _ACCESS_READ, [(self._keys(owner), [0]) for owner in owners]
+        )
         streams: list[list[AccessEvent]] = []
         for owner, reply in zip(owners, replies, strict=True):
             if isinstance(reply, Exception):
@@ -302,8 +318,9 @@ class RedisAccessEventStore:
         for owner, args in groups.items():
             if owner != PLATFORM:
                 await self.client.sadd(f"{self.prefix}:access:creators", owner)
-            reply = await _ACCESS_APPEND(self.client, self._keys(owner),
-                                         [self._seen.get(owner, 0), channel, owner, *args])
+            reply = await _ACCESS_APPEND(
+                self.client, self._keys(owner), [self._seen.get(owner, 0), channel, owner, *args]
+            )
             match reply:
                 case [b"ok", int(count), grants]:
                     self._saw(owner, count, grants)

@@ -80,8 +80,9 @@ async def open_runtime(
     if settings.redis_url is not None:  # many nodes: everything shared is in Redis
         from server.cluster import node_id, open_shared
 
-        shared = await open_shared(settings.redis_url, node_id(),
-                                   timeout_s=settings.redis_timeout_s)
+        shared = await open_shared(
+            settings.redis_url, node_id(), timeout_s=settings.redis_timeout_s
+        )
         log, journal, events = shared.log, shared.journal, shared.events
     elif settings.data_path == ":memory:":
         log, journal, events = MemoryRoomLog(), MemoryJournal(), MemoryAccessEventStore()
@@ -93,11 +94,17 @@ async def open_runtime(
         log = SqliteRoomLog(store)
         journal, events = SqliteJournal(store), SqliteAccessEventStore(store)
     access = AccessService(events, journal, clock=clock, metrics=metrics)
-    hub = Hub(log, journal, access.grant_for, related=access.related, clock=clock,
-              metrics=metrics,
-              snapshot_interval=settings.snapshot_interval,
-              history_retention=settings.history_retention,
-              room_idle_ms=int(settings.room_idle_s * 1000))
+    hub = Hub(
+        log,
+        journal,
+        access.grant_for,
+        related=access.related,
+        clock=clock,
+        metrics=metrics,
+        snapshot_interval=settings.snapshot_interval,
+        history_retention=settings.history_retention,
+        room_idle_ms=int(settings.room_idle_s * 1000),
+    )
     access.on_access_ended = hub.access_ended
     try:
         await access.start()
@@ -115,13 +122,24 @@ async def open_runtime(
                 hub.grant_version = shared.events.grant_version
                 hub.catch_up_access = access.catch_up
                 tasks.start_soon(_forever, loops, bus.run, link.run)
-            yield Runtime(settings=settings, keys=keys, clock=clock, metrics=metrics, log=log,
-                          journal=journal, access=access, hub=hub, spawn=tasks.start_soon,
-                          actors=Budgets(settings.actor_rate_per_s, settings.actor_rate_burst,
-                                         settings.max_connections_per_actor),
-                          api_writers=Budgets(settings.api_rate_per_s,
-                                              settings.api_rate_burst),
-                          bus=bus)
+            yield Runtime(
+                settings=settings,
+                keys=keys,
+                clock=clock,
+                metrics=metrics,
+                log=log,
+                journal=journal,
+                access=access,
+                hub=hub,
+                spawn=tasks.start_soon,
+                actors=Budgets(
+                    settings.actor_rate_per_s,
+                    settings.actor_rate_burst,
+                    settings.max_connections_per_actor,
+                ),
+                api_writers=Budgets(settings.api_rate_per_s, settings.api_rate_burst),
+                bus=bus,
+            )
             loops.cancel()  # what commands left to do still finishes
     finally:
         access.close()  # its deadline timer
@@ -134,8 +152,9 @@ async def open_runtime(
             await store.close()
 
 
-async def _forever(scope: anyio.CancelScope,
-                   *loops: Callable[[], Coroutine[Any, Any, None]]) -> None:
+async def _forever(
+    scope: anyio.CancelScope, *loops: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
     """Run loops that never return (the bus, presence refresh) until ``scope`` is cancelled."""
     with scope:
         async with anyio.create_task_group() as tasks:

@@ -63,8 +63,9 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
 class LivepilotServer(uvicorn.Server):
     """uvicorn's server, closing sessions with "going away" before it shuts down."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette,
-                 admission: Admission | None = None) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app: Starlette, admission: Admission | None = None
+    ) -> None:
         super().__init__(config)
         self.app = app
         self.admission = admission
@@ -88,17 +89,23 @@ class LivepilotServer(uvicorn.Server):
         if not config.loaded:
             config.load()
         config.http_protocol_class = admission.protocol_factory(  # type: ignore[assignment]
-            config.http_protocol_class)
+            config.http_protocol_class
+        )
         admission.watch(asyncio.get_running_loop())
         limit = fd_limit()
-        logger.info("admitting connections", extra={
-            "max_connections": admission.max_connections, "fd_limit": limit,
-            "handshake_timeout_s": admission.handshake_timeout_s,
-        })
+        logger.info(
+            "admitting connections",
+            extra={
+                "max_connections": admission.max_connections,
+                "fd_limit": limit,
+                "handshake_timeout_s": admission.handshake_timeout_s,
+            },
+        )
         if admission.max_connections > default_max_connections(limit):
-            logger.warning("max_connections leaves too few file descriptors: accepting may "
-                           "run out of them", extra={"max_connections": admission.max_connections,
-                                                     "fd_limit": limit})
+            logger.warning(
+                "max_connections leaves too few file descriptors: accepting may run out of them",
+                extra={"max_connections": admission.max_connections, "fd_limit": limit},
+            )
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -138,5 +145,8 @@ def build_server(settings: Settings, *, clock: Callable[[], int] = wall_clock) -
     app = create_app(settings, clock=clock, metrics=metrics)
     admission = Admission(
         settings.max_connections or default_max_connections(fd_limit()),
-        settings.handshake_timeout_s, metrics, websocket=LivepilotWebSocketProtocol)
+        settings.handshake_timeout_s,
+        metrics,
+        websocket=LivepilotWebSocketProtocol,
+    )
     return LivepilotServer(uvicorn_config(app, settings), app, admission)

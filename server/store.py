@@ -68,8 +68,19 @@ _MARK_READ: Final = (
 def _audit_row(e: AuditEntry) -> tuple[object, ...]:
     actor = e.actor
     staff = actor.id if actor.role == "staff" else None
-    return (e.creator, e.at, actor.role, actor.id, actor.agency, staff, e.family, e.action,
-            e.command_id, e.code, e.seq)
+    return (
+        e.creator,
+        e.at,
+        actor.role,
+        actor.id,
+        actor.agency,
+        staff,
+        e.family,
+        e.action,
+        e.command_id,
+        e.code,
+        e.seq,
+    )
 
 
 class SqliteJournal:
@@ -123,14 +134,16 @@ class SqliteJournal:
 
         return await self.store.read(op)
 
-    async def inbox(self, creator: str, *, unread_only: bool = False,
-                    limit: int = 100) -> list[Notification]:
+    async def inbox(
+        self, creator: str, *, unread_only: bool = False, limit: int = 100
+    ) -> list[Notification]:
         """The creator's notifications, newest first (arrival order)."""
         if limit <= 0:
             return []
         where = "creator = ? AND read = 0" if unread_only else "creator = ?"
-        text = (f"SELECT read, data FROM journal_notifications WHERE {where}"
-                " ORDER BY id DESC LIMIT ?")
+        text = (
+            f"SELECT read, data FROM journal_notifications WHERE {where} ORDER BY id DESC LIMIT ?"
+        )
         decode = self._decode_note
 
         def op(conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
@@ -163,9 +176,7 @@ class SqliteAccessEventStore:
     def __init__(self, store: SqliteStore) -> None:
         self.store = store
         self._encode = msgspec.msgpack.Encoder().encode
-        self._decoder: msgspec.msgpack.Decoder[AccessEvent] = msgspec.msgpack.Decoder(
-            AccessEvent
-        )
+        self._decoder: msgspec.msgpack.Decoder[AccessEvent] = msgspec.msgpack.Decoder(AccessEvent)
 
     async def load_access_events(self) -> list[AccessEvent]:
         """Every stored access event, oldest first."""

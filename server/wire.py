@@ -36,8 +36,17 @@ from websockets.server import ServerProtocol
 from server.framing import frame_header, framed
 
 __all__ = [
-    "CLOSE_TIMEOUT_S", "FLUSH_AT_BYTES", "Accepted", "Opening", "Options", "Peer", "Rejected",
-    "WebSocketConnection", "fit_close_reason", "frame_header", "framed",
+    "CLOSE_TIMEOUT_S",
+    "FLUSH_AT_BYTES",
+    "Accepted",
+    "Opening",
+    "Options",
+    "Peer",
+    "Rejected",
+    "WebSocketConnection",
+    "fit_close_reason",
+    "frame_header",
+    "framed",
 ]
 
 CLOSE_TIMEOUT_S: Final = 10.0
@@ -115,16 +124,26 @@ class WebSocketConnection(asyncio.Protocol):
         "_state", "_text", "transport",
     )  # fmt: skip
 
-    def __init__(self, opening: Opening, options: Options, *,
-                 registry: MutableSet[Any] | None = None) -> None:
+    def __init__(
+        self, opening: Opening, options: Options, *, registry: MutableSet[Any] | None = None
+    ) -> None:
         self._opening: Opening | None = opening
         self._options = options
         self._registry = registry
-        extensions = [ServerPerMessageDeflateFactory(
-            server_max_window_bits=12, client_max_window_bits=12,
-            compress_settings={"memLevel": 5})] if options.deflate else None
-        self._conn = ServerProtocol(extensions=extensions, max_size=options.max_size,
-                                    logger=_logger)
+        extensions = (
+            [
+                ServerPerMessageDeflateFactory(
+                    server_max_window_bits=12,
+                    client_max_window_bits=12,
+                    compress_settings={"memLevel": 5},
+                )
+            ]
+            if options.deflate
+            else None
+        )
+        self._conn = ServerProtocol(
+            extensions=extensions, max_size=options.max_size, logger=_logger
+        )
         self.transport: asyncio.Transport | None = None
         self._state = _OPENING
         self._peer: Peer | None = None
@@ -268,7 +287,8 @@ class WebSocketConnection(asyncio.Protocol):
         # abort, not close: close() waits for the write buffer to drain, which a peer
         # that stopped reading (a slow consumer) never lets happen.
         self._close_timer = asyncio.get_running_loop().call_later(
-            self._options.close_timeout, transport.abort)
+            self._options.close_timeout, transport.abort
+        )
         self._ended()
 
     # --- reading ----------------------------------------------------------------------

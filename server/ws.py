@@ -57,8 +57,15 @@ if TYPE_CHECKING:
     from server.runtime import Runtime
 
 __all__ = [
-    "AUTH_SUBPROTOCOL_PREFIX", "Admitted", "Reader", "Refusal", "Watch", "hello_session",
-    "opening", "session_ended", "websocket_endpoint",
+    "AUTH_SUBPROTOCOL_PREFIX",
+    "Admitted",
+    "Reader",
+    "Refusal",
+    "Watch",
+    "hello_session",
+    "opening",
+    "session_ended",
+    "websocket_endpoint",
 ]
 
 AUTH_SUBPROTOCOL_PREFIX: Final = "livepilot.auth."
@@ -69,8 +76,9 @@ MAX_IN_FLIGHT: Final = 64
 """Commands of one connection that may be waiting for durability at once."""
 
 
-def opening(rt: Runtime, origin: str | None, host: str | None,
-            offered: list[str]) -> tuple[str, str | None] | CloseCode:
+def opening(
+    rt: Runtime, origin: str | None, host: str | None, offered: list[str]
+) -> tuple[str, str | None] | CloseCode:
     """The subprotocol to accept and the token offered in the handshake (or None), or
     the close code that refuses the handshake (answered HTTP 403)."""
     if not (rt.settings.origin_allowed(origin) or _own_origin(origin, host)):
@@ -79,9 +87,10 @@ def opening(rt: Runtime, origin: str | None, host: str | None,
     if subprotocol is None:
         return CloseCode.UNSUPPORTED_PROTOCOL
     prefix = AUTH_SUBPROTOCOL_PREFIX
-    header_token = next((p[len(prefix):] for p in offered if p.startswith(prefix)), None)
-    if header_token is not None and isinstance(verify(header_token, rt.keys, now=rt.clock()),
-                                               AuthError):
+    header_token = next((p[len(prefix) :] for p in offered if p.startswith(prefix)), None)
+    if header_token is not None and isinstance(
+        verify(header_token, rt.keys, now=rt.clock()), AuthError
+    ):
         return CloseCode.BAD_TOKEN
     return subprotocol, header_token
 
@@ -99,8 +108,12 @@ def _own_origin(origin: str | None, host: str | None) -> bool:
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """Serve one WebSocket connection from handshake to close (under an ASGI server)."""
     rt: Runtime = websocket.app.state.runtime
-    opened = opening(rt, websocket.headers.get("origin"), websocket.headers.get("host"),
-                     list(websocket.scope.get("subprotocols", [])))
+    opened = opening(
+        rt,
+        websocket.headers.get("origin"),
+        websocket.headers.get("host"),
+        list(websocket.scope.get("subprotocols", [])),
+    )
     if isinstance(opened, CloseCode):
         await websocket.close(code=opened)  # before accept: HTTP 403
         return
@@ -134,7 +147,10 @@ async def _receive(websocket: WebSocket) -> str | bytes | None:
 
 
 async def _authenticate(
-    websocket: WebSocket, rt: Runtime, codec: Codec, header_token: str | None,
+    websocket: WebSocket,
+    rt: Runtime,
+    codec: Codec,
+    header_token: str | None,
 ) -> Admitted | None:
     """Read hello (within the hello timeout) and verify its token, or close."""
     frame: str | bytes | None = None
@@ -155,8 +171,11 @@ async def _authenticate(
         if admitted.error is not None:
             with contextlib.suppress(Exception):  # the peer may be gone already
                 data = codec.encode(admitted.error)
-                await websocket.send({"type": "websocket.send", "bytes": data} if codec.binary
-                                     else {"type": "websocket.send", "text": data.decode()})
+                await websocket.send(
+                    {"type": "websocket.send", "bytes": data}
+                    if codec.binary
+                    else {"type": "websocket.send", "text": data.decode()}
+                )
         await _safe_close(websocket, admitted.code, admitted.reason)
         return None
     return admitted
@@ -178,8 +197,9 @@ class Refusal(NamedTuple):
     error: Error | None = None
 
 
-def hello_session(rt: Runtime, codec: Codec, frame: str | bytes, header_token: str | None,
-                  sink: Sink | None) -> Admitted | Refusal:
+def hello_session(
+    rt: Runtime, codec: Codec, frame: str | bytes, header_token: str | None, sink: Sink | None
+) -> Admitted | Refusal:
     """The session a first frame opens (its welcome sent), or the refusal: the frame
     must be ``hello`` with a valid token, and the actor under its connection cap.
 
@@ -191,8 +211,9 @@ def hello_session(rt: Runtime, codec: Codec, frame: str | bytes, header_token: s
     except DecodeError as e:
         return Refusal(CloseCode.BAD_REQUEST, describe(e.code))
     if not isinstance(hello, Hello):  # no token at all: say so, then close
-        return Refusal(CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED),
-                       _error(Code.NOT_AUTHENTICATED))
+        return Refusal(
+            CloseCode.BAD_TOKEN, describe(Code.NOT_AUTHENTICATED), _error(Code.NOT_AUTHENTICATED)
+        )
     token = hello.token if hello.token is not None else header_token or ""
     principal = verify(token, rt.keys, now=rt.clock())
     if isinstance(principal, AuthError):
@@ -202,17 +223,28 @@ def hello_session(rt: Runtime, codec: Codec, frame: str | bytes, header_token: s
     if actor_bucket is None:  # the actor's connection cap (decision 0021)
         rt.metrics.connection_refusals.labels("too_many_connections").inc()
         return Refusal(CloseCode.TOO_MANY_CONNECTIONS, describe(CloseCode.TOO_MANY_CONNECTIONS))
-    session = Session(uuid.uuid4().hex, principal.actor, codec, principal.expires_at,
-                      settings.send_buffer_bytes, sink=sink)
+    session = Session(
+        uuid.uuid4().hex,
+        principal.actor,
+        codec,
+        principal.expires_at,
+        settings.send_buffer_bytes,
+        sink=sink,
+    )
     session.last_seen = now
-    limits = Limits(max_message_bytes=settings.max_message_bytes, rate_per_s=settings.rate_per_s,
-                    burst=settings.rate_burst, heartbeat_s=settings.heartbeat_s)
+    limits = Limits(
+        max_message_bytes=settings.max_message_bytes,
+        rate_per_s=settings.rate_per_s,
+        burst=settings.rate_burst,
+        heartbeat_s=settings.heartbeat_s,
+    )
     session.send(Welcome(session_id=session.id, limits=limits, actor=principal.actor))
     return Admitted(session, actor_bucket)
 
 
-async def _serve(websocket: WebSocket, rt: Runtime, session: Session,
-                 actor_bucket: TokenBucket) -> None:
+async def _serve(
+    websocket: WebSocket, rt: Runtime, session: Session, actor_bucket: TokenBucket
+) -> None:
     """Read until the client goes or the session is closed; a writer task drains the
     session's outbox meanwhile.
 
@@ -229,8 +261,9 @@ async def _serve(websocket: WebSocket, rt: Runtime, session: Session,
             await _read_until_closed(websocket, rt, session, actor_bucket)
 
 
-async def _read_until_closed(websocket: WebSocket, rt: Runtime, session: Session,
-                             actor_bucket: TokenBucket) -> None:
+async def _read_until_closed(
+    websocket: WebSocket, rt: Runtime, session: Session, actor_bucket: TokenBucket
+) -> None:
     with contextlib.suppress(WebSocketDisconnect):
         await _read_loop(websocket, rt, session, actor_bucket)
     session.close(1000, "client went away")
@@ -250,8 +283,9 @@ async def _write_loop(websocket: WebSocket, session: Session) -> None:
         session.close(1000, "client went away")
 
 
-async def _read_loop(websocket: WebSocket, rt: Runtime, session: Session,
-                     actor_bucket: TokenBucket) -> None:
+async def _read_loop(
+    websocket: WebSocket, rt: Runtime, session: Session, actor_bucket: TokenBucket
+) -> None:
     reader = Reader(rt, session, actor_bucket)
     while True:
         frame = await _receive(websocket)
@@ -276,7 +310,8 @@ class Reader:
         self._in_flight = _InFlight(MAX_IN_FLIGHT)
         settings = rt.settings
         self._limiter = FrameLimiter(
-            TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic()), actor_bucket)
+            TokenBucket(settings.rate_per_s, settings.rate_burst, time.monotonic()), actor_bucket
+        )
         # Made on the first refusal: most connections never need one.
         self._abuse: AbuseMeter | None = None
 
@@ -296,8 +331,13 @@ class Reader:
             rt.metrics.rate_limited.labels(refused_by).inc()
             command_id = peek_command_id(codec, frame, settings.max_message_bytes)
             if command_id is not None:
-                session.send(Refused(command_id=command_id, code=Code.RATE_LIMITED,
-                                     message=describe(Code.RATE_LIMITED)))
+                session.send(
+                    Refused(
+                        command_id=command_id,
+                        code=Code.RATE_LIMITED,
+                        message=describe(Code.RATE_LIMITED),
+                    )
+                )
             else:
                 session.send(_error(Code.RATE_LIMITED))
             if self._abuse is None:
@@ -416,7 +456,8 @@ class Watch:
             session.close(CloseCode.IDLE_TIMEOUT, "idle timeout")
         else:
             self._handle = asyncio.get_running_loop().call_later(
-                min(until_expiry, until_idle) + 0.001, self._check)
+                min(until_expiry, until_idle) + 0.001, self._check
+            )
 
     def cancel(self) -> None:
         """Stop watching (the session ended)."""
@@ -435,10 +476,17 @@ def session_ended(rt: Runtime, session: Session) -> None:
     """Count and log a session that ended (either path)."""
     if session.close_code == CloseCode.SLOW_CONSUMER:
         rt.metrics.slow_consumers.inc()
-    logger.log(logging.DEBUG if session.close_code == 1000 else logging.INFO, "session closed",
-               extra={"session": session.id, "role": session.actor.role,
-                      "agency": session.actor.agency, "code": session.close_code,
-                      "reason": session.close_reason})
+    logger.log(
+        logging.DEBUG if session.close_code == 1000 else logging.INFO,
+        "session closed",
+        extra={
+            "session": session.id,
+            "role": session.actor.role,
+            "agency": session.actor.agency,
+            "code": session.close_code,
+            "reason": session.close_reason,
+        },
+    )
 
 
 async def _close(websocket: WebSocket, rt: Runtime, session: Session) -> None:

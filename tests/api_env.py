@@ -73,18 +73,28 @@ class Env:
         token = mint(self.settings, agency=agency, staff=staff, now=self.clock())
         return {"Authorization": f"Bearer {token}"}
 
-    async def request(self, body: dict[str, Any], staff: str = "ann",
-                      agency: str = AGENCY) -> httpx.Response:
+    async def request(
+        self, body: dict[str, Any], staff: str = "ann", agency: str = AGENCY
+    ) -> httpx.Response:
         """A staff member sends a request."""
-        return await self.client.post("/api/requests", json=body,
-                                      headers=self.staff(staff, agency))
+        return await self.client.post("/api/requests", json=body, headers=self.staff(staff, agency))
 
-    async def link(self, *, with_access: bool = True, ends_at: int | None = None,
-                   agency: str = AGENCY, creator: str = CREATOR_ID,
-                   scopes: list[str] | None = None) -> str:
+    async def link(
+        self,
+        *,
+        with_access: bool = True,
+        ends_at: int | None = None,
+        agency: str = AGENCY,
+        creator: str = CREATOR_ID,
+        scopes: list[str] | None = None,
+    ) -> str:
         """Request a link and have the creator accept it; the request id."""
-        body: dict[str, Any] = {"type": "request_link", "creator": creator,
-                                "with_access": with_access, "ends_at": ends_at}
+        body: dict[str, Any] = {
+            "type": "request_link",
+            "creator": creator,
+            "with_access": with_access,
+            "ends_at": ends_at,
+        }
         sent = await self.request(body, agency=agency)
         assert sent.status_code == 201, sent.text
         rid: str = sent.json()["request"]["request_id"]
@@ -93,18 +103,21 @@ class Env:
         assert accepted.status_code == 200, accepted.text
         return rid
 
-    async def answer(self, rid: str, how: str, body: dict[str, Any] | None = None,
-                     creator: str = CREATOR_ID) -> httpx.Response:
+    async def answer(
+        self, rid: str, how: str, body: dict[str, Any] | None = None, creator: str = CREATOR_ID
+    ) -> httpx.Response:
         """The creator accepts or declines a request."""
-        return await self.client.post(f"/api/requests/{rid}/{how}", json=body,
-                                      headers=self.creator(creator))
+        return await self.client.post(
+            f"/api/requests/{rid}/{how}", json=body, headers=self.creator(creator)
+        )
 
     async def status(self, creator: str = CREATOR_ID, agency: str = AGENCY) -> dict[str, Any]:
         """The creator's entry in the agency's list."""
         answer = await self.client.get("/api/creators", headers=self.staff(agency=agency))
         assert answer.status_code == 200, answer.text
-        found: list[dict[str, Any]] = [c for c in answer.json()["creators"]
-                                       if c["creator"] == creator]
+        found: list[dict[str, Any]] = [
+            c for c in answer.json()["creators"] if c["creator"] == creator
+        ]
         return found[0] if found else {"status": "unknown"}
 
     def session(self, actor: Actor) -> Session:

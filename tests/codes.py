@@ -69,8 +69,7 @@ def _frame_sent(_ws: Any, message: Any) -> None:
     """An ASGI send: count an error or refused frame in it (JSON text or MessagePack)."""
     data = message.get("text") or message.get("bytes")
     try:
-        value = msgspec.json.decode(data) if isinstance(data, str) else msgspec.msgpack.decode(
-            data)
+        value = msgspec.json.decode(data) if isinstance(data, str) else msgspec.msgpack.decode(data)
     except (msgspec.DecodeError, TypeError):
         return
     if isinstance(value, dict) and value.get("type") in ("error", "refused"):
@@ -83,6 +82,7 @@ def _before(owner: Any, name: str, record: Callable[..., None]) -> None:
     """Call ``record(self, *args, **kwargs)`` before each call of ``owner.name``."""
     original = getattr(owner, name)
     if inspect.iscoroutinefunction(original):
+
         async def wrapper_async(self: Any, *args: Any, **kwargs: Any) -> Any:
             record(self, *args, **kwargs)
             return await original(self, *args, **kwargs)

@@ -78,8 +78,9 @@ class RedisProcess:
     """One ``redis-server`` on 127.0.0.1; :meth:`kill` and :meth:`start` again keep its
     port and data directory (a crash and restart)."""
 
-    def __init__(self, directory: Path, *settings: str, port: int | None = None,
-                 bus: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *settings: str, port: int | None = None, bus: bool = False
+    ) -> None:
         self.directory = directory
         self.settings = settings
         self.port = port if port is not None else free_port(bus=bus)
@@ -96,9 +97,20 @@ class RedisProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.directory / "redis.log"
         self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.directory), "--logfile", str(log), *self.settings],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--logfile",
+                str(log),
+                *self.settings,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _ping(self.port):  # polls a condition, bounded: no sleep-and-hope
@@ -131,24 +143,48 @@ def start_cluster(directory: Path, masters: int = 3) -> list[RedisProcess]:
     """``masters`` cluster-enabled servers joined with ``redis-cli --cluster create``,
     returned once every node reports ``cluster_state:ok``."""
     _, cli = need_redis()
-    nodes = [RedisProcess(directory / f"node{i}", *FAST, "--cluster-enabled", "yes",
-                          "--cluster-config-file", str(directory / f"node{i}.conf"),
-                          "--cluster-node-timeout", "5000", bus=True)
-             for i in range(masters)]
+    nodes = [
+        RedisProcess(
+            directory / f"node{i}",
+            *FAST,
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            str(directory / f"node{i}.conf"),
+            "--cluster-node-timeout",
+            "5000",
+            bus=True,
+        )
+        for i in range(masters)
+    ]
     try:
         for node in nodes:
             node.start()
         subprocess.run(
-            [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=START_TIMEOUT_S,
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=START_TIMEOUT_S,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         for node in nodes:
-            while b"cluster_state:ok" not in subprocess.run(
-                [cli, "-p", str(node.port), "cluster", "info"],
-                capture_output=True, check=True, timeout=START_TIMEOUT_S,
-            ).stdout:
+            while (
+                b"cluster_state:ok"
+                not in subprocess.run(
+                    [cli, "-p", str(node.port), "cluster", "info"],
+                    capture_output=True,
+                    check=True,
+                    timeout=START_TIMEOUT_S,
+                ).stdout
+            ):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the cluster on {node.port} never became ok")
                 time.sleep(0.05)

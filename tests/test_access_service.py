@@ -38,15 +38,17 @@ class Ended(list[tuple[str, str, AccessEnd]]):
 
 def service(clock: Clock) -> tuple[AccessService, Ended]:
     ended = Ended()
-    return AccessService(MemoryAccessEventStore(), MemoryJournal(), clock=clock,
-                         on_access_ended=ended), ended
+    return AccessService(
+        MemoryAccessEventStore(), MemoryJournal(), clock=clock, on_access_ended=ended
+    ), ended
 
 
 async def link(access: AccessService, creator: str, ends_at: int | None) -> None:
     """``creator`` accepts a link + access request ending at ``ends_at``."""
     rid = f"r-{creator}"
-    sent = await access.submit(ANN, a.RequestLink(request_id=rid, creator=creator,
-                                                    with_access=True, ends_at=ends_at))
+    sent = await access.submit(
+        ANN, a.RequestLink(request_id=rid, creator=creator, with_access=True, ends_at=ends_at)
+    )
     assert isinstance(sent, list), sent
     done = await access.submit(Actor(role="creator", id=creator), a.AcceptRequest(request_id=rid))
     assert isinstance(done, list), done
@@ -80,8 +82,9 @@ async def test_extension_moves_the_deadline() -> None:
     access, ended = service(clock)
     await link(access, CREATOR_ID, T0 + 10_000)
     assert armed_in(access) == pytest.approx(10.0, abs=0.5)
-    sent = await access.submit(ANN, a.RequestExtension(request_id="ext", creator=CREATOR_ID,
-                                                         new_ends_at=T0 + 20_000))
+    sent = await access.submit(
+        ANN, a.RequestExtension(request_id="ext", creator=CREATOR_ID, new_ends_at=T0 + 20_000)
+    )
     assert isinstance(sent, list)
     await access.submit(CREATOR, a.AcceptRequest(request_id="ext"))
     assert armed_in(access) == pytest.approx(20.0, abs=0.5)  # re-armed on the extension

@@ -38,8 +38,11 @@ class Clock:
 class Storage:
     """Opens access-event stores over one storage; ``restart`` closes what is open."""
 
-    def __init__(self, opener: Callable[[], Awaitable[AccessEventStore]],
-                 closer: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        opener: Callable[[], Awaitable[AccessEventStore]],
+        closer: Callable[[], Awaitable[None]],
+    ) -> None:
         self.open = opener
         self.restart = closer
 
@@ -96,18 +99,27 @@ async def test_the_book_after_a_restart_is_the_book_before(storage: Storage) -> 
     service = AccessService(await storage.open(), MemoryJournal(), clock=clock)
     await service.start()
     await service.record_platform_fact(a.RegisterAgency(agency="ag-2", cross_border=True))
-    await service.record_platform_fact(a.RecordSharing(agency="ag-2", creator="cr-2",
-                                                       kind="data"))
+    await service.record_platform_fact(a.RecordSharing(agency="ag-2", creator="cr-2", kind="data"))
     ends = T0 + 30 * DAY
-    for rid, agency, cid in (("r1", "ag-1", "cr-2"), ("r2", "ag-1", "cr-1"),
-                             ("r3", "ag-2", "cr-2"), ("r4", "ag-1", "cr-3")):
-        await submit(service, staff(agency), a.RequestLink(
-            request_id=rid, creator=cid, with_access=True, ends_at=ends))
+    for rid, agency, cid in (
+        ("r1", "ag-1", "cr-2"),
+        ("r2", "ag-1", "cr-1"),
+        ("r3", "ag-2", "cr-2"),
+        ("r4", "ag-1", "cr-3"),
+    ):
+        await submit(
+            service,
+            staff(agency),
+            a.RequestLink(request_id=rid, creator=cid, with_access=True, ends_at=ends),
+        )
     await submit(service, creator("cr-1"), a.AcceptRequest(request_id="r2", scopes=["bag"]))
     await submit(service, creator("cr-2"), a.DeclineRequest(request_id="r1"))
     await submit(service, creator("cr-2"), a.AcceptRequest(request_id="r3"))
-    await submit(service, staff("ag-1"), a.RequestExtension(
-        request_id="r5", creator="cr-1", new_ends_at=ends + DAY))
+    await submit(
+        service,
+        staff("ag-1"),
+        a.RequestExtension(request_id="r5", creator="cr-1", new_ends_at=ends + DAY),
+    )
     await submit(service, creator("cr-1"), a.AcceptRequest(request_id="r5"))
     await submit(service, creator("cr-2"), a.RevokeAccess(agency="ag-2"))
     before = service.book

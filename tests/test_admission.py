@@ -57,8 +57,7 @@ class Inner(asyncio.Protocol):
     uvicorn's HTTP protocol upgrading to a WebSocket one once a head is in (or, with
     ``pipelined``, later, as after a response to a request before it)."""
 
-    def __init__(self, upgrade_to: asyncio.Protocol | None = None,
-                 pipelined: bool = False) -> None:
+    def __init__(self, upgrade_to: asyncio.Protocol | None = None, pipelined: bool = False) -> None:
         self.received = b""
         self.lost = False
         self.transport: Any = None
@@ -126,8 +125,13 @@ def test_default_max_connections_leaves_descriptors_for_files() -> None:
 def test_raise_fd_limit_lifts_the_soft_limit_to_the_hard_one() -> None:
     """A process started with a soft limit below its hard one ends up at the hard one."""
     code = "from server.admission import raise_fd_limit; print(raise_fd_limit())"
-    out = subprocess.run(["prlimit", "--nofile=100:200", sys.executable, "-c", code],
-                         capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        ["prlimit", "--nofile=100:200", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     assert out.stdout.strip() == "200"
 
 
@@ -257,10 +261,12 @@ async def test_descriptor_exhaustion_is_one_line_per_interval(
     try:
         with caplog.at_level(logging.WARNING, logger="livepilot.admission"):
             for _ in range(500):
-                loop.call_exception_handler({
-                    "message": "socket.accept() out of system resource",
-                    "exception": OSError(errno.EMFILE, "Too many open files"),
-                })
+                loop.call_exception_handler(
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": OSError(errno.EMFILE, "Too many open files"),
+                    }
+                )
             loop.call_exception_handler({"message": "other", "exception": ValueError()})
     finally:
         admission.unwatch(loop)
@@ -318,8 +324,10 @@ async def test_a_first_request_for_ws_goes_straight_to_the_websocket_protocol() 
     assert admission.open == 0
 
 
-@pytest.mark.parametrize("first", [b"GET /healthz HTTP/1.1\r\n", b"GET /wsx HTTP/1.1\r\n",
-                                   b"POST /ws HTTP/1.1\r\n", b"GE"])
+@pytest.mark.parametrize(
+    "first",
+    [b"GET /healthz HTTP/1.1\r\n", b"GET /wsx HTTP/1.1\r\n", b"POST /ws HTTP/1.1\r\n", b"GE"],
+)
 async def test_any_other_first_request_builds_the_http_protocol(first: bytes) -> None:
     """Bytes that do not start a request for /ws build the HTTP protocol, which gets
     them all; nothing is built for the WebSocket route."""

@@ -52,8 +52,7 @@ async def test_request_expires_after_seven_days(env: Env) -> None:
     rid = sent.json()["request"]["request_id"]
     env.clock.advance(REQUEST_TTL_MS)
     listed = await env.client.get("/api/requests", headers=env.creator())
-    assert [(r["request_id"], r["status"]) for r in listed.json()["requests"]] == [
-        (rid, "expired")]
+    assert [(r["request_id"], r["status"]) for r in listed.json()["requests"]] == [(rid, "expired")]
     hidden = await env.client.get("/api/requests?expired=0", headers=env.creator())
     assert hidden.json()["requests"] == []
     expect_error(await env.answer(rid, "accept"), 409, Code.REQUEST_EXPIRED)
@@ -88,8 +87,9 @@ async def test_decline_bundled_request_leaves_no_link(env: Env) -> None:
     rid = sent.json()["request"]["request_id"]
     assert (await env.answer(rid, "decline")).status_code == 200
     assert (await env.status())["status"] == "none"
-    expect_error(await env.request({"type": "request_access", "creator": CREATOR_ID}),
-                 409, Code.NOT_LINKED)
+    expect_error(
+        await env.request({"type": "request_access", "creator": CREATOR_ID}), 409, Code.NOT_LINKED
+    )
     expect_error(await env.answer(rid, "accept"), 409, Code.REQUEST_CLOSED)
 
 
@@ -108,10 +108,8 @@ async def test_accept_with_bad_scopes(env: Env) -> None:
     """R5: scopes outside what an agency may hold, or of the wrong type, are refused."""
     sent = await env.request({"type": "request_link", "creator": CREATOR_ID, "with_access": True})
     rid = sent.json()["request"]["request_id"]
-    expect_error(await env.answer(rid, "accept", {"scopes": ["live"]}), 400,
-                 Code.INVALID_ARGUMENT)
-    expect_error(await env.answer(rid, "accept", {"scopes": ["nope"]}), 400,
-                 Code.WRONG_FIELD_TYPE)
+    expect_error(await env.answer(rid, "accept", {"scopes": ["live"]}), 400, Code.INVALID_ARGUMENT)
+    expect_error(await env.answer(rid, "accept", {"scopes": ["nope"]}), 400, Code.WRONG_FIELD_TYPE)
     expect_error(await env.answer(rid, "accept", {"scopes": []}), 400, Code.INVALID_ARGUMENT)
     assert (await env.status())["status"] == "pending"
 
@@ -122,8 +120,9 @@ async def test_accept_with_bad_scopes(env: Env) -> None:
 async def test_extension_accepted_moves_end_date(env: Env) -> None:
     """R7, R5: an accepted extension moves the link's (and access's) end date."""
     await env.link(ends_at=T0 + 30 * DAY)
-    ext = await env.request({"type": "request_extension", "creator": CREATOR_ID,
-                             "new_ends_at": T0 + 60 * DAY})
+    ext = await env.request(
+        {"type": "request_extension", "creator": CREATOR_ID, "new_ends_at": T0 + 60 * DAY}
+    )
     assert (await env.answer(ext.json()["request"]["request_id"], "accept")).status_code == 200
     env.clock.advance(45 * DAY)
     status = await env.status()
@@ -137,19 +136,19 @@ async def test_revoke_keeps_link(env: Env) -> None:
     """R9: the creator revokes access; the link stays and staff are cut off at once."""
     await env.link()
     console = env.session(ANN)
-    plan = LiveEventSchedule(command_id="c0", room=CREATOR_ID, event=LiveEvent(
-        event_id="e0", title="Launch", starts_at=T0 + DAY))
+    plan = LiveEventSchedule(
+        command_id="c0",
+        room=CREATOR_ID,
+        event=LiveEvent(event_id="e0", title="Launch", starts_at=T0 + DAY),
+    )
     assert (await env.command(console, plan))["type"] == "ack"
-    revoked = await env.client.post("/api/revoke", json={"agency": AGENCY},
-                                    headers=env.creator())
+    revoked = await env.client.post("/api/revoke", json={"agency": AGENCY}, headers=env.creator())
     assert revoked.status_code == 200, revoked.text
     assert [e["type"] for e in revoked.json()["events"]] == ["access_revoked"]
-    assert [f["status"] for f in frames(console) if f["type"] == "access_changed"] == [
-        "revoked"]
+    assert [f["status"] for f in frames(console) if f["type"] == "access_changed"] == ["revoked"]
     assert (await env.command(console, plan))["code"] == Code.NO_ACCESS
     assert (await env.status())["status"] == "revoked"  # still linked, access revoked
-    again = await env.client.post("/api/revoke", json={"agency": AGENCY},
-                                  headers=env.creator())
+    again = await env.client.post("/api/revoke", json={"agency": AGENCY}, headers=env.creator())
     expect_error(again, 403, Code.NO_ACCESS)
     assert (await env.request({"type": "request_access", "creator": CREATOR_ID})).status_code == 201
 
@@ -176,26 +175,37 @@ async def test_creator_lists_the_grants_in_force(env: Env) -> None:
     await env.link(agency="ag-3")
     env.clock.advance(1000)
     assert await grants(env) == [
-        {"agency": AGENCY, "scopes": ["bag", "moderation"], "granted_at": T0,
-         "ends_at": T0 + 30 * DAY, "link_id": rid, "request_id": rid},
-        {"agency": "ag-3", "scopes": ["bag", "promotion", "billboard", "moderation", "planning"],
-         "granted_at": T0 + 1000, "ends_at": None, "link_id": ANY, "request_id": ANY},
+        {
+            "agency": AGENCY,
+            "scopes": ["bag", "moderation"],
+            "granted_at": T0,
+            "ends_at": T0 + 30 * DAY,
+            "link_id": rid,
+            "request_id": rid,
+        },
+        {
+            "agency": "ag-3",
+            "scopes": ["bag", "promotion", "billboard", "moderation", "planning"],
+            "granted_at": T0 + 1000,
+            "ends_at": None,
+            "link_id": ANY,
+            "request_id": ANY,
+        },
     ]
-    revoked = await env.client.post("/api/revoke", json={"agency": "ag-3"},
-                                    headers=env.creator())
+    revoked = await env.client.post("/api/revoke", json={"agency": "ag-3"}, headers=env.creator())
     assert revoked.status_code == 200, revoked.text
     assert [g["agency"] for g in await grants(env)] == [AGENCY]
     env.clock.advance(30 * DAY)  # the link's end date: access ends with it (R5)
     assert await grants(env) == []
     assert (await env.client.get("/api/grants", headers=env.creator(OTHER_CREATOR_ID))).json() == {
-        "grants": []}
+        "grants": []
+    }
 
 
 async def test_staff_cannot_list_a_creators_grants(env: Env) -> None:
     """R16: the grants are the creator's to read: staff are refused."""
     await env.link()
-    expect_error(await env.client.get("/api/grants", headers=env.staff()), 403,
-                 Code.CREATOR_ONLY)
+    expect_error(await env.client.get("/api/grants", headers=env.staff()), 403, Code.CREATOR_ONLY)
 
 
 # --- R14: the inbox -----------------------------------------------------------------------
@@ -212,9 +222,11 @@ async def test_request_notified_in_inbox(env: Env) -> None:
     assert AGENCY in notes[0]["text"]
     assert notes[0]["by"] == {"role": "staff", "id": "ann", "agency": AGENCY}
     assert notes[0]["read"] is False
-    read = await env.client.post("/api/notifications/read",
-                                 json={"ids": [notes[0]["notification_id"]]},
-                                 headers=env.creator())
+    read = await env.client.post(
+        "/api/notifications/read",
+        json={"ids": [notes[0]["notification_id"]]},
+        headers=env.creator(),
+    )
     assert read.json() == {"changed": 1}
     unread = await env.client.get("/api/notifications?unread=1", headers=env.creator())
     assert unread.json()["notifications"] == []
@@ -227,16 +239,22 @@ async def test_the_inbox_keeps_every_notification_for_the_longest_ids(env: Env) 
     notification lands in the inbox: none is cut short into another's id."""
     creator = "c" * 127 + "1"
     agencies = ["a" * 127 + "1", "a" * 127 + "2"]
-    sent = [await env.request({"type": "request_link", "creator": creator, "with_access": True},
-                              agency=agency) for agency in agencies]  # in the same millisecond
+    sent = [
+        await env.request(
+            {"type": "request_link", "creator": creator, "with_access": True}, agency=agency
+        )
+        for agency in agencies
+    ]  # in the same millisecond
     assert [answer.status_code for answer in sent] == [201, 201]
-    accepted = await env.answer(sent[0].json()["request"]["request_id"], "accept",
-                                creator=creator)
+    accepted = await env.answer(sent[0].json()["request"]["request_id"], "accept", creator=creator)
     assert accepted.status_code == 200, accepted.text
     ann = env.session(Actor(role="staff", id="ann", agency=agencies[0]))
     for n in range(12):
-        command = LiveEventSchedule(command_id=f"s{n}", room=creator, event=LiveEvent(
-            event_id=f"e{n}", title="Show", starts_at=T0 + DAY))
+        command = LiveEventSchedule(
+            command_id=f"s{n}",
+            room=creator,
+            event=LiveEvent(event_id=f"e{n}", title="Show", starts_at=T0 + DAY),
+        )
         assert (await env.command(ann, command))["type"] == "ack"
     answer = await env.client.get("/api/notifications", headers=env.creator(creator))
     notes = answer.json()["notifications"]
@@ -254,8 +272,11 @@ async def test_audit_trail_keeps_real_actor_and_filters(env: Env) -> None:
     await env.link(agency=OTHER_AGENCY)  # t0+1s: ann of ag-2 sends, the creator accepts
     env.clock.advance(1000)
     bob = env.session(BOB)
-    schedule = LiveEventSchedule(command_id="c1", room=CREATOR_ID, event=LiveEvent(
-        event_id="e1", title="Launch", starts_at=T0 + DAY))
+    schedule = LiveEventSchedule(
+        command_id="c1",
+        room=CREATOR_ID,
+        event=LiveEvent(event_id="e1", title="Launch", starts_at=T0 + DAY),
+    )
     assert (await env.command(bob, schedule))["type"] == "ack"
     pin = BagPin(command_id="c2", room=CREATOR_ID, product_id="p1")
     assert (await env.command(bob, pin))["code"] == Code.OUT_OF_SCOPE  # refused, audited
@@ -267,8 +288,9 @@ async def test_audit_trail_keeps_real_actor_and_filters(env: Env) -> None:
         return entries
 
     everything = await trail()
-    assert [(e["actor"]["id"], e["actor"].get("agency"), e["action"], e["code"])
-            for e in everything] == [
+    assert [
+        (e["actor"]["id"], e["actor"].get("agency"), e["action"], e["code"]) for e in everything
+    ] == [
         ("bob", AGENCY, "bag_pin", Code.OUT_OF_SCOPE),
         ("bob", AGENCY, "live_event_schedule", None),
         (CREATOR_ID, None, "accept_request", None),
@@ -281,7 +303,9 @@ async def test_audit_trail_keeps_real_actor_and_filters(env: Env) -> None:
     assert [e["action"] for e in await trail(f"?agency={OTHER_AGENCY}")] == ["request_link"]
     assert [e["action"] for e in await trail("?family=planning")] == ["live_event_schedule"]
     assert [e["actor"]["id"] for e in await trail(f"?since={T0 + 1000}&until={T0 + 2000}")] == [
-        CREATOR_ID, "ann"]
+        CREATOR_ID,
+        "ann",
+    ]
     assert len(await trail("?limit=2")) == 2
     other = await env.client.get("/api/audit", headers=env.creator(OTHER_CREATOR_ID))
     assert other.json()["entries"] == []
@@ -307,14 +331,18 @@ async def trail(env: Env, creator: str = CREATOR_ID) -> list[tuple[str, str, int
 def unaudited(env: Env, source: str, code: Code) -> float:
     """How many refusals of strangers the metrics counted (source: room or access)."""
     value = env.runtime.metrics.registry.get_sample_value(
-        "livepilot_unaudited_refusals_total", {"source": source, "code": code.name})
+        "livepilot_unaudited_refusals_total", {"source": source, "code": code.name}
+    )
     return value or 0.0
 
 
 def schedule(cid: str) -> LiveEventSchedule:
     """A pre-LIVE command to the creator's room."""
-    return LiveEventSchedule(command_id=cid, room=CREATOR_ID, event=LiveEvent(
-        event_id=cid, title="Launch", starts_at=T0 + DAY))
+    return LiveEventSchedule(
+        command_id=cid,
+        room=CREATOR_ID,
+        event=LiveEvent(event_id=cid, title="Launch", starts_at=T0 + DAY),
+    )
 
 
 async def test_a_strangers_refused_room_command_is_counted_not_audited(env: Env) -> None:
@@ -324,7 +352,8 @@ async def test_a_strangers_refused_room_command_is_counted_not_audited(env: Env)
     assert (await env.command(eve, schedule("c1")))["code"] == Code.NO_ACCESS
     other = env.session(Actor(role="creator", id=OTHER_CREATOR_ID))
     assert (await env.command(other, StartLive(command_id="c2", room=CREATOR_ID)))[
-        "code"] == Code.FORBIDDEN
+        "code"
+    ] == Code.FORBIDDEN
     assert await trail(env) == []
     assert await trail(env, OTHER_CREATOR_ID) == []  # nor in the stranger's own
     assert unaudited(env, "room", Code.NO_ACCESS) == 1
@@ -337,11 +366,12 @@ async def test_a_linked_agencys_refused_room_command_is_audited(env: Env) -> Non
     await env.link(scopes=["planning"])
     ann = env.session(ANN)
     assert (await env.command(ann, StartLive(command_id="c1", room=CREATOR_ID)))[
-        "code"] == Code.CREATOR_ONLY
+        "code"
+    ] == Code.CREATOR_ONLY
     assert (await env.command(ann, BagPin(command_id="c2", room=CREATOR_ID, product_id="p")))[
-        "code"] == Code.OUT_OF_SCOPE
-    revoked = await env.client.post("/api/revoke", json={"agency": AGENCY},
-                                    headers=env.creator())
+        "code"
+    ] == Code.OUT_OF_SCOPE
+    revoked = await env.client.post("/api/revoke", json={"agency": AGENCY}, headers=env.creator())
     assert revoked.status_code == 200, revoked.text
     bob = env.session(BOB)
     assert (await env.command(bob, schedule("c3")))["code"] == Code.NO_ACCESS
@@ -361,8 +391,9 @@ async def test_a_strangers_refused_access_command_is_counted_not_audited(env: En
     sent = await env.request({"type": "request_link", "creator": CREATOR_ID, "with_access": True})
     rid = sent.json()["request"]["request_id"]
     expect_error(await env.answer(rid, "accept", creator=OTHER_CREATOR_ID), 403, Code.FORBIDDEN)
-    asked = await env.request({"type": "request_access", "creator": CREATOR_ID},
-                              agency=OTHER_AGENCY)
+    asked = await env.request(
+        {"type": "request_access", "creator": CREATOR_ID}, agency=OTHER_AGENCY
+    )
     expect_error(asked, 409, Code.NOT_LINKED)
     again = await env.request({"type": "request_link", "creator": CREATOR_ID, "with_access": True})
     expect_error(again, 409, Code.REQUEST_PENDING)  # a pending request is not a link

@@ -38,9 +38,11 @@ async def test_forged_token(env: Env) -> None:
     """H6: a token signed with another secret: 401 BAD_TOKEN."""
     forger = load_settings({}, data_path=":memory:", jwt_secret=FOREIGN_SECRET)
     token = mint(forger, agency=AGENCY, staff="ann", now=env.clock())
-    answer = await env.client.post("/api/requests", json={
-        "type": "request_link", "creator": CREATOR_ID, "with_access": True},
-        headers={"Authorization": f"Bearer {token}"})
+    answer = await env.client.post(
+        "/api/requests",
+        json={"type": "request_link", "creator": CREATOR_ID, "with_access": True},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     expect_error(answer, 401, Code.BAD_TOKEN)
     assert (await env.status())["status"] == "unknown"
 
@@ -49,44 +51,60 @@ async def test_expired_token(env: Env) -> None:
     """H6: an expired token: 401 TOKEN_EXPIRED (retryable with a fresh token)."""
     headers = env.creator(ttl_s=60)
     env.clock.advance((60 + env.settings.token_leeway_s) * 1000)
-    expect_error(await env.client.get("/api/notifications", headers=headers), 401,
-                 Code.TOKEN_EXPIRED)
+    expect_error(
+        await env.client.get("/api/notifications", headers=headers), 401, Code.TOKEN_EXPIRED
+    )
 
 
 # --- bad input ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("content", "code"), [
-    (b"{not json", Code.MALFORMED),
-    (b"", Code.MALFORMED),
-    (b'{"type": "request_link", "creator": "\xff"}', Code.INVALID_UTF8),
-    (b"[1, 2]", Code.WRONG_FIELD_TYPE),
-    (b'{"type": "request_link", "creator": 7, "with_access": true}', Code.WRONG_FIELD_TYPE),
-    (b'{"type": "request_link", "creator": "cr-1"}', Code.WRONG_FIELD_TYPE),
-    (b'{"creator": "cr-1", "with_access": true}', Code.WRONG_FIELD_TYPE),
-    (b'{"type": "request_link", "creator": "a/b", "with_access": true}', Code.WRONG_FIELD_TYPE),
-    (b'{"type": "hack_the_planet", "creator": "cr-1"}', Code.UNKNOWN_TYPE),
-    (b'{"type": "request_link", "creator": "cr-1", "with_access": true,'
-     b' "ends_at": 100000000000000000000000}', Code.WRONG_FIELD_TYPE),
-])
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"{not json", Code.MALFORMED),
+        (b"", Code.MALFORMED),
+        (b'{"type": "request_link", "creator": "\xff"}', Code.INVALID_UTF8),
+        (b"[1, 2]", Code.WRONG_FIELD_TYPE),
+        (b'{"type": "request_link", "creator": 7, "with_access": true}', Code.WRONG_FIELD_TYPE),
+        (b'{"type": "request_link", "creator": "cr-1"}', Code.WRONG_FIELD_TYPE),
+        (b'{"creator": "cr-1", "with_access": true}', Code.WRONG_FIELD_TYPE),
+        (b'{"type": "request_link", "creator": "a/b", "with_access": true}', Code.WRONG_FIELD_TYPE),
+        (b'{"type": "hack_the_planet", "creator": "cr-1"}', Code.UNKNOWN_TYPE),
+        (
+            b'{"type": "request_link", "creator": "cr-1", "with_access": true,'
+            b' "ends_at": 100000000000000000000000}',
+            Code.WRONG_FIELD_TYPE,
+        ),
+    ],
+)
 async def test_bad_bodies(env: Env, content: bytes, code: Code) -> None:
     """H6: a malformed, mistyped or unknown body: 400 with its code, nothing changes."""
-    answer = await env.client.post("/api/requests", content=content, headers={
-        **env.staff(), "Content-Type": "application/json"})
+    answer = await env.client.post(
+        "/api/requests",
+        content=content,
+        headers={**env.staff(), "Content-Type": "application/json"},
+    )
     expect_error(answer, 400, code)
     assert (await env.status())["status"] == "unknown"
 
 
 async def test_oversized_body(env: Env) -> None:
     """H6: a body over max_message_bytes: 400 TOO_LARGE, declared or streamed."""
-    big = json.dumps({"type": "request_link", "creator": CREATOR_ID, "with_access": True,
-                      "pad": "x" * env.settings.max_message_bytes}).encode()
+    big = json.dumps(
+        {
+            "type": "request_link",
+            "creator": CREATOR_ID,
+            "with_access": True,
+            "pad": "x" * env.settings.max_message_bytes,
+        }
+    ).encode()
     declared = await env.client.post("/api/requests", content=big, headers=env.staff())
     expect_error(declared, 400, Code.TOO_LARGE)
 
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(big), 4096):
-            yield big[i:i + 4096]
+            yield big[i : i + 4096]
 
     streamed = await env.client.post("/api/requests", content=chunks(), headers=env.staff())
     assert "content-length" not in streamed.request.headers
@@ -124,10 +142,12 @@ async def test_writes_past_the_actor_budget_get_429_rate_limited(open_env: Opene
         body = expect_error(fourth, 429, Code.RATE_LIMITED)
         assert body["retryable"] is True
         assert int(fourth.headers["retry-after"]) >= 1
-        other_token = mint(env.settings, agency=AGENCY, staff="ann", ttl_s=60,
-                           now=env.clock())  # another token of the same actor
-        again = await env.client.post("/api/requests", json=link("cr-4"),
-                                      headers={"Authorization": f"Bearer {other_token}"})
+        other_token = mint(
+            env.settings, agency=AGENCY, staff="ann", ttl_s=60, now=env.clock()
+        )  # another token of the same actor
+        again = await env.client.post(
+            "/api/requests", json=link("cr-4"), headers={"Authorization": f"Bearer {other_token}"}
+        )
         expect_error(again, 429, Code.RATE_LIMITED)
         listed = await env.client.get("/api/creators", headers=env.staff())
         assert listed.status_code == 200  # reads are not charged
@@ -139,12 +159,15 @@ async def test_writes_past_the_actor_budget_get_429_rate_limited(open_env: Opene
 
 
 async def test_an_unexpected_failure_is_500_internal_and_logged(
-    open_env: Opener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    open_env: Opener,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An exception no endpoint expects is answered 500 INTERNAL (retryable), with the
     traceback in the log and not in the answer; the next request is served."""
     # H6
     async for env in open_env():
+
         async def broken(*_: object) -> None:
             raise RuntimeError("secret detail")
 
@@ -159,7 +182,9 @@ async def test_an_unexpected_failure_is_500_internal_and_logged(
 
 
 async def test_redis_unreachable_is_a_retryable_unavailable(
-    open_env: Opener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    open_env: Opener,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A request whose store (Redis, many nodes) cannot be reached is answered UNAVAILABLE
     (retryable), logged in one line without a traceback; the next request is served."""
@@ -167,6 +192,7 @@ async def test_redis_unreachable_is_a_retryable_unavailable(
     import redis.exceptions
 
     async for env in open_env():
+
         async def unreachable(*_: object) -> None:
             raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:1")
 

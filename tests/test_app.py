@@ -30,17 +30,27 @@ async def call_ws(app: Any, path: str, root_path: str = "") -> list[dict[str, An
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "websocket", "path": root_path + path, "root_path": root_path,
-             "raw_path": (root_path + path).encode(), "query_string": b"", "headers": [],
-             "subprotocols": [], "scheme": "ws", "server": ("127.0.0.1", 1),
-             "client": ("127.0.0.1", 2), "extensions": {}}
+    scope = {
+        "type": "websocket",
+        "path": root_path + path,
+        "root_path": root_path,
+        "raw_path": (root_path + path).encode(),
+        "query_string": b"",
+        "headers": [],
+        "subprotocols": [],
+        "scheme": "ws",
+        "server": ("127.0.0.1", 1),
+        "client": ("127.0.0.1", 2),
+        "extensions": {},
+    }
     await app(scope, receive, send)
     return sent
 
 
 @pytest.mark.parametrize("root_path", ["", "/live"])
-async def test_ws_goes_straight_to_the_endpoint(monkeypatch: pytest.MonkeyPatch,
-                                                root_path: str) -> None:
+async def test_ws_goes_straight_to_the_endpoint(
+    monkeypatch: pytest.MonkeyPatch, root_path: str
+) -> None:
     """A WebSocket to /ws (under any root path) is handed to the endpoint directly,
     past Starlette's middleware and router (which a long-lived connection would keep)."""
     app, seen = app_with_recorder(monkeypatch)

@@ -99,8 +99,13 @@ def test_minted_claims_are_the_documented_ones() -> None:
     token = mint(SETTINGS, agency="a1", staff="s1", ttl_s=60, now=NOW + 999)
     payload = jwt.decode(token, options={"verify_signature": False})
     assert payload == {
-        "sub": "s1", "role": "staff", "agency": "a1", "staff": "s1",
-        "iat": NOW // 1000, "exp": NOW // 1000 + 60, "aud": "livepilot",
+        "sub": "s1",
+        "role": "staff",
+        "agency": "a1",
+        "staff": "s1",
+        "iat": NOW // 1000,
+        "exp": NOW // 1000 + 60,
+        "aud": "livepilot",
     }
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
 
@@ -122,14 +127,16 @@ def test_token_for_another_audience_is_refused() -> None:
 
 def test_the_audience_is_the_setting() -> None:
     """LIVEPILOT_JWT_AUDIENCE sets the audience tokens must name and mint writes."""
-    settings = load_settings({"LIVEPILOT_JWT_SECRET": SECRET,
-                              "LIVEPILOT_JWT_AUDIENCE": "console.example"})
+    settings = load_settings(
+        {"LIVEPILOT_JWT_SECRET": SECRET, "LIVEPILOT_JWT_AUDIENCE": "console.example"}
+    )
     keys = AuthKeys.from_settings(settings)
     token = mint(settings, creator="c1", now=NOW)
     assert jwt.decode(token, options={"verify_signature": False})["aud"] == "console.example"
     assert isinstance(verify(token, keys, now=NOW), Principal)
     assert refused(verify(mint(SETTINGS, creator="c1", now=NOW), keys, now=NOW)) == (
-        Code.BAD_TOKEN)  # minted for the default audience
+        Code.BAD_TOKEN
+    )  # minted for the default audience
     assert "console.example" in repr(keys)
 
 
@@ -513,9 +520,7 @@ def test_non_pem_public_key_is_refused(tmp_path: Path) -> None:
 
 
 @needs_crypto
-def test_public_key_pem_can_be_given_directly(
-    rsa_pems: tuple[bytes, bytes]
-) -> None:
+def test_public_key_pem_can_be_given_directly(rsa_pems: tuple[bytes, bytes]) -> None:
     """AuthKeys.from_settings takes the PEM itself, without a file."""
     keys = AuthKeys.from_settings(Settings(), public_key_pem=rsa_pems[1])
     token = mint(SETTINGS, creator="c1", now=NOW, private_key=rsa_pems[0])

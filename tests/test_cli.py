@@ -60,11 +60,16 @@ def test_serve_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(
     ("argv", "role", "ident"),
-    [(["--creator", "cr-1"], "creator", "cr-1"),
-     (["--agency", "ag-1", "--staff", "st-1", "--ttl", "60"], "staff", "st-1")],
+    [
+        (["--creator", "cr-1"], "creator", "cr-1"),
+        (["--agency", "ag-1", "--staff", "st-1", "--ttl", "60"], "staff", "st-1"),
+    ],
 )
 def test_token_mints_a_token_the_server_accepts(
-    argv: list[str], role: str, ident: str, monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    role: str,
+    ident: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`livepilot token --dev` prints a token that verifies as the named creator or staff."""
@@ -76,14 +81,16 @@ def test_token_mints_a_token_the_server_accepts(
     monkeypatch.delenv("LIVEPILOT_JWT_SECRET", raising=False)
     assert main(["token", "--dev", *argv]) == 0
     token = capsys.readouterr().out.strip()
-    principal = verify(token, AuthKeys.from_settings(load_settings({})),
-                       now=time.time_ns() // 1_000_000)
+    principal = verify(
+        token, AuthKeys.from_settings(load_settings({})), now=time.time_ns() // 1_000_000
+    )
     assert isinstance(principal, Principal)
     assert (principal.actor.role, principal.actor.id) == (role, ident)
 
 
 def test_token_names_the_configured_audience(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`livepilot token` writes LIVEPILOT_JWT_AUDIENCE as `aud`, and the creator id as `sub`."""
     import jwt
@@ -114,13 +121,18 @@ def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.mark.parametrize(
     ("argv", "env", "says"),
-    [(["--creator", "c1", "--staff", "s", "--dev"], None, "--staff goes with --agency"),
-     (["--creator", "c1", "--ttl", "-5", "--dev"], None, "--ttl must be a positive"),
-     (["--creator", "c1"], "short", "LIVEPILOT_JWT_SECRET: must be at least 32 bytes"),
-     (["--creator", "c1"], None, "pass --dev")],
+    [
+        (["--creator", "c1", "--staff", "s", "--dev"], None, "--staff goes with --agency"),
+        (["--creator", "c1", "--ttl", "-5", "--dev"], None, "--ttl must be a positive"),
+        (["--creator", "c1"], "short", "LIVEPILOT_JWT_SECRET: must be at least 32 bytes"),
+        (["--creator", "c1"], None, "pass --dev"),
+    ],
 )
 def test_token_mistakes_are_one_line(
-    argv: list[str], env: str | None, says: str, monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    env: str | None,
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A wrong token request says what is wrong in one line and exits 2, minting nothing."""
@@ -169,8 +181,9 @@ def test_serve_on_a_port_in_use_says_so_and_creates_no_file(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        line = one_line_error(["serve", "--dev", "--port", str(port),
-                               "--data-path", str(tmp_path / "x.db")], capsys)
+        line = one_line_error(
+            ["serve", "--dev", "--port", str(port), "--data-path", str(tmp_path / "x.db")], capsys
+        )
     assert line == f"livepilot: port {port} on 127.0.0.1 is already in use (--port)"
     assert list(tmp_path.iterdir()) == []  # neither the data file nor its lock
 
@@ -184,7 +197,8 @@ def test_serve_unknown_flag_shows_serve_usage(capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert err.startswith("usage: livepilot serve ")
     assert err.splitlines()[-1] == (
-        "livepilot serve: error: unrecognized arguments: --prot 18082 (did you mean --port?)")
+        "livepilot serve: error: unrecognized arguments: --prot 18082 (did you mean --port?)"
+    )
 
 
 def test_demo_reports_bad_settings_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -239,8 +253,9 @@ def test_check_of_a_missing_file_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`livepilot check` on no file says so in one line, exits 2 and creates nothing."""
-    assert "no such file" in one_line_error(["check", "--data-path", str(tmp_path / "x.db")],
-                                            capsys)
+    assert "no such file" in one_line_error(
+        ["check", "--data-path", str(tmp_path / "x.db")], capsys
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -256,5 +271,6 @@ def test_check_refuses_a_data_path_in_use(
     make_data_file(path)
     with lock_data_path(str(path)):
         line = one_line_error(["check", "--data-path", str(path)], capsys)
-    assert line == (f"livepilot: data path {path} is in use by process {os.getpid()} "
-                    f"(lock {path}.lock)")
+    assert line == (
+        f"livepilot: data path {path} is in use by process {os.getpid()} (lock {path}.lock)"
+    )

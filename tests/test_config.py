@@ -115,7 +115,9 @@ def test_empty_optional_variables_mean_unset() -> None:
 def test_overrides_win_over_the_environment() -> None:
     """A flag value replaces the variable's; typed or string values both work."""
     env = {"LIVEPILOT_PORT": "9001", "LIVEPILOT_LOG_LEVEL": "ERROR", "LIVEPILOT_HOST": "0.0.0.0"}
-    settings = load_settings(env, port=7000, log_level="warning", allowed_origins=["https://a.example"])
+    settings = load_settings(
+        env, port=7000, log_level="warning", allowed_origins=["https://a.example"]
+    )
     assert settings.port == 7000
     assert settings.log_level == "WARNING"
     assert settings.allowed_origins == ("https://a.example",)
@@ -297,7 +299,9 @@ def test_names_are_mechanical() -> None:
     assert [opt.name for opt in OPTIONS] == list(Settings.__struct_fields__)
     port = option("send_buffer_bytes")
     assert (port.env, port.flag, port.default) == (
-        "LIVEPILOT_SEND_BUFFER_BYTES", "--send-buffer-bytes", 1_048_576,
+        "LIVEPILOT_SEND_BUFFER_BYTES",
+        "--send-buffer-bytes",
+        1_048_576,
     )
     assert option("jwt_secret").flag is None
 
@@ -320,18 +324,35 @@ def test_connection_limits_are_settings() -> None:
     deadlines are variables and flags, bounded like the rest."""
     # H6
     defaults = Settings()
-    assert (defaults.max_connections, defaults.handshake_timeout_s,
-            defaults.hello_timeout_s) == (0, 5.0, 5.0)
-    env = {"LIVEPILOT_MAX_CONNECTIONS": "5_000", "LIVEPILOT_HANDSHAKE_TIMEOUT_S": "2.5",
-           "LIVEPILOT_HELLO_TIMEOUT_S": "3"}
+    assert (defaults.max_connections, defaults.handshake_timeout_s, defaults.hello_timeout_s) == (
+        0,
+        5.0,
+        5.0,
+    )
+    env = {
+        "LIVEPILOT_MAX_CONNECTIONS": "5_000",
+        "LIVEPILOT_HANDSHAKE_TIMEOUT_S": "2.5",
+        "LIVEPILOT_HELLO_TIMEOUT_S": "3",
+    }
     settings = load_settings(env, hello_timeout_s="4")
-    assert (settings.max_connections, settings.handshake_timeout_s,
-            settings.hello_timeout_s) == (5000, 2.5, 4.0)
-    assert [option(n).flag for n in ("max_connections", "handshake_timeout_s",
-                                     "hello_timeout_s")] == [
-        "--max-connections", "--handshake-timeout-s", "--hello-timeout-s"]
+    assert (settings.max_connections, settings.handshake_timeout_s, settings.hello_timeout_s) == (
+        5000,
+        2.5,
+        4.0,
+    )
+    assert [
+        option(n).flag for n in ("max_connections", "handshake_timeout_s", "hello_timeout_s")
+    ] == ["--max-connections", "--handshake-timeout-s", "--hello-timeout-s"]
     with pytest.raises(ConfigError) as bad:
-        load_settings({"LIVEPILOT_MAX_CONNECTIONS": "-1", "LIVEPILOT_HANDSHAKE_TIMEOUT_S": "0",
-                       "LIVEPILOT_HELLO_TIMEOUT_S": "soon"})
-    assert problem_names(bad) == ["LIVEPILOT_MAX_CONNECTIONS", "LIVEPILOT_HANDSHAKE_TIMEOUT_S",
-                                  "LIVEPILOT_HELLO_TIMEOUT_S"]
+        load_settings(
+            {
+                "LIVEPILOT_MAX_CONNECTIONS": "-1",
+                "LIVEPILOT_HANDSHAKE_TIMEOUT_S": "0",
+                "LIVEPILOT_HELLO_TIMEOUT_S": "soon",
+            }
+        )
+    assert problem_names(bad) == [
+        "LIVEPILOT_MAX_CONNECTIONS",
+        "LIVEPILOT_HANDSHAKE_TIMEOUT_S",
+        "LIVEPILOT_HELLO_TIMEOUT_S",
+    ]

@@ -13,8 +13,9 @@ from tests.codes import PRODUCED, TABLE, full_run
 
 
 def _names(codes: Set[int]) -> str:
-    return ", ".join(f"{code} {(Code(code) if code < 1000 else CloseCode(code)).name}"
-                     for code in sorted(codes))
+    return ", ".join(
+        f"{code} {(Code(code) if code < 1000 else CloseCode(code)).name}" for code in sorted(codes)
+    )
 
 
 def test_every_code_in_the_table_is_produced_by_some_test() -> None:

@@ -25,8 +25,9 @@ print(json.dumps({"before": before, "after": gc.get_threshold(),
 def test_tune_gc_freezes_startup_and_raises_the_young_threshold() -> None:
     """tune_gc freezes what exists and collects the young generation less often."""
     # A process of its own: the tuning is process-wide.
-    out = subprocess.run([sys.executable, "-c", _PROBE], check=True, capture_output=True,
-                         text=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
     probe = json.loads(out)
     assert probe["before"][0] < YOUNG_THRESHOLD
     assert probe["after"] == [YOUNG_THRESHOLD, MIDDLE_THRESHOLD, probe["before"][2]]

@@ -35,18 +35,32 @@ T0 = 1_700_000_000_000
 CREATOR_NAMED_ANN = Actor(role="creator", id="ann")
 
 
-def entry(at: int, actor: Actor = ANN, *, creator: str = CREATOR_ID, family: str = "bag",
-          action: str = "bag_pin", **more: object) -> AuditEntry:
+def entry(
+    at: int,
+    actor: Actor = ANN,
+    *,
+    creator: str = CREATOR_ID,
+    family: str = "bag",
+    action: str = "bag_pin",
+    **more: object,
+) -> AuditEntry:
     """An audit entry; extra fields (command_id, code, seq) by keyword."""
-    return AuditEntry(at=at, creator=creator, actor=actor, family=family, action=action,
-                      **more)  # type: ignore[arg-type]
+    return AuditEntry(at=at, creator=creator, actor=actor, family=family, action=action, **more)  # type: ignore[arg-type]
 
 
-def note(nid: str, creator: str = CREATOR_ID, *, at: int = T0, text: str = "hi",
-         read: bool = False) -> Notification:
+def note(
+    nid: str, creator: str = CREATOR_ID, *, at: int = T0, text: str = "hi", read: bool = False
+) -> Notification:
     """A notification from ANN."""
-    return Notification(notification_id=nid, creator=creator, kind="agency_created",
-                        text=text, at=at, by=ANN, read=read)
+    return Notification(
+        notification_id=nid,
+        creator=creator,
+        kind="agency_created",
+        text=text,
+        at=at,
+        by=ANN,
+        read=read,
+    )
 
 
 @pytest.fixture(params=BACKENDS)
@@ -89,8 +103,12 @@ async def test_audit_is_per_creator(journal: Journal) -> None:
 
 async def test_audit_filter_by_staff_matches_staff_actors_only(journal: Journal) -> None:
     """R16: the staff filter is a staff member's id; a creator with that id is not them."""
-    entries = [entry(T0, ANN), entry(T0 + 1, EVE), entry(T0 + 2, CREATOR_NAMED_ANN),
-               entry(T0 + 3, ANN_ELSEWHERE)]
+    entries = [
+        entry(T0, ANN),
+        entry(T0 + 1, EVE),
+        entry(T0 + 2, CREATOR_NAMED_ANN),
+        entry(T0 + 3, ANN_ELSEWHERE),
+    ]
     await journal.audit(entries)
     found = await journal.query_audit(AuditQuery(creator=CREATOR_ID, staff="ann"))
     assert found == [entries[3], entries[0]]
@@ -98,8 +116,12 @@ async def test_audit_filter_by_staff_matches_staff_actors_only(journal: Journal)
 
 async def test_audit_filter_by_agency(journal: Journal) -> None:
     """R16: the agency filter keeps every staff member of that agency."""
-    entries = [entry(T0, ANN), entry(T0 + 1, EVE), entry(T0 + 2, CREATOR),
-               entry(T0 + 3, ANN_ELSEWHERE)]
+    entries = [
+        entry(T0, ANN),
+        entry(T0 + 1, EVE),
+        entry(T0 + 2, CREATOR),
+        entry(T0 + 3, ANN_ELSEWHERE),
+    ]
     await journal.audit(entries)
     found = await journal.query_audit(AuditQuery(creator=CREATOR_ID, agency=OTHER_AGENCY))
     assert found == [entries[3], entries[1]]
@@ -107,8 +129,11 @@ async def test_audit_filter_by_agency(journal: Journal) -> None:
 
 async def test_audit_filter_by_family(journal: Journal) -> None:
     """R16: the family filter (``access`` included) keeps that family only."""
-    entries = [entry(T0, family="bag"), entry(T0 + 1, family="access", action="unlink"),
-               entry(T0 + 2, family="bag")]
+    entries = [
+        entry(T0, family="bag"),
+        entry(T0 + 1, family="access", action="unlink"),
+        entry(T0 + 2, family="bag"),
+    ]
     await journal.audit(entries)
     found = await journal.query_audit(AuditQuery(creator=CREATOR_ID, family="access"))
     assert found == [entries[1]]
@@ -129,15 +154,21 @@ async def test_audit_out_of_range_bounds(journal: Journal) -> None:
     entries = [entry(T0), entry(T0 + 1)]
     await journal.audit(entries)
     huge = 10**30
-    assert await journal.query_audit(
-        AuditQuery(creator=CREATOR_ID, since=-huge, until=huge)) == entries[::-1]
+    assert (
+        await journal.query_audit(AuditQuery(creator=CREATOR_ID, since=-huge, until=huge))
+        == entries[::-1]
+    )
     assert await journal.query_audit(AuditQuery(creator=CREATOR_ID, since=huge)) == []
 
 
 async def test_audit_filters_combine(journal: Journal) -> None:
     """R16: every given filter must match."""
-    entries = [entry(T0, ANN, family="bag"), entry(T0 + 1, ANN, family="live"),
-               entry(T0 + 2, EVE, family="bag"), entry(T0 + 3, ANN, family="bag")]
+    entries = [
+        entry(T0, ANN, family="bag"),
+        entry(T0 + 1, ANN, family="live"),
+        entry(T0 + 2, EVE, family="bag"),
+        entry(T0 + 3, ANN, family="bag"),
+    ]
     await journal.audit(entries)
     query = AuditQuery(creator=CREATOR_ID, agency=AGENCY, staff="ann", family="bag", since=T0 + 1)
     assert await journal.query_audit(query) == [entries[3]]
@@ -193,7 +224,10 @@ async def test_mark_read_and_unread_only(journal: Journal) -> None:
     assert [n.notification_id for n in unread] == ["n2"]
     everything = await journal.inbox(CREATOR_ID)
     assert [(n.notification_id, n.read) for n in everything] == [
-        ("n3", True), ("n2", False), ("n1", True)]
+        ("n3", True),
+        ("n2", False),
+        ("n1", True),
+    ]
 
 
 async def test_mark_read_only_touches_that_creator(journal: Journal) -> None:
@@ -228,36 +262,53 @@ async def test_sqlite_journal_survives_reopen(tmp_path: Path) -> None:
     async with SqliteStore(path) as store:
         journal = SqliteJournal(store)
         assert await journal.query_audit(AuditQuery(creator=CREATOR_ID)) == [
-            entry(T0 + 1, EVE), entry(T0)]
+            entry(T0 + 1, EVE),
+            entry(T0),
+        ]
         assert await journal.inbox(CREATOR_ID) == [note("n2", read=True), note("n1")]
 
 
 # --- access event store ----------------------------------------------------------------
 
-REQUEST = a.AccessRequest(request_id="r1", kind="link_and_access", agency=AGENCY,
-                          creator=CREATOR_ID, sent_by="ann", sent_at=T0, expires_at=T0 + 7)
+REQUEST = a.AccessRequest(
+    request_id="r1",
+    kind="link_and_access",
+    agency=AGENCY,
+    creator=CREATOR_ID,
+    sent_by="ann",
+    sent_at=T0,
+    expires_at=T0 + 7,
+)
 EVENTS: list[a.AccessEvent] = [
     a.AgencyRegistered(at=T0, agency=AGENCY, cross_border=True),
     a.SharingRecorded(at=T0, agency=AGENCY, creator=CREATOR_ID, kind="data"),
     a.RequestSent(at=T0, request=REQUEST),
-    a.RequestAccepted(at=T0 + 1, request_id="r1", agency=AGENCY, creator=CREATOR_ID,
-                      kind="link_and_access"),
+    a.RequestAccepted(
+        at=T0 + 1, request_id="r1", agency=AGENCY, creator=CREATOR_ID, kind="link_and_access"
+    ),
     a.LinkCreated(at=T0 + 1, agency=AGENCY, creator=CREATOR_ID, link_id="r1", ends_at=T0 + 10**9),
-    a.AccessGranted(at=T0 + 1, agency=AGENCY, creator=CREATOR_ID, link_id="r1", request_id="r1",
-                    scopes=["bag", "planning"]),
-    a.LinkExtended(at=T0 + 2, agency=AGENCY, creator=CREATOR_ID, link_id="r1",
-                   ends_at=T0 + 2 * 10**9),
+    a.AccessGranted(
+        at=T0 + 1,
+        agency=AGENCY,
+        creator=CREATOR_ID,
+        link_id="r1",
+        request_id="r1",
+        scopes=["bag", "planning"],
+    ),
+    a.LinkExtended(
+        at=T0 + 2, agency=AGENCY, creator=CREATOR_ID, link_id="r1", ends_at=T0 + 2 * 10**9
+    ),
     a.AccessRevoked(at=T0 + 3, agency=AGENCY, creator=CREATOR_ID, link_id="r1"),
     a.RequestDeclined(at=T0 + 4, request_id="r2", agency=AGENCY, creator=CREATOR_ID, kind="access"),
-    a.RequestCancelled(at=T0 + 5, request_id="r3", agency=AGENCY, creator=CREATOR_ID,
-                       kind="extension"),
+    a.RequestCancelled(
+        at=T0 + 5, request_id="r3", agency=AGENCY, creator=CREATOR_ID, kind="extension"
+    ),
     a.LinkRemoved(at=T0 + 6, agency=AGENCY, creator=CREATOR_ID, link_id="r1", by="creator"),
 ]
 
 
 @pytest.fixture(params=BACKENDS)
-async def events(request: pytest.FixtureRequest,
-                 tmp_path: Path) -> AsyncIterator[AccessEventStore]:
+async def events(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AccessEventStore]:
     """A fresh access event store of each implementation."""
     url = server_for(request.param, request)
     if url is not None:

@@ -12,16 +12,33 @@ LAYERS: list[tuple[str, ...]] = [
     ("protocol",),  # the wire contract: pure, imports nothing of livepilot
     ("server.domain",),  # the pure rules
     (  # storage, and the node's small leaf services
-        "server.log", "server.journal", "server.store", "server.redis_store",
-        "server.access_store", "server.bus", "server.metrics", "server.config",
-        "server.config_parsers", "server.auth", "server.logs", "server.framing",
+        "server.log",
+        "server.journal",
+        "server.store",
+        "server.redis_store",
+        "server.access_store",
+        "server.bus",
+        "server.metrics",
+        "server.config",
+        "server.config_parsers",
+        "server.auth",
+        "server.logs",
+        "server.framing",
     ),
     ("server.hub", "server.access_service"),  # rooms, sessions, fan-out; access effects
     ("server.cluster", "server.runtime"),  # storage + access + hub, wired
     (  # the edge: transport, /ws, HTTP API, pages, app
-        "server.wire", "server.ws", "server.endpoint", "server.admission", "server.api",
-        "server.api_http", "server.api_agency", "server.api_creator", "server.api_platform",
-        "server.web", "server.app",
+        "server.wire",
+        "server.ws",
+        "server.endpoint",
+        "server.admission",
+        "server.api",
+        "server.api_http",
+        "server.api_agency",
+        "server.api_creator",
+        "server.api_platform",
+        "server.web",
+        "server.app",
     ),
     ("server.serve", "server.startup", "server.gctune", "server.cli", "server.demo"),  # process
 ]
@@ -38,7 +55,8 @@ def _layer(module: str) -> int | None:
     for row, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
             if (module == prefix or module.startswith(prefix + ".")) and (
-                    best is None or len(prefix) > best[0]):
+                best is None or len(prefix) > best[0]
+            ):
                 best = (len(prefix), row)
     return None if best is None else best[1]
 
@@ -49,22 +67,28 @@ def _imports() -> list[tuple[str, str]]:
     for package in ("protocol", "server", "client"):
         for path in (ROOT / package).rglob("*.py"):
             module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(
-                ".__init__")
+                ".__init__"
+            )
             for node in ast.walk(ast.parse(path.read_text())):
                 names: list[str] = []
                 if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names = [node.module]
                 elif isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
-                pairs += [(module, name) for name in names
-                          if name.split(".")[0] in {"protocol", "server", "client", "loadtest"}]
+                pairs += [
+                    (module, name)
+                    for name in names
+                    if name.split(".")[0] in {"protocol", "server", "client", "loadtest"}
+                ]
     return pairs
 
 
 def test_every_server_module_has_a_layer() -> None:
     """A new module under server/ is placed in a row (else its imports go unchecked)."""
-    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-               for p in (ROOT / "server").rglob("*.py")}
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ROOT / "server").rglob("*.py")
+    }
     unplaced = sorted(m for m in modules - {"server"} if _layer(m) is None)
     assert not unplaced, f"add these to a row of LAYERS: {unplaced}"
 

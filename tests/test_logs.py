@@ -9,8 +9,9 @@ from server.logs import JsonFormatter
 
 
 def record(**extra: object) -> logging.LogRecord:
-    rec = logging.LogRecord("livepilot", logging.INFO, __file__, 1, "session %s closed",
-                            ("abc",), None)
+    rec = logging.LogRecord(
+        "livepilot", logging.INFO, __file__, 1, "session %s closed", ("abc",), None
+    )
     for key, value in extra.items():
         setattr(rec, key, value)
     return rec

@@ -73,8 +73,14 @@ async def two_nodes(url: str) -> AsyncIterator[tuple[Node, Node]]:
             access.shared = True
             await access.start()
             log = RedisRoomLog(client, prefix=prefix)
-            hub = Hub(log, MemoryJournal(), access.grant_for, related=access.related,
-                      clock=lambda: T0, metrics=Metrics())
+            hub = Hub(
+                log,
+                MemoryJournal(),
+                access.grant_for,
+                related=access.related,
+                clock=lambda: T0,
+                metrics=Metrics(),
+            )
             hub.grant_version = store.grant_version
             hub.catch_up_access = access.catch_up
             yield_nodes.append(Node(store, access, hub, log))
@@ -104,15 +110,14 @@ async def answer(s: Session, cid: str) -> ServerMessage:
 
 
 async def link(node: Node) -> None:
-    sent = await node.access.submit(STAFF, a.RequestLink(request_id="r1", creator="cr-1",
-                                                         with_access=True))
+    sent = await node.access.submit(
+        STAFF, a.RequestLink(request_id="r1", creator="cr-1", with_access=True)
+    )
     assert isinstance(sent, list)
-    assert isinstance(await node.access.submit(CREATOR, a.AcceptRequest(request_id="r1")),
-                      list)
+    assert isinstance(await node.access.submit(CREATOR, a.AcceptRequest(request_id="r1")), list)
 
 
-async def test_a_staff_command_after_a_revoke_on_another_node_is_refused(
-        redis_url: str) -> None:
+async def test_a_staff_command_after_a_revoke_on_another_node_is_refused(redis_url: str) -> None:
     """Node B revokes; node A, not told, decides a staff command on the old grant:
     the shared log refuses the moved grant, A catches up and refuses the command."""
     # R6 H5 (every server node, even one that missed the notice)
@@ -124,8 +129,7 @@ async def test_a_staff_command_after_a_revoke_on_another_node_is_refused(
         staff = session(node_a.hub, STAFF, "s1")
         assert node_a.access.grant_for("ag-1", "cr-1", T0) is not None
         await node_b.access.catch_up("cr-1")
-        assert isinstance(await node_b.access.submit(CREATOR, a.RevokeAccess(agency="ag-1")),
-                          list)
+        assert isinstance(await node_b.access.submit(CREATOR, a.RevokeAccess(agency="ag-1")), list)
         assert node_a.access.grant_for("ag-1", "cr-1", T0) is not None  # A was not told
         cmd = c.BagAdd(command_id="late", room="cr-1", item=BagItem(product_id="p1"))
         await node_a.hub.command(staff, cmd)
@@ -137,8 +141,7 @@ async def test_a_staff_command_after_a_revoke_on_another_node_is_refused(
         assert node_a.access.grant_for("ag-1", "cr-1", T0) is None  # caught up
 
 
-async def test_access_decisions_racing_on_one_creator_are_both_stored(
-        redis_url: str) -> None:
+async def test_access_decisions_racing_on_one_creator_are_both_stored(redis_url: str) -> None:
     """Another node stores an event of the creator between this node's catch-up and
     its append: the append is refused (moved), caught up, decided again, stored."""
     # R1 R14 (nothing lost across nodes)
@@ -146,16 +149,21 @@ async def test_access_decisions_racing_on_one_creator_are_both_stored(
         other = Actor(role="staff", id="st2", agency="ag-2")
 
         async def b_first() -> None:
-            sent = await node_b.access.submit(STAFF, a.RequestLink(
-                request_id="rb", creator="cr-1", with_access=True))
+            sent = await node_b.access.submit(
+                STAFF, a.RequestLink(request_id="rb", creator="cr-1", with_access=True)
+            )
             assert isinstance(sent, list)
 
         node_a.store.race = b_first
-        sent = await node_a.access.submit(other, a.RequestLink(
-            request_id="ra", creator="cr-1", with_access=True))
+        sent = await node_a.access.submit(
+            other, a.RequestLink(request_id="ra", creator="cr-1", with_access=True)
+        )
         assert isinstance(sent, list), sent
         assert {"ra", "rb"} <= set(node_a.access.book.requests)
-        stored = await RedisAccessEventStore(node_a.store.client,
-                                             prefix=node_a.store.prefix).load_access_events()
-        assert sorted(e.request.request_id for e in stored if isinstance(e, a.RequestSent)) \
-            == ["ra", "rb"]
+        stored = await RedisAccessEventStore(
+            node_a.store.client, prefix=node_a.store.prefix
+        ).load_access_events()
+        assert sorted(e.request.request_id for e in stored if isinstance(e, a.RequestSent)) == [
+            "ra",
+            "rb",
+        ]

@@ -42,14 +42,16 @@ def private_imports(source: str) -> list[str]:
             if parts[0] in OWN:
                 continue
             if any(p.startswith("_") and not p.startswith("__") for p in parts) or any(
-                    tuple(parts[:len(k)]) == k for k in KNOWN_PRIVATE):
+                tuple(parts[: len(k)]) == k for k in KNOWN_PRIVATE
+            ):
                 found.append(name)
     return found
 
 
 def sources() -> list[Path]:
-    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
-                  if ".venv" not in p.parts)
+    return sorted(
+        p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if ".venv" not in p.parts
+    )
 
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -59,19 +61,28 @@ def test_no_module_imports_a_private_module_of_a_dependency(path: Path) -> None:
     assert private_imports(path.read_text()) == []
 
 
-@pytest.mark.parametrize(("source", "found"), [
-    (f"from {dotted('uvicorn', 'protocols', 'websockets', 'wsproto_impl')} import X",
-     [dotted("uvicorn", "protocols", "websockets", "wsproto_impl")]),
-    (f"import {dotted('uvicorn', 'protocols', 'utils')}",
-     [dotted("uvicorn", "protocols", "utils")]),
-    (f"from {dotted('uvicorn', 'lifespan', 'on')} import LifespanOn",
-     [dotted("uvicorn", "lifespan", "on")]),
-    ("from anyio._backends._asyncio import CancelScope", ["anyio._backends._asyncio"]),
-    ("from uvicorn._types import ASGIReceiveEvent", ["uvicorn._types"]),
-    ("import uvicorn\nfrom websockets.server import ServerProtocol", []),
-    ("from server._private import x\nfrom . import _sibling", []),
-    ("from __future__ import annotations", []),
-])
+@pytest.mark.parametrize(
+    ("source", "found"),
+    [
+        (
+            f"from {dotted('uvicorn', 'protocols', 'websockets', 'wsproto_impl')} import X",
+            [dotted("uvicorn", "protocols", "websockets", "wsproto_impl")],
+        ),
+        (
+            f"import {dotted('uvicorn', 'protocols', 'utils')}",
+            [dotted("uvicorn", "protocols", "utils")],
+        ),
+        (
+            f"from {dotted('uvicorn', 'lifespan', 'on')} import LifespanOn",
+            [dotted("uvicorn", "lifespan", "on")],
+        ),
+        ("from anyio._backends._asyncio import CancelScope", ["anyio._backends._asyncio"]),
+        ("from uvicorn._types import ASGIReceiveEvent", ["uvicorn._types"]),
+        ("import uvicorn\nfrom websockets.server import ServerProtocol", []),
+        ("from server._private import x\nfrom . import _sibling", []),
+        ("from __future__ import annotations", []),
+    ],
+)
 def test_the_check_finds_private_modules(source: str, found: list[str]) -> None:
     """The check flags underscored and known-private module paths, and nothing else."""
     assert private_imports(source) == found

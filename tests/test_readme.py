@@ -38,8 +38,12 @@ SNIPPETS = re.findall(r"^```(\w+)\n(.*?)^```", README.read_text(), re.M | re.S)
 
 # Each snippet is recognised by a marker only it contains, and run by a test below.
 INSTALL, DEMO, TOKENS, SDK, HTTP, NODES = (
-    "pip install", "livepilot demo", "livepilot token --dev --creator demo-creator",
-    "from client import Client", "api/requests", "LIVEPILOT_REDIS_URL=",
+    "pip install",
+    "livepilot demo",
+    "livepilot token --dev --creator demo-creator",
+    "from client import Client",
+    "api/requests",
+    "LIVEPILOT_REDIS_URL=",
 )
 
 
@@ -52,8 +56,11 @@ def snippet(marker: str) -> str:
 
 def for_this_run(code: str, port: int) -> str:
     """A snippet as a reader would run it here: this environment, a free port."""
-    return code.replace(".venv/bin/", BIN).replace("localhost:8080", f"127.0.0.1:{port}") \
+    return (
+        code.replace(".venv/bin/", BIN)
+        .replace("localhost:8080", f"127.0.0.1:{port}")
         .replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    )
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -101,7 +108,7 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     script = CI_RUN.read_text()
     assert "test_command=$(grep -m 1 -e ' -m pytest' README.md)" in script
     assert 'bash -c "set -e; $test_command"' in script
-    run = script.index("$test_command\"")
+    run = script.index('$test_command"')
     assert script.index("apt-get install -y redis-server") < run  # the Redis tests' binary
     assert run < script.index("ruff check .")
     assert run < script.index(".venv/bin/mypy")
@@ -157,8 +164,11 @@ def test_test_extra_installs_every_module_the_suite_imports() -> None:
     """Every third-party module under tests/ (and the code they import) comes with `.[test]`."""
     installed = _requirements_of_test_extra()
     providers = metadata.packages_distributions()
-    missing = {module for module in _imported_modules()
-               if not {_normalize(d) for d in providers.get(module, [module])} & installed}
+    missing = {
+        module
+        for module in _imported_modules()
+        if not {_normalize(d) for d in providers.get(module, [module])} & installed
+    }
     assert not missing, f"imported by the suite, not installed by .[test]: {sorted(missing)}"
 
 
@@ -177,8 +187,15 @@ def test_readme_token_snippet_runs_twice(tmp_path: Path) -> None:
     """The token commands print a JWT each, without LIVEPILOT_JWT_SECRET, twice over."""
     for _ in range(2):
         command = ["bash", "-euo", "pipefail", "-c", for_this_run(snippet(TOKENS), 0)]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT,
-                              cwd=tmp_path, env=clean_env(), check=False)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            cwd=tmp_path,
+            env=clean_env(),
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         assert [line.count(".") for line in done.stdout.splitlines()] == [2, 2]
 
@@ -187,8 +204,11 @@ def test_readme_token_snippet_runs_twice(tmp_path: Path) -> None:
 async def readme_demo(cwd: Path, port: int) -> AsyncIterator[tuple[Process, str]]:
     """The README's demo command, run in ``cwd``; yields it and the banner it printed."""
     process = await anyio.open_process(
-        ["bash", "-c", for_this_run(snippet(DEMO), port)], cwd=cwd,
-        env=clean_env(LIVEPILOT_PORT=str(port)), start_new_session=True)
+        ["bash", "-c", for_this_run(snippet(DEMO), port)],
+        cwd=cwd,
+        env=clean_env(LIVEPILOT_PORT=str(port)),
+        start_new_session=True,
+    )
     try:
         assert process.stdout is not None
         banner = b""
@@ -208,8 +228,9 @@ async def readme_demo(cwd: Path, port: int) -> AsyncIterator[tuple[Process, str]
 async def run(command: list[str], cwd: Path, stdin: str | None = None) -> str:
     """Run ``command`` to its end (bounded); returns its stdout, asserting exit 0."""
     with anyio.fail_after(TIMEOUT):
-        done = await anyio.run_process(command, input=stdin.encode() if stdin else None,
-                                       cwd=cwd, env=clean_env(), check=False)
+        done = await anyio.run_process(
+            command, input=stdin.encode() if stdin else None, cwd=cwd, env=clean_env(), check=False
+        )
     stdout, stderr = done.stdout.decode(), done.stderr.decode()
     assert done.returncode == 0, stderr
     assert "Traceback" not in stderr, stderr
@@ -243,8 +264,9 @@ async def test_readme_demo_sdk_and_http_snippets_run_twice(tmp_path: Path) -> No
         if shutil.which("curl") is None:  # pragma: no cover - CI installs curl
             pytest.skip("curl is not installed")
         for _ in range(2):
-            out = await run(["bash", "-euo", "pipefail", "-c", for_this_run(snippet(HTTP), port)],
-                            tmp_path)
+            out = await run(
+                ["bash", "-euo", "pipefail", "-c", for_this_run(snippet(HTTP), port)], tmp_path
+            )
             assert '{"code":' not in out, out  # no error answer, the second time either
             assert '"link_removed"' in out.splitlines()[-1], out  # it ended with the unlink
         await stop(demo)
@@ -279,14 +301,27 @@ def test_readme_two_node_snippet_serves_on_both_nodes(tmp_path: Path) -> None:
 
     need_redis()
     redis, a, b = free_port(), free_port(), free_port()
-    code = snippet(NODES).replace("6379", str(redis)).replace("8081", str(a)) \
-        .replace("8082", str(b)).replace("livepilot serve", f"{BIN}livepilot serve")
+    code = (
+        snippet(NODES)
+        .replace("6379", str(redis))
+        .replace("8081", str(a))
+        .replace("8082", str(b))
+        .replace("livepilot serve", f"{BIN}livepilot serve")
+    )
     # Afterwards: each node's /readyz once more, then stop what the snippet started.
-    script = (f"{code}\ncurl -sf 127.0.0.1:{a}/readyz > a.json; "
-              f"curl -sf 127.0.0.1:{b}/readyz > b.json\nkill $(jobs -p)\nwait\n")
-    process = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
-                               env=clean_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    script = (
+        f"{code}\ncurl -sf 127.0.0.1:{a}/readyz > a.json; "
+        f"curl -sf 127.0.0.1:{b}/readyz > b.json\nkill $(jobs -p)\nwait\n"
+    )
+    process = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         output, _ = process.communicate(timeout=TIMEOUT * 2)
     finally:  # on a timeout too: Redis and both nodes go with the snippet's process group

@@ -49,8 +49,9 @@ async def client(request: pytest.FixtureRequest) -> AsyncIterator[RedisClient]:
 
 async def linked(service: AccessService) -> None:
     """ag-1 is linked to cr-1 with LIVE access (four events of that pair)."""
-    sent = await service.submit(STAFF, a.RequestLink(request_id="r1", creator="cr-1",
-                                                     with_access=True))
+    sent = await service.submit(
+        STAFF, a.RequestLink(request_id="r1", creator="cr-1", with_access=True)
+    )
     assert isinstance(sent, list)
     assert isinstance(await service.submit(CREATOR, a.AcceptRequest(request_id="r1")), list)
 
@@ -67,8 +68,9 @@ async def test_a_revoke_on_one_node_stops_a_command_decided_on_another(
     node_a = AccessService(store_a, MemoryJournal(), clock=clock)
     await node_a.start()
     await linked(node_a)
-    node_b = AccessService(RedisAccessEventStore(client, prefix=prefix), MemoryJournal(),
-                           clock=clock)
+    node_b = AccessService(
+        RedisAccessEventStore(client, prefix=prefix), MemoryJournal(), clock=clock
+    )
     await node_b.start()
 
     assert node_a.grant_for("ag-1", "cr-1", T0) is not None
@@ -93,20 +95,24 @@ async def test_grant_versions_count_each_pairs_events(client: RedisClient) -> No
     # R5 R6
     prefix = unique_prefix()
     store = RedisAccessEventStore(client, prefix=prefix)
-    await store.append_access_events([
-        a.LinkCreated(at=T0, agency="ag-1", creator="cr-1", link_id="l1"),
-        a.LinkCreated(at=T0, agency="ag-2", creator="cr-1", link_id="l2"),
-        a.AccessGranted(at=T0, agency="ag-1", creator="cr-1", link_id="l1",
-                        request_id="r1", scopes=["bag"]),
-        a.AgencyRegistered(at=T0, agency="ag-1", cross_border=False),
-    ])
+    await store.append_access_events(
+        [
+            a.LinkCreated(at=T0, agency="ag-1", creator="cr-1", link_id="l1"),
+            a.LinkCreated(at=T0, agency="ag-2", creator="cr-1", link_id="l2"),
+            a.AccessGranted(
+                at=T0, agency="ag-1", creator="cr-1", link_id="l1", request_id="r1", scopes=["bag"]
+            ),
+            a.AgencyRegistered(at=T0, agency="ag-1", cross_border=False),
+        ]
+    )
     assert [store.grant_version(ag, "cr-1") for ag in ("ag-1", "ag-2", "ag-3")] == [2, 1, 0]
     later = RedisAccessEventStore(client, prefix=prefix)
     assert len(await later.load_access_events()) == 4
     assert later.grant_version("ag-1", "cr-1") == 2
     log = RedisRoomLog(client, prefix=prefix)
-    ok = await log.append("cr-1", "c1", [pending("p")], 0,
-                          grant_version=GrantVersion(agency="ag-1", version=2))
+    ok = await log.append(
+        "cr-1", "c1", [pending("p")], 0, grant_version=GrantVersion(agency="ag-1", version=2)
+    )
     assert isinstance(ok, Appended)
     await log.close()
 
@@ -122,8 +128,7 @@ async def test_a_node_that_missed_events_cannot_append_until_it_catches_up(
     node_b = RedisAccessEventStore(client, prefix=prefix)
     assert await node_b.load_access_events() == []
     first = a.LinkCreated(at=T0, agency="ag-1", creator="cr-1", link_id="l1")
-    second = a.LinkRemoved(at=T0 + 1, agency="ag-1", creator="cr-1", link_id="l1",
-                           by="creator")
+    second = a.LinkRemoved(at=T0 + 1, agency="ag-1", creator="cr-1", link_id="l1", by="creator")
     await node_a.append_access_events([first])
     with pytest.raises(AccessMovedError) as refused:
         await node_b.append_access_events([second])
@@ -133,7 +138,9 @@ async def test_a_node_that_missed_events_cannot_append_until_it_catches_up(
     await node_b.append_access_events([second])
     assert await node_a.catch_up("cr-1") == [second]
     assert await RedisAccessEventStore(client, prefix=prefix).load_access_events() == [
-        first, second]
+        first,
+        second,
+    ]
 
 
 async def test_platform_facts_have_their_own_stream(client: RedisClient) -> None:
@@ -155,8 +162,9 @@ async def test_an_access_append_wakes_every_node(client: RedisClient) -> None:
     pubsub = client.pubsub()
     await pubsub.subscribe(access_channel(prefix))
     store = RedisAccessEventStore(client, prefix=prefix)
-    await store.append_access_events([
-        a.LinkCreated(at=T0, agency="ag-1", creator="cr-1", link_id="l1")])
+    await store.append_access_events(
+        [a.LinkCreated(at=T0, agency="ag-1", creator="cr-1", link_id="l1")]
+    )
     with anyio.fail_after(10):
         async for message in pubsub.listen():
             if message["type"] == "message":
@@ -171,8 +179,9 @@ async def test_an_unencodable_event_writes_nothing(client: RedisClient) -> None:
     store = RedisAccessEventStore(client, prefix=unique_prefix())
     bad = a.LinkCreated(at=T0, agency="ag-1", creator="cr-1", link_id="r1", ends_at=2**64)
     with pytest.raises(OverflowError):
-        await store.append_access_events([
-            a.LinkCreated(at=T0, agency="ag-1", creator="cr-2", link_id="r0"), bad])
+        await store.append_access_events(
+            [a.LinkCreated(at=T0, agency="ag-1", creator="cr-2", link_id="r0"), bad]
+        )
     assert await store.load_access_events() == []
 
 
@@ -182,8 +191,9 @@ async def test_the_journal_is_shared_by_every_node(client: RedisClient) -> None:
     # R14 R16
     prefix = unique_prefix()
     entry = AuditEntry(at=T0, creator="cr-1", actor=STAFF, family="bag", action="bag_pin")
-    note = Notification(notification_id="n1", creator="cr-1", kind="agency_created",
-                        text="hi", at=T0, by=STAFF)
+    note = Notification(
+        notification_id="n1", creator="cr-1", kind="agency_created", text="hi", at=T0, by=STAFF
+    )
     writer = RedisJournal(client, prefix=prefix)
     await writer.audit([entry])
     await writer.notify([note])

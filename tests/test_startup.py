@@ -20,7 +20,8 @@ def test_a_locked_data_path_is_refused_naming_the_holder(tmp_path: Path) -> None
             lock_data_path(str(path))
     assert info.value.pid == os.getpid()
     assert str(info.value) == (
-        f"data path {path} is in use by process {os.getpid()} (lock {path}.lock)")
+        f"data path {path} is in use by process {os.getpid()} (lock {path}.lock)"
+    )
     assert not path.exists()  # the lock comes before the data file
 
 
@@ -35,8 +36,7 @@ def test_one_lock_per_file_however_it_is_named(tmp_path: Path) -> None:
     """A symlink or a relative path to a locked file is the same data path."""
     (tmp_path / "real").mkdir()
     (tmp_path / "alias").symlink_to(tmp_path / "real")
-    with lock_data_path(str(tmp_path / "real" / "live.db")), \
-            pytest.raises(DataPathInUse):
+    with lock_data_path(str(tmp_path / "real" / "live.db")), pytest.raises(DataPathInUse):
         lock_data_path(str(tmp_path / "alias" / "live.db"))
 
 
@@ -45,8 +45,9 @@ def test_an_unusable_data_path_names_the_path_and_the_setting(tmp_path: Path) ->
     missing = tmp_path / "no" / "x.db"
     with pytest.raises(StartupError, match="LIVEPILOT_DATA_PATH") as info:
         lock_data_path(str(missing), setting="LIVEPILOT_DATA_PATH")
-    assert str(info.value) == (f"data path {missing} (LIVEPILOT_DATA_PATH): "
-                               f"directory {missing.parent} does not exist")
+    assert str(info.value) == (
+        f"data path {missing} (LIVEPILOT_DATA_PATH): directory {missing.parent} does not exist"
+    )
     with pytest.raises(StartupError, match="is a directory"):
         lock_data_path(str(tmp_path))
 

@@ -100,9 +100,11 @@ def test_frame_header_uses_the_shortest_length_form(length: int, size: int) -> N
 def test_wire_keeps_no_mutable_module_state() -> None:
     """No module-global list, dict, set or bytearray in server.wire: nothing one
     connection writes can leak into another's frames (the old last-frame cache)."""
-    mutable = {name for name, value in vars(wire_module).items()
-               if isinstance(value, list | dict | set | bytearray)
-               and not name.startswith("__")}
+    mutable = {
+        name
+        for name, value in vars(wire_module).items()
+        if isinstance(value, list | dict | set | bytearray) and not name.startswith("__")
+    }
     assert mutable == set()
 
 
@@ -201,13 +203,17 @@ class Wire:
 
 def client_for(deflate: bool = False, subprotocols: list[str] | None = None) -> ClientProtocol:
     extensions = [ClientPerMessageDeflateFactory()] if deflate else None
-    return ClientProtocol(parse_uri("ws://127.0.0.1:8000/ws"), extensions=extensions,
-                          subprotocols=[Subprotocol(s) for s in subprotocols or []] or None)
+    return ClientProtocol(
+        parse_uri("ws://127.0.0.1:8000/ws"),
+        extensions=extensions,
+        subprotocols=[Subprotocol(s) for s in subprotocols or []] or None,
+    )
 
 
 @asynccontextmanager
-async def wire(*, deflate: bool = False, binary: bool = False,
-               options: Options | None = None) -> AsyncIterator[Wire]:
+async def wire(
+    *, deflate: bool = False, binary: bool = False, options: Options | None = None
+) -> AsyncIterator[Wire]:
     """A handshaken connection whose peer records what it is told."""
     peer = RecordingPeer()
     requests: list[Request] = []
@@ -272,8 +278,10 @@ async def test_a_request_that_is_not_a_websocket_upgrade_gets_a_4xx() -> None:
     conn = WebSocketConnection(opening, Options())
     transport = RecordingTransport()
     conn.connection_made(transport)
-    conn.data_received(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                       b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    conn.data_received(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     assert transport.take().startswith(b"HTTP/1.1 400")
     assert transport.closed
     assert opened == []
@@ -323,13 +331,13 @@ async def test_frames_arrive_whole_and_decoded(deflate: bool, binary: bool) -> N
         frames = w.client_receives()
         assert [bytes(f.data) for f in frames] == payloads
         assert {(f.opcode, f.fin) for f in frames} == {
-            (Opcode.BINARY if binary else Opcode.TEXT, True)}
+            (Opcode.BINARY if binary else Opcode.TEXT, True)
+        }
         total = sum(len(p) for p in payloads)
         if deflate:  # through the codec: compressed on the wire
             assert on_wire < total // 4
         else:  # our own header, nothing else
-            assert on_wire == total + sum(len(frame_header(Opcode.TEXT, len(p)))
-                                          for p in payloads)
+            assert on_wire == total + sum(len(frame_header(Opcode.TEXT, len(p))) for p in payloads)
 
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
@@ -380,8 +388,14 @@ async def test_a_burst_larger_than_the_bound_does_not_close_a_reader_that_keeps_
     client whose kernel buffer takes it: the bound counts what the kernel refused."""
     # H3 (a resume of many events must not close the session as slow)
     async with wire(binary=True) as w:
-        session = Session("s", Actor(role="creator", id="cr"), Codec("msgpack"),
-                          expires_at=2**50, max_buffered=16 * 1024, sink=w.conn)
+        session = Session(
+            "s",
+            Actor(role="creator", id="cr"),
+            Codec("msgpack"),
+            expires_at=2**50,
+            max_buffered=16 * 1024,
+            sink=w.conn,
+        )
         frames = [bytes([i % 256]) * 500 for i in range(200)]  # ~100 KB in one turn
         for frame in frames:
             session.deliver(frame)
@@ -574,16 +588,18 @@ async def test_close_after_the_connection_was_lost_is_a_no_op() -> None:
         assert w.peer.closes == 1
 
 
-@pytest.mark.parametrize(("reason", "fitted"), [
-    ("", ""),
-    ("send buffer overflow", "send buffer overflow"),
-    ("r" * 300, "r" * 123),
-    ("é" * 100, "é" * 61),  # 2-byte characters: never cut in half
-    ("€" * 50, "€" * 41),  # 3-byte
-    ("x" + "🎉" * 40, "x" + "🎉" * 30),  # 4-byte
-])
-def test_fit_close_reason_keeps_whole_characters_within_123_bytes(reason: str,
-                                                                  fitted: str) -> None:
+@pytest.mark.parametrize(
+    ("reason", "fitted"),
+    [
+        ("", ""),
+        ("send buffer overflow", "send buffer overflow"),
+        ("r" * 300, "r" * 123),
+        ("é" * 100, "é" * 61),  # 2-byte characters: never cut in half
+        ("€" * 50, "€" * 41),  # 3-byte
+        ("x" + "🎉" * 40, "x" + "🎉" * 30),  # 4-byte
+    ],
+)
+def test_fit_close_reason_keeps_whole_characters_within_123_bytes(reason: str, fitted: str) -> None:
     """A close reason is cut to at most 123 bytes of UTF-8, at a character boundary."""
     assert fit_close_reason(reason) == fitted
     assert len(fitted.encode()) <= 123
@@ -677,7 +693,6 @@ async def test_the_connection_takes_over_from_an_admission_gate() -> None:
     assert gone == [True]
 
 
-
 # --- over real sockets ------------------------------------------------------------------
 
 
@@ -691,8 +706,13 @@ def settings_for(tmp_path: Path, **overrides: object) -> Settings:
 async def plain_client(srv: Server, token: str) -> AsyncIterator[Raw]:
     """A JSON client that refuses permessage-deflate."""
     codec = Codec("json")
-    async with connect(srv.url, subprotocols=[Subprotocol(codec.subprotocol)],
-                       open_timeout=TIMEOUT, max_size=None, compression=None) as ws:
+    async with connect(
+        srv.url,
+        subprotocols=[Subprotocol(codec.subprotocol)],
+        open_timeout=TIMEOUT,
+        max_size=None,
+        compression=None,
+    ) as ws:
         raw = Raw(ws, codec)
         await raw.send(Hello(token=token))
         assert isinstance(await raw.recv(), Welcome)
@@ -702,9 +722,14 @@ async def plain_client(srv: Server, token: str) -> AsyncIterator[Raw]:
 async def test_deflate_and_plain_clients_receive_the_same_events(tmp_path: Path) -> None:
     """With permessage-deflate on, deflate and plain clients all get every event, decoded."""
     # H2
-    settings = settings_for(tmp_path, permessage_deflate=True, rate_per_s=10_000.0,
-                            rate_burst=10_000, actor_rate_per_s=10_000.0,
-                            actor_rate_burst=10_000)
+    settings = settings_for(
+        tmp_path,
+        permessage_deflate=True,
+        rate_per_s=10_000.0,
+        rate_burst=10_000,
+        actor_rate_per_s=10_000.0,
+        actor_rate_burst=10_000,
+    )
     async with (
         run_server(settings) as srv,
         raw_client(srv, srv.token(creator="cr")) as creator,
@@ -727,27 +752,36 @@ async def test_deflate_and_plain_clients_receive_the_same_events(tmp_path: Path)
         await acked(creator)
         contents = [f"{i}:" + "comment " * (i * 8) for i in range(30)]  # Text: 2000 at most
         for i, content in enumerate(contents):
-            await creator.send(c.FeedComment(command_id=f"c{i}", room="cr", comment_id=f"c{i}",
-                                             user=VIEWER, content=content))
+            await creator.send(
+                c.FeedComment(
+                    command_id=f"c{i}", room="cr", comment_id=f"c{i}", user=VIEWER, content=content
+                )
+            )
         last = 0
         for _ in contents:
             last = max(last, (await acked(creator)).seq)
         seen = [await m.events_until(last) for m in (creator, packed, plain)]
         assert [e.seq for e in seen[0]] == list(range(1, last + 1))
-        assert seen[1] == seen[0][-len(seen[1]):]
-        assert seen[2] == seen[0][-len(seen[2]):]
-        assert [getattr(e.body, "content", None) for e in seen[2][-len(contents):]] == contents
+        assert seen[1] == seen[0][-len(seen[1]) :]
+        assert seen[2] == seen[0][-len(seen[2]) :]
+        assert [getattr(e.body, "content", None) for e in seen[2][-len(contents) :]] == contents
 
 
 async def test_a_burst_of_small_frames_is_answered_in_order(tmp_path: Path) -> None:
     """Hundreds of frames written at once (far past READ_AHEAD) are all read, in order."""
-    settings = settings_for(tmp_path, rate_per_s=100_000.0, rate_burst=100_000,
-                            actor_rate_per_s=100_000.0, actor_rate_burst=100_000)
+    settings = settings_for(
+        tmp_path,
+        rate_per_s=100_000.0,
+        rate_burst=100_000,
+        actor_rate_per_s=100_000.0,
+        actor_rate_burst=100_000,
+    )
     async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw:
         n = READ_AHEAD * 40
         # One write: the server reads many frames per read and must pause and resume.
-        raw.ws.transport.write(b"".join(
-            encode_masked_text(raw.codec.encode(Ping(nonce=i))) for i in range(n)))
+        raw.ws.transport.write(
+            b"".join(encode_masked_text(raw.codec.encode(Ping(nonce=i))) for i in range(n))
+        )
         nonces = [(await raw.expect(Pong)).nonce for _ in range(n)]
         assert nonces == list(range(n))
         # Commands too: acked in the order sent.
@@ -755,10 +789,14 @@ async def test_a_burst_of_small_frames_is_answered_in_order(tmp_path: Path) -> N
         await raw.expect(Snapshot)
         await raw.send(c.StartLive(command_id="go", room="cr"))
         await acked(raw)
-        raw.ws.transport.write(b"".join(
-            encode_masked_text(raw.codec.encode(c.FeedViewers(
-                command_id=f"v{i}", room="cr", total=i)))
-            for i in range(READ_AHEAD * 4)))
+        raw.ws.transport.write(
+            b"".join(
+                encode_masked_text(
+                    raw.codec.encode(c.FeedViewers(command_id=f"v{i}", room="cr", total=i))
+                )
+                for i in range(READ_AHEAD * 4)
+            )
+        )
         acks = [(await acked(raw)).command_id for _ in range(READ_AHEAD * 4)]
         assert acks == [f"v{i}" for i in range(READ_AHEAD * 4)]
         events = [e for e in raw.events if isinstance(e, Event)]
@@ -778,14 +816,17 @@ def encode_masked_text(payload: bytes) -> bytes:
 
 
 @asynccontextmanager
-async def sansio_client(srv: Server, *, deflate: bool) -> AsyncIterator[
-        tuple[ClientProtocol, asyncio.StreamReader, asyncio.StreamWriter]]:
+async def sansio_client(
+    srv: Server, *, deflate: bool
+) -> AsyncIterator[tuple[ClientProtocol, asyncio.StreamReader, asyncio.StreamWriter]]:
     """A websockets sans-I/O client on a loopback socket, past hello -> welcome."""
     codec = Codec("json")
     reader, writer = await asyncio.open_connection("127.0.0.1", srv.settings.port)
-    client = ClientProtocol(parse_uri(srv.url),
-                            extensions=[ClientPerMessageDeflateFactory()] if deflate else None,
-                            subprotocols=[Subprotocol(codec.subprotocol)])
+    client = ClientProtocol(
+        parse_uri(srv.url),
+        extensions=[ClientPerMessageDeflateFactory()] if deflate else None,
+        subprotocols=[Subprotocol(codec.subprotocol)],
+    )
     try:
         client.send_request(client.connect())
         writer.write(b"".join(client.data_to_send()))
@@ -813,14 +854,18 @@ async def sansio_client(srv: Server, *, deflate: bool) -> AsyncIterator[
 
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "deflate"])
 async def test_a_ping_and_a_close_read_together_end_quietly(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, deflate: bool,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    deflate: bool,
 ) -> None:
     """A ping and a close frame read together: only the close echo comes back, no error."""
     # H6. The pong is answered after the close was read: with deflate it used to raise
     # InvalidState out of the endpoint ("Exception in ASGI application").
     settings = settings_for(tmp_path, permessage_deflate=True)
-    async with run_server(settings) as srv, sansio_client(srv, deflate=deflate) as (
-            client, reader, writer):
+    async with (
+        run_server(settings) as srv,
+        sansio_client(srv, deflate=deflate) as (client, reader, writer),
+    ):
         codec = Codec("json")
         client.send_text(codec.encode(Ping(nonce=1)))
         client.send_close(1000, "bye")

@@ -83,7 +83,7 @@ class Relay:
             if kind in (b"F", b"C"):
                 broadcast(room, data)
             elif kind == b"A":
-                target = self.names.get(data[1:data.index(b"|")])
+                target = self.names.get(data[1 : data.index(b"|")])
                 if target is not None:
                     broadcast((target,), data)
             elif kind == b"D" and self.store is not None:
@@ -113,8 +113,16 @@ async def serve_forever(port: int, durable: str | None) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
-    async with serve(relay.handler, "127.0.0.1", port, compression=None, open_timeout=120,
-                     max_size=1 << 20, ping_interval=20, ping_timeout=20):
+    async with serve(
+        relay.handler,
+        "127.0.0.1",
+        port,
+        compression=None,
+        open_timeout=120,
+        max_size=1 << 20,
+        ping_interval=20,
+        ping_timeout=20,
+    ):
         await stop
     if store is not None:
         store.close()

@@ -31,8 +31,13 @@ __all__ = ["build", "main"]
 
 def build(durable: str | None) -> tuple[Any, GroupCommitStore | None]:
     """The ASGI app and the store (to start on the server's loop)."""
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=[], ping_interval=20,
-                               ping_timeout=20, transports=["websocket"])
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins=[],
+        ping_interval=20,
+        ping_timeout=20,
+        transports=["websocket"],
+    )
     members: dict[str, tuple[str, str, str]] = {}  # sid -> room, name, agency
     names: dict[str, str] = {}  # name -> sid
     store = GroupCommitStore(durable) if durable else None
@@ -54,7 +59,7 @@ def build(durable: str | None) -> tuple[Any, GroupCommitStore | None]:
 
     @sio.on("a")  # type: ignore[untyped-decorator]
     async def ack(sid: str, data: str) -> None:
-        target = names.get(data[:data.index("|")])
+        target = names.get(data[: data.index("|")])
         if target is not None:
             await sio.emit("a", data, to=target)
 
@@ -69,8 +74,11 @@ def build(durable: str | None) -> tuple[Any, GroupCommitStore | None]:
 
     @sio.on("r")  # type: ignore[untyped-decorator]
     async def revoke(sid: str, info: dict[str, str]) -> None:
-        gone = [s for s, (room, _, agency) in members.items()
-                if room == info["room"] and agency == info["agency"]]
+        gone = [
+            s
+            for s, (room, _, agency) in members.items()
+            if room == info["room"] and agency == info["agency"]
+        ]
         for s in gone:
             await sio.emit("x", "", to=s)
         await asyncio.gather(*(sio.disconnect(s) for s in gone))
@@ -89,8 +97,15 @@ async def serve_forever(port: int, durable: str | None) -> None:
     app, store = build(durable)
     if store is not None:
         store.start()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, ws="websockets-sansio",
-                            lifespan="off", log_level="warning", access_log=False)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+    )
     await uvicorn.Server(config).serve()
     if store is not None:
         store.close()

@@ -25,7 +25,8 @@ class GroupCommitStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._queue: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]] | None] = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
 

@@ -83,10 +83,11 @@ class Counters:
         self.feed = self.echoes = self.acks = 0
         self.feed_lat, self.ack_lat, self.deliver_lat = Latencies(), Latencies(), Latencies()
 
-    def console_handler(self, system: System, peer: Peer,
-                        after_ack: Callable[[Peer], None] | None = None
-                        ) -> Callable[[bytes], None]:
+    def console_handler(
+        self, system: System, peer: Peer, after_ack: Callable[[Peer], None] | None = None
+    ) -> Callable[[bytes], None]:
         """Count a console's feed deliveries and its own commands' acks."""
+
         def on_data(data: bytes) -> None:
             i = data.find(b"@@")
             if i < 0 or i + 22 > len(data):  # not a tagged frame (or "@@" in other bytes)
@@ -95,17 +96,19 @@ class Counters:
             if letter == F:
                 self.feed += 1
                 if self.record:
-                    self.feed_lat.add(time.monotonic_ns() - int(data[i + 3:i + 22]))
+                    self.feed_lat.add(time.monotonic_ns() - int(data[i + 3 : i + 22]))
             elif system.classify(data) == ACK:
                 self.acks += 1
                 if self.record:
-                    self.ack_lat.add(time.monotonic_ns() - int(data[i + 3:i + 22]))
+                    self.ack_lat.add(time.monotonic_ns() - int(data[i + 3 : i + 22]))
                 if after_ack is not None:
                     after_ack(peer)
+
         return on_data
 
     def creator_handler(self, system: System, peer: Peer) -> Callable[[bytes], None]:
         """Count the creator's echoes; time staff commands reaching it; answer them."""
+
         def on_data(data: bytes) -> None:
             i = data.find(b"@@")
             if i < 0 or i + 22 > len(data):  # not a tagged frame (or "@@" in other bytes)
@@ -115,8 +118,9 @@ class Counters:
                 self.echoes += 1
             elif letter == C and system.classify(data) == EVENT:
                 if self.record:
-                    self.deliver_lat.add(time.monotonic_ns() - int(data[i + 3:i + 22]))
+                    self.deliver_lat.add(time.monotonic_ns() - int(data[i + 3 : i + 22]))
                 system.on_creator_frame(peer, data)
+
         return on_data
 
 
@@ -124,10 +128,18 @@ def room_names(n: int, prefix: str = "room") -> list[str]:
     return [f"{prefix}-{i}" for i in range(n)]
 
 
-async def open_rooms(system: System, run: Running, names: Sequence[str], consoles: int,
-                     sizes: Sizes, *, limit: int = 64,
-                     progress: Callable[[int], None] | None = None) -> list[Room]:
+async def open_rooms(
+    system: System,
+    run: Running,
+    names: Sequence[str],
+    consoles: int,
+    sizes: Sizes,
+    *,
+    limit: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> list[Room]:
     """Creators first (the rooms go live), then every console."""
+
     def creator(room: str) -> Callable[[], Awaitable[Peer]]:
         return lambda: system.creator(run, room, sizes)
 
@@ -140,6 +152,7 @@ async def open_rooms(system: System, run: Running, names: Sequence[str], console
             if progress is not None:
                 progress(1)
             return peer
+
         return connect
 
     jobs = [(room, i) for i in range(consoles) for room in rooms]
@@ -195,21 +208,25 @@ class Pacer:
 
 def feed_pacer(system: System, rooms: Sequence[Room], sizes: Sizes) -> Pacer:
     """The creator clients' feed: ``rate`` items/s in every room."""
+
     def emit(n: int) -> None:
         for room in rooms:
             if room.creator.open:
                 system.feed(room.creator, room.name, n, sizes)
+
     return Pacer(emit)
 
 
-def command_pacer(system: System, rooms: Sequence[Room], sizes: Sizes,
-                  durable: bool = False) -> Pacer:
+def command_pacer(
+    system: System, rooms: Sequence[Room], sizes: Sizes, durable: bool = False
+) -> Pacer:
     """Staff commands: ``rate`` commands/s in all, the consoles taking turns."""
     consoles = [(room.name, peer) for room in rooms for peer in room.consoles]
 
     def emit(n: int) -> None:
         room, peer = consoles[n % len(consoles)]
         system.command(peer, room, n, sizes, durable)
+
     return Pacer(emit)
 
 
@@ -220,8 +237,6 @@ async def window(seconds: float, meter: CpuMeter, counters: Counters) -> CpuSamp
     meter.start()
     await asyncio.sleep(seconds)
     return meter.stop()
-
-
 
 
 @dataclass
@@ -240,13 +255,14 @@ class Context:
         # Absolute: a server may run from another checkout (--livepilot-source).
         return self.results.resolve() / "work" / scenario / system
 
-    def launch(self, system: System, scenario: str,
-               durable: bool = False) -> AbstractAsyncContextManager[Running]:
+    def launch(
+        self, system: System, scenario: str, durable: bool = False
+    ) -> AbstractAsyncContextManager[Running]:
         """Run the system's server for this scenario, pinned, profiled if asked."""
-        profile = (self.results / f"profile-{scenario}-{system.name}.txt"
-                   if self.profile else None)
-        return launch(system, self.pin, self.workdir(scenario, system.name), durable=durable,
-                      profile=profile)
+        profile = self.results / f"profile-{scenario}-{system.name}.txt" if self.profile else None
+        return launch(
+            system, self.pin, self.workdir(scenario, system.name), durable=durable, profile=profile
+        )
 
 
 def livepilot_sizes(payload: int) -> tuple[Sizes, int]:
@@ -275,8 +291,9 @@ def scenario_params(opts: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in vars(opts).items() if not callable(v)}
 
 
-async def measure_each(ctx: Context, result: Result,
-                       measure: Callable[[str], Awaitable[dict[str, Any]]]) -> Result:
+async def measure_each(
+    ctx: Context, result: Result, measure: Callable[[str], Awaitable[dict[str, Any]]]
+) -> Result:
     """Fill ``result`` with ``measure(system)`` for every system of the run; one
     system failing does not hide the others."""
     for name in ctx.systems:

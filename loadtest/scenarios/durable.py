@@ -45,15 +45,20 @@ FIGURES = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rooms", type=int, default=50, help="rooms (50)")
-    p.add_argument("--consoles", type=int, default=2,
-                   help="consoles per room (2: the store's figure, little fan-out)")
+    p.add_argument(
+        "--consoles",
+        type=int,
+        default=2,
+        help="consoles per room (2: the store's figure, little fan-out)",
+    )
     p.add_argument("--payload", type=int, default=150, help="sets the frame sizes (150)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds (10)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds (2)")
 
 
-async def measure(ctx: Context, name: str, opts: argparse.Namespace,
-                  sizes: Sizes) -> dict[str, Any]:
+async def measure(
+    ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes
+) -> dict[str, Any]:
     system = make_system(name, opts.payload)
     async with ctx.launch(system, "durable", durable=True) as run:
         names = room_names(opts.rooms)
@@ -91,9 +96,15 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace,
             await close_rooms(rooms)
             ctx.progress.update(task, visible=False)
     ack = counters.ack_lat.summary()
-    out: dict[str, Any] = {"rate": acks / cpu.seconds, "acks": acks, "ack": ack,
-                           "ack_p50_ms": ack.get("p50_ms"), "ack_p99_ms": ack.get("p99_ms"),
-                           "dropped": dropped, **cpu.as_dict()}
+    out: dict[str, Any] = {
+        "rate": acks / cpu.seconds,
+        "acks": acks,
+        "ack": ack,
+        "ack_p50_ms": ack.get("p50_ms"),
+        "ack_p99_ms": ack.get("p99_ms"),
+        "dropped": dropped,
+        **cpu.as_dict(),
+    }
     if not cpu.valid:
         out["invalid_reason"] = cpu.reason()
     elif dropped:
@@ -106,8 +117,12 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace,
 def plot(result: Result, fig: Any) -> None:
     p = result.params
     rates = ", ".join(f"{n} {d.get('rate') or 0:,.0f}/s" for n, d in result.systems.items())
-    latency_curves(result, fig, "ack", f"durable ack latency, {p['rooms']}x{p['consoles']} "
-                   f"closed-loop consoles ({rates})")
+    latency_curves(
+        result,
+        fig,
+        "ack",
+        f"durable ack latency, {p['rooms']}x{p['consoles']} closed-loop consoles ({rates})",
+    )
 
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:

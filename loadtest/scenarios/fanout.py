@@ -51,10 +51,18 @@ MAX_STEPS: Final = 20
 159k/s, below livepilot's capacity on a quiet machine)."""
 
 FIGURES = (
-    Figure("capacity", "sustained deliveries/s", "/s",
-           (Target(">=", 0.8, "raw"), Target(">=", 3.0, "sio"))),
-    Figure("per_cpu", "deliveries per server CPU-second, best sustained step", "/s",
-           (Target(">=", 0.8, "raw"),)),
+    Figure(
+        "capacity",
+        "sustained deliveries/s",
+        "/s",
+        (Target(">=", 0.8, "raw"), Target(">=", 3.0, "sio")),
+    ),
+    Figure(
+        "per_cpu",
+        "deliveries per server CPU-second, best sustained step",
+        "/s",
+        (Target(">=", 0.8, "raw"),),
+    ),
     Figure("peak", "peak deliveries/s", "/s"),
     Figure("p99_ms", "delivery p99 at sustained rate", "ms"),
     Figure("server_cpu", "server CPU at sustained rate", "%"),
@@ -68,19 +76,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--payload", type=int, default=150, help="feed item text bytes (150)")
     p.add_argument("--start", type=float, default=2000, help="first step, deliveries/s")
     p.add_argument("--factor", type=float, default=1.4, help="rate factor per step (1.4)")
-    p.add_argument("--max-steps", type=int, default=MAX_STEPS,
-                   help=f"coarse steps at most ({MAX_STEPS}: 2,000 x 1.4^19 is 1.2 M/s)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=MAX_STEPS,
+        help=f"coarse steps at most ({MAX_STEPS}: 2,000 x 1.4^19 is 1.2 M/s)",
+    )
     p.add_argument("--step", type=float, default=4.0, help="measured seconds per step (4)")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per step")
-    p.add_argument("--max-p99-ms", type=float, default=200.0,
-                   help="a step with a higher delivery p99 is not sustained (200)")
-    p.add_argument("--refine", type=float, default=1.1,
-                   help="after the first step not sustained, go back to the last one that"
-                        " was and climb by this factor instead (1.1; 0: no refinement)")
+    p.add_argument(
+        "--max-p99-ms",
+        type=float,
+        default=200.0,
+        help="a step with a higher delivery p99 is not sustained (200)",
+    )
+    p.add_argument(
+        "--refine",
+        type=float,
+        default=1.1,
+        help="after the first step not sustained, go back to the last one that"
+        " was and climb by this factor instead (1.1; 0: no refinement)",
+    )
 
 
-async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
-               *, scenario: str = "fanout") -> dict[str, Any]:
+async def ramp(
+    ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes, *, scenario: str = "fanout"
+) -> dict[str, Any]:
     """Run the rising-rate ramp against one system; its figures and steps."""
     system = make_system(name, opts.payload)
     consoles = opts.rooms * opts.consoles
@@ -88,8 +109,14 @@ async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
     async with ctx.launch(system, scenario) as run:
         names = room_names(opts.rooms)
         await system.prepare(run, names, AGENCY)
-        rooms = await open_rooms(system, run, names, opts.consoles, sizes,
-                                 progress=lambda n: ctx.progress.advance(task, n))
+        rooms = await open_rooms(
+            system,
+            run,
+            names,
+            opts.consoles,
+            sizes,
+            progress=lambda n: ctx.progress.advance(task, n),
+        )
         counters = Counters()
         for room in rooms:
             room.creator.on_data = counters.creator_handler(system, room.creator)
@@ -115,10 +142,19 @@ async def ramp(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
                 lat = counters.feed_lat.summary()
                 p99 = float(lat.get("p99_ms", float("inf")))  # type: ignore[arg-type]
                 dropped = closed_count(rooms)
-                ok = (delivered >= 0.9 * rate and p99 <= opts.max_p99_ms and dropped == 0)
-                steps.append({"step": i, "target": rate, "offered": offered,
-                              "delivered": delivered, "sustained": ok, "dropped": dropped,
-                              **cpu.as_dict(), "latency": lat})
+                ok = delivered >= 0.9 * rate and p99 <= opts.max_p99_ms and dropped == 0
+                steps.append(
+                    {
+                        "step": i,
+                        "target": rate,
+                        "offered": offered,
+                        "delivered": delivered,
+                        "sustained": ok,
+                        "dropped": dropped,
+                        **cpu.as_dict(),
+                        "latency": lat,
+                    }
+                )
                 ctx.progress.advance(task)
                 i += 1
                 if not cpu.valid or dropped:
@@ -208,8 +244,11 @@ def summarize(steps: list[dict[str, Any]], opts: argparse.Namespace) -> dict[str
         "peak": max((s["delivered"] for s in valid_steps), default=None),
         "p99_ms": best["latency"].get("p99_ms") if best else None,
         "server_cpu": best["server_cpu"] if best else None,
-        "per_cpu": (best["delivered"] / (best["server_cpu"] / 100)
-                    if best and best["server_cpu"] > 0 else None),
+        "per_cpu": (
+            best["delivered"] / (best["server_cpu"] / 100)
+            if best and best["server_cpu"] > 0
+            else None
+        ),
         "loadgen_cpu": max((s["loadgen_cpu"] for s in steps), default=None),
         "valid": True,
         # Measured on a step the load generator kept up with: valid even when a
@@ -222,10 +261,14 @@ def summarize(steps: list[dict[str, Any]], opts: argparse.Namespace) -> dict[str
         out.update(valid=False, invalid_reason="no step ran")
     elif not steps[-1]["valid"]:
         bound = f"; the server sustained at least {best['delivered']:,.0f}/s" if best else ""
-        out.update(valid=False, capacity_lower_bound=best["delivered"] if best else None,
-                   invalid_reason=(
-                       f"the load generator saturated its core ({steps[-1]['loadgen_cpu']:.0f} %) "
-                       f"at {steps[-1]['target']:,.0f}/s before the server did{bound}"))
+        out.update(
+            valid=False,
+            capacity_lower_bound=best["delivered"] if best else None,
+            invalid_reason=(
+                f"the load generator saturated its core ({steps[-1]['loadgen_cpu']:.0f} %) "
+                f"at {steps[-1]['target']:,.0f}/s before the server did{bound}"
+            ),
+        )
     elif all(s["sustained"] for s in steps):
         out["note"] = f"never saturated within {opts.max_steps} steps: a lower bound"
     elif best is None:
@@ -243,12 +286,27 @@ def plot(result: Result, fig: Any) -> None:
             continue
         style = "-" if data.get("valid") else ":"
         xs = [s["target"] for s in steps]
-        left.plot(xs, [s["delivered"] for s in steps], style, marker="o", ms=3, label=name,
-                  color=COLORS.get(name))
-        right.plot(xs, [s["latency"].get("p99_ms") for s in steps], style, marker="o", ms=3,
-                   label=name, color=COLORS.get(name))
-    top = max((s["target"] for d in result.systems.values() for s in d.get("steps") or []),
-              default=1)
+        left.plot(
+            xs,
+            [s["delivered"] for s in steps],
+            style,
+            marker="o",
+            ms=3,
+            label=name,
+            color=COLORS.get(name),
+        )
+        right.plot(
+            xs,
+            [s["latency"].get("p99_ms") for s in steps],
+            style,
+            marker="o",
+            ms=3,
+            label=name,
+            color=COLORS.get(name),
+        )
+    top = max(
+        (s["target"] for d in result.systems.values() for s in d.get("steps") or []), default=1
+    )
     left.plot([1000, top], [1000, top], color="lightgray", lw=1, label="offered")
     left.set_xscale("log")
     left.set_yscale("log")
@@ -262,8 +320,9 @@ def plot(result: Result, fig: Any) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     p = result.params
-    left.set_title(f"{p['rooms']} rooms x {p['consoles']} consoles, "
-                   f"{p['frame_bytes']} B frames", fontsize=9)
+    left.set_title(
+        f"{p['rooms']} rooms x {p['consoles']} consoles, {p['frame_bytes']} B frames", fontsize=9
+    )
 
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:

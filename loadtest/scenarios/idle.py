@@ -48,15 +48,24 @@ FIGURES = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--connections", type=int, default=10_000, help="idle connections (10,000)")
-    p.add_argument("--per-room", type=int, default=20,
-                   help="connections per room, the creator client included (20)")
+    p.add_argument(
+        "--per-room",
+        type=int,
+        default=20,
+        help="connections per room, the creator client included (20)",
+    )
     p.add_argument("--hold", type=float, default=5.0, help="seconds idle before measuring (5)")
-    p.add_argument("--storm-limit", type=int, default=1000,
-                   help="handshakes in flight at once in the reconnect storm (1,000)")
+    p.add_argument(
+        "--storm-limit",
+        type=int,
+        default=1000,
+        help="handshakes in flight at once in the reconnect storm (1,000)",
+    )
 
 
-async def measure(ctx: Context, name: str, opts: argparse.Namespace,
-                  sizes: Sizes) -> dict[str, Any]:
+async def measure(
+    ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes
+) -> dict[str, Any]:
     system = make_system(name, 150)
     n_rooms = max(1, opts.connections // opts.per_room)
     per_room = max(0, opts.per_room - 1)
@@ -69,8 +78,15 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace,
         await asyncio.sleep(1.0)
         before = meter.rss()
         started = time.monotonic()
-        rooms = await open_rooms(system, run, names, per_room, sizes, limit=100,
-                                 progress=lambda n: ctx.progress.advance(task, n))
+        rooms = await open_rooms(
+            system,
+            run,
+            names,
+            per_room,
+            sizes,
+            limit=100,
+            progress=lambda n: ctx.progress.advance(task, n),
+        )
         took = time.monotonic() - started
         ctx.progress.update(task, description=f"idle {name}: holding {opts.hold:g} s")
         await asyncio.sleep(opts.hold)
@@ -79,18 +95,31 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace,
         ctx.progress.update(task, description=f"idle {name}: reconnect storm", completed=0)
         await close_rooms(rooms)  # every client at once
         started = time.monotonic()
-        rooms = await open_rooms(system, run, names, per_room, sizes, limit=opts.storm_limit,
-                                 progress=lambda n: ctx.progress.advance(task, n))
+        rooms = await open_rooms(
+            system,
+            run,
+            names,
+            per_room,
+            sizes,
+            limit=opts.storm_limit,
+            progress=lambda n: ctx.progress.advance(task, n),
+        )
         storm = time.monotonic() - started
         dropped += closed_count(rooms)
         await close_rooms(rooms)
         ctx.progress.update(task, visible=False)
     out: dict[str, Any] = {
-        "connections": total, "rooms": n_rooms, "dropped": dropped,
+        "connections": total,
+        "rooms": n_rooms,
+        "dropped": dropped,
         "kib_per_conn": (after - before) / total / 1024,
-        "rss_before_mib": before / 2**20, "rss_after_mib": after / 2**20,
-        "connect_per_s": total / took, "connect_seconds": took,
-        "storm_seconds": storm, "storm_per_s": total / storm, "valid": dropped == 0,
+        "rss_before_mib": before / 2**20,
+        "rss_after_mib": after / 2**20,
+        "connect_per_s": total / took,
+        "connect_seconds": took,
+        "storm_seconds": storm,
+        "storm_per_s": total / storm,
+        "valid": dropped == 0,
     }
     if dropped:
         out["invalid_reason"] = f"{dropped} of {total} connections closed while idle"
@@ -106,8 +135,10 @@ def plot(result: Result, fig: Any) -> None:
         ax.text(i, v, f"{v:.1f}", ha="center", va="bottom", fontsize=9)
     ax.axhline(20, color="red", lw=1, ls="--", label="target 20 KiB")
     ax.set_ylabel("server RSS per idle connection (KiB)")
-    ax.set_title(f"{result.params['connections']:,} idle connections, "
-                 f"{result.params['per_room']} per room", fontsize=9)
+    ax.set_title(
+        f"{result.params['connections']:,} idle connections, {result.params['per_room']} per room",
+        fontsize=9,
+    )
     ax.legend()
 
 

@@ -64,40 +64,79 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rooms", type=int, default=4)
     p.add_argument("--consoles", type=int, default=25, help="consoles per room (25)")
     p.add_argument("--payload", type=int, default=150, help="feed item text bytes (150)")
-    p.add_argument("--command-rate", type=float, default=200.0,
-                   help="staff commands/s, all consoles together (200)")
+    p.add_argument(
+        "--command-rate",
+        type=float,
+        default=200.0,
+        help="staff commands/s, all consoles together (200)",
+    )
     p.add_argument("--duration", type=float, default=15.0, help="measured seconds (15)")
-    p.add_argument("--load", type=float, default=0.5,
-                   help="feed rate as a fraction of the system's capacity (0.5)")
-    p.add_argument("--feed-rate", type=float, default=None,
-                   help="feed deliveries/s for every system instead (skips the ramp)")
-    p.add_argument("--ramp-step", type=float, default=2.0,
-                   help="measured seconds per step of the capacity ramp (2)")
-    p.add_argument("--max-p99-ms", type=float, default=200.0,
-                   help="sustained-step limit of the capacity ramp (200)")
-    p.add_argument("--no-same-load", dest="same_load", action="store_false",
-                   help="skip livepilot's second run at raw's feed rate")
+    p.add_argument(
+        "--load",
+        type=float,
+        default=0.5,
+        help="feed rate as a fraction of the system's capacity (0.5)",
+    )
+    p.add_argument(
+        "--feed-rate",
+        type=float,
+        default=None,
+        help="feed deliveries/s for every system instead (skips the ramp)",
+    )
+    p.add_argument(
+        "--ramp-step",
+        type=float,
+        default=2.0,
+        help="measured seconds per step of the capacity ramp (2)",
+    )
+    p.add_argument(
+        "--max-p99-ms",
+        type=float,
+        default=200.0,
+        help="sustained-step limit of the capacity ramp (200)",
+    )
+    p.add_argument(
+        "--no-same-load",
+        dest="same_load",
+        action="store_false",
+        help="skip livepilot's second run at raw's feed rate",
+    )
 
 
-async def capacity(ctx: Context, name: str, opts: argparse.Namespace,
-                   sizes: Sizes) -> tuple[float, bool]:
+async def capacity(
+    ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes
+) -> tuple[float, bool]:
     """The system's sustained fan-out capacity with these rooms, from a short ramp, and
     whether it is only a lower bound (the load generator saturated first)."""
-    ramp_opts = argparse.Namespace(**{**vars(opts), "start": 2000.0, "factor": 1.4,
-                                      "max_steps": fanout.MAX_STEPS, "step": opts.ramp_step,
-                                      "warmup": 0.5, "refine": 1.1})
+    ramp_opts = argparse.Namespace(
+        **{
+            **vars(opts),
+            "start": 2000.0,
+            "factor": 1.4,
+            "max_steps": fanout.MAX_STEPS,
+            "step": opts.ramp_step,
+            "warmup": 0.5,
+            "refine": 1.1,
+        }
+    )
     figures = await fanout.ramp(ctx, name, ramp_opts, sizes, scenario="relay-capacity")
     # A ramp the load generator could not finish still sustained its best valid step:
     # half of that is a lighter load than half the true capacity, and a measurable one.
-    cap = figures.get("capacity") if figures.get("valid") else figures.get(
-        "capacity_lower_bound")
+    cap = figures.get("capacity") if figures.get("valid") else figures.get("capacity_lower_bound")
     if cap is None:
         raise RuntimeError(f"no capacity measured: {figures.get('invalid_reason')}")
     return float(cap), not figures.get("valid")
 
 
-async def measure(ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes,
-                  feed_rate: float, *, label: str = "relay") -> dict[str, Any]:
+async def measure(
+    ctx: Context,
+    name: str,
+    opts: argparse.Namespace,
+    sizes: Sizes,
+    feed_rate: float,
+    *,
+    label: str = "relay",
+) -> dict[str, Any]:
     """One relay run of system ``name`` at ``feed_rate``; ``label`` names its server's
     work folder and profile (two runs of one system must not share them)."""
     system = make_system(name, opts.payload)
@@ -113,8 +152,9 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace, sizes: Size
                 peer.on_data = counters.console_handler(system, peer)
         feed = feed_pacer(system, rooms, sizes)
         commands = command_pacer(system, rooms, sizes)
-        task = ctx.progress.add_task(f"{label} {name}: {feed_rate:,.0f}/s feed, "
-                                     f"{opts.duration:.0f} s", total=None)
+        task = ctx.progress.add_task(
+            f"{label} {name}: {feed_rate:,.0f}/s feed, {opts.duration:.0f} s", total=None
+        )
         try:
             feed.start(feed_rate / consoles)
             commands.start(opts.command_rate)
@@ -134,9 +174,14 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace, sizes: Size
             ctx.progress.update(task, visible=False)
     ack, deliver = counters.ack_lat.summary(), counters.deliver_lat.summary()
     out: dict[str, Any] = {
-        "feed_target": feed_rate, "feed_rate": feed_delivered, "commands_sent": sent,
-        "acks_per_s": counters.acks / cpu.seconds, "dropped": dropped,
-        "ack": ack, "deliver": deliver, **cpu.as_dict(),
+        "feed_target": feed_rate,
+        "feed_rate": feed_delivered,
+        "commands_sent": sent,
+        "acks_per_s": counters.acks / cpu.seconds,
+        "dropped": dropped,
+        "ack": ack,
+        "deliver": deliver,
+        **cpu.as_dict(),
     }
     for prefix, summary in (("ack", ack), ("deliver", deliver)):
         for key in ("p50_ms", "p99_ms", "p999_ms"):
@@ -152,12 +197,19 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace, sizes: Size
 
 def plot(result: Result, fig: Any) -> None:
     p = result.params
-    feed = (f"feed at {p['feed_rate']:,.0f}/s" if p.get("feed_rate") else
-            f"feed at {p['load']:g} x each one's capacity"
-            + ("; livepilot@raw at raw's" if same_load("raw") in result.systems else ""))
-    latency_curves(result, fig, "ack",
-                   f"console ack latency: {p['command_rate']:g} commands/s, "
-                   f"{p['rooms']}x{p['consoles']} consoles\n{feed}")
+    feed = (
+        f"feed at {p['feed_rate']:,.0f}/s"
+        if p.get("feed_rate")
+        else f"feed at {p['load']:g} x each one's capacity"
+        + ("; livepilot@raw at raw's" if same_load("raw") in result.systems else "")
+    )
+    latency_curves(
+        result,
+        fig,
+        "ack",
+        f"console ack latency: {p['command_rate']:g} commands/s, "
+        f"{p['rooms']}x{p['consoles']} consoles\n{feed}",
+    )
 
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:
@@ -173,23 +225,27 @@ async def run(ctx: Context, opts: argparse.Namespace) -> Result:
             rate = cap * opts.load
         else:
             rate = opts.feed_rate
-        figures: dict[str, Any] = {"capacity": cap,
-                                   **await measure(ctx, name, opts, sizes, rate)}
+        figures: dict[str, Any] = {"capacity": cap, **await measure(ctx, name, opts, sizes, rate)}
         if bounded:
             figures["note"] = (
                 f"capacity {cap:,.0f}/s is a lower bound (the load generator saturated "
-                "first): the feed ran below half the true capacity")
+                "first): the feed ran below half the true capacity"
+            )
         return figures
 
     await measure_each(ctx, result, at_half_capacity)
     if opts.feed_rate is None and getattr(opts, "same_load", True):
-        await at_baseline_load(result, "raw", lambda rate: measure(
-            ctx, "livepilot", opts, sizes, rate, label="relay-same-load"))
+        await at_baseline_load(
+            result,
+            "raw",
+            lambda rate: measure(ctx, "livepilot", opts, sizes, rate, label="relay-same-load"),
+        )
     return result
 
 
-async def at_baseline_load(result: Result, baseline: str,
-                           measure: Callable[[float], Awaitable[dict[str, Any]]]) -> None:
+async def at_baseline_load(
+    result: Result, baseline: str, measure: Callable[[float], Awaitable[dict[str, Any]]]
+) -> None:
     """Run livepilot at ``baseline``'s feed rate, as ``livepilot@<baseline>``, placed
     next to livepilot's own run; nothing unless both ran and the baseline's run is
     valid (its feed rate is then a load its server sustained)."""

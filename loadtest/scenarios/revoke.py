@@ -51,17 +51,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--consoles", type=int, default=50, help="consoles of the agency (50)")
     p.add_argument("--rooms", type=int, default=5, help="rooms they are spread over (5)")
     p.add_argument("--rounds", type=int, default=5, help="revokes per system (5)")
-    p.add_argument("--timeout", type=float, default=10.0,
-                   help="seconds a console may take to be closed (10)")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds a console may take to be closed (10)"
+    )
 
 
-async def rounds(system: System, nodes: Sequence[Running], opts: argparse.Namespace,
-                 sizes: Sizes, lat: Latencies) -> tuple[int, int]:
+async def rounds(
+    system: System, nodes: Sequence[Running], opts: argparse.Namespace, sizes: Sizes, lat: Latencies
+) -> tuple[int, int]:
     """Run the rounds; ``(closed, expected)`` consoles over all rounds."""
     names = room_names(opts.rooms)
     await system.prepare(nodes[0], names, AGENCY)
-    creators = [await system.creator(nodes[i % len(nodes)], r, sizes)
-                for i, r in enumerate(names)]
+    creators = [await system.creator(nodes[i % len(nodes)], r, sizes) for i, r in enumerate(names)]
     closed = expected = 0
     for n in range(opts.rounds):
         got, want = await one_round(system, nodes, names, opts, sizes=sizes, n=n, lat=lat)
@@ -73,12 +74,20 @@ async def rounds(system: System, nodes: Sequence[Running], opts: argparse.Namesp
     return closed, expected
 
 
-async def one_round(system: System, nodes: Sequence[Running], names: Sequence[str],
-                    opts: argparse.Namespace, *, sizes: Sizes, n: int,
-                    lat: Latencies) -> tuple[int, int]:
+async def one_round(
+    system: System,
+    nodes: Sequence[Running],
+    names: Sequence[str],
+    opts: argparse.Namespace,
+    *,
+    sizes: Sizes,
+    n: int,
+    lat: Latencies,
+) -> tuple[int, int]:
     """Connect the consoles, revoke every room at once, time each console's close."""
-    placement = [(names[i % len(names)], nodes[i % len(nodes)], f"s{n}-{i}")
-                 for i in range(opts.consoles)]
+    placement = [
+        (names[i % len(names)], nodes[i % len(nodes)], f"s{n}-{i}") for i in range(opts.consoles)
+    ]
 
     def job(room: str, node: Running, staff: str) -> Callable[[], Awaitable[Peer]]:
         return lambda: system.console(node, room, AGENCY, staff, sizes)
@@ -104,8 +113,9 @@ async def one_round(system: System, nodes: Sequence[Running], names: Sequence[st
     return closed, len(consoles)
 
 
-async def measure(ctx: Context, name: str, opts: argparse.Namespace,
-                  sizes: Sizes) -> dict[str, Any]:
+async def measure(
+    ctx: Context, name: str, opts: argparse.Namespace, sizes: Sizes
+) -> dict[str, Any]:
     system = make_system(name, 150)
     lat = Latencies()
     task = ctx.progress.add_task(f"revoke {name}: {opts.rounds} rounds", total=None)
@@ -113,19 +123,32 @@ async def measure(ctx: Context, name: str, opts: argparse.Namespace,
         closed, expected = await rounds(system, [run], opts, sizes, lat)
     ctx.progress.update(task, visible=False)
     summary = lat.summary()
-    out: dict[str, Any] = {"closed": closed, "expected": expected, "latency": summary,
-                           "p50_ms": summary.get("p50_ms"), "p99_ms": summary.get("p99_ms"),
-                           "max_ms": summary.get("max_ms"), "valid": closed == expected}
+    out: dict[str, Any] = {
+        "closed": closed,
+        "expected": expected,
+        "latency": summary,
+        "p50_ms": summary.get("p50_ms"),
+        "p99_ms": summary.get("p99_ms"),
+        "max_ms": summary.get("max_ms"),
+        "valid": closed == expected,
+    }
     if closed != expected:
-        out["invalid_reason"] = (f"{expected - closed} of {expected} consoles still open "
-                                 f"{opts.timeout:g} s after the revoke")
+        out["invalid_reason"] = (
+            f"{expected - closed} of {expected} consoles still open "
+            f"{opts.timeout:g} s after the revoke"
+        )
     return out
 
 
 def plot(result: Result, fig: Any) -> None:
     p = result.params
-    latency_curves(result, fig, "latency", f"revoke -> console closed: {p['consoles']} "
-                   f"consoles in {p['rooms']} rooms, {p['rounds']} rounds")
+    latency_curves(
+        result,
+        fig,
+        "latency",
+        f"revoke -> console closed: {p['consoles']} "
+        f"consoles in {p['rooms']} rooms, {p['rounds']} rounds",
+    )
 
 
 async def run(ctx: Context, opts: argparse.Namespace) -> Result:

@@ -108,8 +108,7 @@ class System(ABC):
         """A connected creator client in ``room``, the room ready (live, stocked)."""
 
     @abstractmethod
-    async def console(self, run: Running, room: str, agency: str, staff: str,
-                      sizes: Sizes) -> Peer:
+    async def console(self, run: Running, room: str, agency: str, staff: str, sizes: Sizes) -> Peer:
         """A connected console of ``staff`` (of ``agency``) joined to ``room``."""
 
     @abstractmethod
@@ -158,8 +157,9 @@ async def _ready(host: str, port: int, path: str | None, proc: subprocess.Popen[
         try:
             if path is None:
                 return
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
-                         "Connection: close\r\n\r\n".encode())
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
             status = await reader.readline()
             if b" 200 " in status:
                 return
@@ -169,8 +169,9 @@ async def _ready(host: str, port: int, path: str | None, proc: subprocess.Popen[
     raise TimeoutError(f"server on port {port} not ready after {READY_TIMEOUT_S} s")
 
 
-def _spawn(cmd: list[str], env: dict[str, str], log_path: Path,
-           cwd: Path) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+def _spawn(
+    cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
@@ -178,8 +179,14 @@ def _spawn(cmd: list[str], env: dict[str, str], log_path: Path,
 
 
 @contextlib.asynccontextmanager
-async def launch(system: System, pin: Pinning, workdir: Path, *, durable: bool = False,
-                 profile: Path | None = None) -> AsyncIterator[Running]:
+async def launch(
+    system: System,
+    pin: Pinning,
+    workdir: Path,
+    *,
+    durable: bool = False,
+    profile: Path | None = None,
+) -> AsyncIterator[Running]:
     """Run ``system``'s server (pinned) until the block ends; SIGTERM, then kill.
 
     With ``profile``, py-spy samples the server into that file while it runs."""
@@ -194,9 +201,15 @@ async def launch(system: System, pin: Pinning, workdir: Path, *, durable: bool =
             from loadtest.profile import attach
 
             spy = attach(proc.pid, profile, pin.loadgen_core)
-        run = Running(system=system, url=f"ws://127.0.0.1:{port}",
-                      http=f"http://127.0.0.1:{port}", pid=proc.pid, workdir=workdir, proc=proc,
-                      secret=env.get("LIVEPILOT_JWT_SECRET", ""))
+        run = Running(
+            system=system,
+            url=f"ws://127.0.0.1:{port}",
+            http=f"http://127.0.0.1:{port}",
+            pid=proc.pid,
+            workdir=workdir,
+            proc=proc,
+            secret=env.get("LIVEPILOT_JWT_SECRET", ""),
+        )
         try:
             yield run
         finally:

@@ -43,8 +43,9 @@ class RawSystem(System):
             cmd += ["--durable", str(path)]
         return cmd
 
-    async def _member(self, run: Running, room: str, role: str, name: str,
-                      agency: str = "") -> Peer:
+    async def _member(
+        self, run: Running, room: str, role: str, name: str, agency: str = ""
+    ) -> Peer:
         peer = await connect(f"{run.url}/", binary=True, label=name)
         body = json.dumps({"room": room, "role": role, "name": name, "agency": agency})
         peer.send(b"J" + body.encode())
@@ -54,8 +55,7 @@ class RawSystem(System):
     async def creator(self, run: Running, room: str, sizes: Sizes) -> Peer:
         return await self._member(run, room, "creator", f"creator-{room}")
 
-    async def console(self, run: Running, room: str, agency: str, staff: str,
-                      sizes: Sizes) -> Peer:
+    async def console(self, run: Running, room: str, agency: str, staff: str, sizes: Sizes) -> Peer:
         return await self._member(run, room, "staff", staff, agency)
 
     def feed(self, peer: Peer, room: str, n: int, sizes: Sizes) -> None:
@@ -121,8 +121,9 @@ class SioSystem(System):
             return True
         return False
 
-    async def _member(self, run: Running, room: str, role: str, name: str,
-                      agency: str = "") -> Peer:
+    async def _member(
+        self, run: Running, room: str, role: str, name: str, agency: str = ""
+    ) -> Peer:
         url = f"{run.url}/socket.io/?EIO=4&transport=websocket"
         peer = await connect(url, binary=False, label=name)
         peer.hook = self._ping
@@ -137,8 +138,7 @@ class SioSystem(System):
     async def creator(self, run: Running, room: str, sizes: Sizes) -> Peer:
         return await self._member(run, room, "creator", f"creator-{room}")
 
-    async def console(self, run: Running, room: str, agency: str, staff: str,
-                      sizes: Sizes) -> Peer:
+    async def console(self, run: Running, room: str, agency: str, staff: str, sizes: Sizes) -> Peer:
         return await self._member(run, room, "staff", staff, agency)
 
     def feed(self, peer: Peer, room: str, n: int, sizes: Sizes) -> None:

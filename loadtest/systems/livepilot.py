@@ -56,7 +56,7 @@ def _tag_prefix(codec: Codec, message: m.Message) -> bytes:
     """The encoded bytes up to and including the message's ``type`` tag."""
     data = codec.encode(message)
     tag = str(type(message).__struct_config__.tag).encode()
-    return data[:data.index(tag) + len(tag)]
+    return data[: data.index(tag) + len(tag)]
 
 
 class LivepilotSystem(System):
@@ -74,17 +74,26 @@ class LivepilotSystem(System):
         self._clients: dict[str, httpx.AsyncClient] = {}
         self.settings = Settings(jwt_secret=self.secret)
         by = Actor(role="creator", id="r")
-        self._event = _tag_prefix(self.codec, m.Event(room="r", seq=1, at=0, actor="r", by=by,
-                                                      body=m.LiveStarted(live_id="x")))
+        self._event = _tag_prefix(
+            self.codec,
+            m.Event(room="r", seq=1, at=0, actor="r", by=by, body=m.LiveStarted(live_id="x")),
+        )
         self._ack = _tag_prefix(self.codec, m.Ack(command_id="x", seq=1))
-        self._welcome = _tag_prefix(self.codec, m.Welcome(
-            session_id="x", actor=by,
-            limits=m.Limits(max_message_bytes=1, rate_per_s=1, burst=1, heartbeat_s=1)))
-        self._snapshot = _tag_prefix(self.codec, m.Snapshot(room="r", seq=0,
-                                                            state=new_room("r", "r")))
+        self._welcome = _tag_prefix(
+            self.codec,
+            m.Welcome(
+                session_id="x",
+                actor=by,
+                limits=m.Limits(max_message_bytes=1, rate_per_s=1, burst=1, heartbeat_s=1),
+            ),
+        )
+        self._snapshot = _tag_prefix(
+            self.codec, m.Snapshot(room="r", seq=0, state=new_room("r", "r"))
+        )
         self._error = _tag_prefix(self.codec, m.Error(code=1))
-        self._access_changed = _tag_prefix(self.codec, m.AccessChanged(
-            creator="r", agency="a", status="revoked"))
+        self._access_changed = _tag_prefix(
+            self.codec, m.AccessChanged(creator="r", agency="a", status="revoked")
+        )
 
     # --- server --------------------------------------------------------------------
 
@@ -96,8 +105,13 @@ class LivepilotSystem(System):
         path = ":memory:" if self.data == "memory" else str(workdir / "livepilot.db")
         for suffix in ("", "-wal", "-shm"):
             Path(path + suffix).unlink(missing_ok=True)
-        return {**BENCH_SETTINGS, "LIVEPILOT_HOST": "127.0.0.1", "LIVEPILOT_PORT": str(port),
-                "LIVEPILOT_DATA_PATH": path, "LIVEPILOT_JWT_SECRET": self.secret}
+        return {
+            **BENCH_SETTINGS,
+            "LIVEPILOT_HOST": "127.0.0.1",
+            "LIVEPILOT_PORT": str(port),
+            "LIVEPILOT_DATA_PATH": path,
+            "LIVEPILOT_JWT_SECRET": self.secret,
+        }
 
     def ready_path(self) -> str | None:
         return "/readyz"
@@ -105,20 +119,40 @@ class LivepilotSystem(System):
     def sizes(self, payload: int) -> Sizes:
         self.payload = payload
         by = Actor(role="creator", id="room-0")
-        feed = m.Event(room="room-0", seq=10**4, at=time.time_ns() // 10**6, actor="room-0",
-                       by=by, command_id="f10000",
-                       body=m.CommentPosted(comment_id="c10000", user=VIEWER,
-                                            content="x" * payload))
+        feed = m.Event(
+            room="room-0",
+            seq=10**4,
+            at=time.time_ns() // 10**6,
+            actor="room-0",
+            by=by,
+            command_id="f10000",
+            body=m.CommentPosted(comment_id="c10000", user=VIEWER, content="x" * payload),
+        )
         staff = Actor(role="staff", id="s-0", agency="agency")
-        command = m.Event(room="room-0", seq=10**4, at=time.time_ns() // 10**6, actor="room-0",
-                          by=staff, command_id=stamp(b"C").decode() + "-100",
-                          body=m.UserMuted(user_id="u-s-0", until=time.time_ns() // 10**6))
+        command = m.Event(
+            room="room-0",
+            seq=10**4,
+            at=time.time_ns() // 10**6,
+            actor="room-0",
+            by=staff,
+            command_id=stamp(b"C").decode() + "-100",
+            body=m.UserMuted(user_id="u-s-0", until=time.time_ns() // 10**6),
+        )
         return Sizes(feed=len(self.codec.encode(feed)), command=len(self.codec.encode(command)))
 
-    def token(self, *, creator: str | None = None, agency: str | None = None,
-              staff: str | None = None) -> str:
-        return str(mint(self.settings, creator=creator, agency=agency, staff=staff,
-                        ttl_s=6 * 3600, now=time.time_ns() // 10**6))
+    def token(
+        self, *, creator: str | None = None, agency: str | None = None, staff: str | None = None
+    ) -> str:
+        return str(
+            mint(
+                self.settings,
+                creator=creator,
+                agency=agency,
+                staff=staff,
+                ttl_s=6 * 3600,
+                now=time.time_ns() // 10**6,
+            )
+        )
 
     def _http(self, run: Running) -> httpx.AsyncClient:
         """One HTTP client per server, kept open: making one costs tens of ms."""
@@ -139,12 +173,17 @@ class LivepilotSystem(System):
     async def prepare(self, run: Running, rooms: Sequence[str], agency: str) -> None:
         staff = self.token(agency=agency, staff="setup")
         for room in rooms:
-            created = await self._post(run, "/api/requests", staff, {
-                "type": "request_link", "creator": room, "with_access": True})
+            created = await self._post(
+                run,
+                "/api/requests",
+                staff,
+                {"type": "request_link", "creator": room, "with_access": True},
+            )
             assert isinstance(created, dict)
             request_id = created["request"]["request_id"]
-            await self._post(run, f"/api/requests/{request_id}/accept",
-                             self.token(creator=room), None)
+            await self._post(
+                run, f"/api/requests/{request_id}/accept", self.token(creator=room), None
+            )
 
     async def revoke(self, run: Running, agency: str, room: str) -> None:
         await self._post(run, "/api/unlink", self.token(creator=room), {"agency": agency})
@@ -153,8 +192,12 @@ class LivepilotSystem(System):
 
     async def _session(self, run: Running, token: str, label: str) -> Peer:
         sub = self.codec.subprotocol
-        peer = await connect(f"{run.url}/ws", binary=self.binary, label=label,
-                             headers={"Sec-WebSocket-Protocol": sub})
+        peer = await connect(
+            f"{run.url}/ws",
+            binary=self.binary,
+            label=label,
+            headers={"Sec-WebSocket-Protocol": sub},
+        )
         peer.send(self.codec.encode(m.Hello(token=token, client="loadtest")))
         await peer.expect(lambda d: d.startswith(self._welcome))
         return peer
@@ -182,8 +225,7 @@ class LivepilotSystem(System):
             await self._call(peer, m.StartLive(command_id=f"start-{time.time_ns()}", room=room))
         return peer
 
-    async def console(self, run: Running, room: str, agency: str, staff: str,
-                      sizes: Sizes) -> Peer:
+    async def console(self, run: Running, room: str, agency: str, staff: str, sizes: Sizes) -> Peer:
         peer = await self._session(run, self.token(agency=agency, staff=staff), staff)
         joined = self._join(peer, room)
         peer.send(self.codec.encode(m.Join(room=room)))
@@ -203,13 +245,17 @@ class LivepilotSystem(System):
         # The text alone is sized: the envelope around it is the protocol's own.
         text = stamp(b"F").decode()
         text += "x" * max(0, self.payload - len(text))
-        peer.send(self.codec.encode(m.FeedComment(command_id=f"f{n}", room=room,
-                                                  comment_id=f"c{n}", user=VIEWER, content=text)))
+        peer.send(
+            self.codec.encode(
+                m.FeedComment(
+                    command_id=f"f{n}", room=room, comment_id=f"c{n}", user=VIEWER, content=text
+                )
+            )
+        )
 
     def command(self, peer: Peer, room: str, n: int, sizes: Sizes, durable: bool) -> None:
         cid = stamp(b"D" if durable else b"C").decode() + f"-{n}"
-        peer.send(self.codec.encode(m.Mute(command_id=cid, room=room,
-                                           user_id=f"u-{peer.label}")))
+        peer.send(self.codec.encode(m.Mute(command_id=cid, room=room, user_id=f"u-{peer.label}")))
 
     def on_creator_frame(self, peer: Peer, data: bytes) -> None:
         """Nothing: the hub acks staff commands itself."""
@@ -220,4 +266,3 @@ class LivepilotSystem(System):
         if data.startswith(self._ack):
             return ACK
         return OTHER
-

@@ -88,9 +88,11 @@ class MemoryBus:
 
     def post(self, call: Callable[[BusListener], None]) -> None:
         """Run ``call`` on the listener on a later turn of the loop."""
+
         def deliver() -> None:
             if self.listener is not None and not self.closed:
                 call(self.listener)
+
         asyncio.get_running_loop().call_soon(deliver)
 
     def subscribe(self, room: str) -> None:
@@ -141,8 +143,9 @@ class WakingMemoryLog(MemoryRoomLog):
     """A memory log that wakes the room's subscribers after each append, as the
     Redis log's append script does (for tests of several hubs on one store)."""
 
-    def __init__(self, store: MemoryStore, bus: MemoryBus,
-                 epochs: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, store: MemoryStore, bus: MemoryBus, epochs: dict[str, str] | None = None
+    ) -> None:
         super().__init__(store)
         self.bus = bus
         self.epochs = epochs if epochs is not None else {}
@@ -160,12 +163,26 @@ class WakingMemoryLog(MemoryRoomLog):
         self._store.rooms.pop(room, None)
         self.epochs[room] = f"e{int(self.epochs.get(room, 'e1')[1:]) + 1}"
 
-    async def append(self, room: str, command_id: str | None, events: Sequence[PendingEvent],
-                     expected_seq: int, record: CommandRecord | None = None, *,
-                     digest: bytes | None = None,
-                     grant_version: GrantVersion | None = None) -> AppendResult:
-        result = await super().append(room, command_id, events, expected_seq, record,
-                                      digest=digest, grant_version=grant_version)
+    async def append(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+        record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
+    ) -> AppendResult:
+        result = await super().append(
+            room,
+            command_id,
+            events,
+            expected_seq,
+            record,
+            digest=digest,
+            grant_version=grant_version,
+        )
         if isinstance(result, Appended) and result.events:
             await self.bus.wake(room, result.last_seq, await self.epoch(room))
         return result

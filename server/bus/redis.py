@@ -48,10 +48,17 @@ def wake_channel(room: str, prefix: str = PREFIX) -> str:
 class RedisBus:
     """One node's end of the bus on Redis (a :class:`~server.bus.base.Bus`)."""
 
-    def __init__(self, url: str, node: str, *, client: Any = None, prefix: str = PREFIX,
-                 wake_channel: Callable[[str], str] | None = None,
-                 parse_wake: Callable[[bytes], tuple[int, str | None]] = lambda b: (
-                     int(b), None), timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        node: str,
+        *,
+        client: Any = None,
+        prefix: str = PREFIX,
+        wake_channel: Callable[[str], str] | None = None,
+        parse_wake: Callable[[bytes], tuple[int, str | None]] = lambda b: (int(b), None),
+        timeout_s: float = TIMEOUT_S,
+    ) -> None:
         """``client``: for commands (a plain or Cluster client); pub/sub always uses
         its own connection to the server of ``url`` (a Cluster forwards PUBLISH to
         every node). ``timeout_s`` bounds every connect and ping."""
@@ -63,8 +70,11 @@ class RedisBus:
         them)."""
         self._timeout_s = timeout_s
         self._own_client = client is None
-        self.redis: Any = client if client is not None else Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.redis: Any = (
+            client
+            if client is not None
+            else Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        )
         self._url = url
         self._listener: BusListener | None = None
         self._rooms: set[str] = set()
@@ -160,8 +170,9 @@ class RedisBus:
 
     async def _session(self) -> None:
         """One pub/sub connection, from subscribing to its loss."""
-        client = Redis.from_url(self._url, socket_connect_timeout=self._timeout_s,
-                                health_check_interval=1)
+        client = Redis.from_url(
+            self._url, socket_connect_timeout=self._timeout_s, health_check_interval=1
+        )
         pubsub = client.pubsub()
         self._subscribed = set()
         try:
@@ -188,15 +199,22 @@ class RedisBus:
         if new:
             channels = []
             for room in new:
-                for kind, name in (("wake", self._wake_channel(room)),
-                                   ("presence", self._presence_channel(room))):
+                for kind, name in (
+                    ("wake", self._wake_channel(room)),
+                    ("presence", self._presence_channel(room)),
+                ):
                     self._channels[name.encode()] = (kind, room)
                     channels.append(name)
             await pubsub.subscribe(*channels)
             have |= new
         if old:
-            await pubsub.unsubscribe(*[c for room in old for c in (
-                self._wake_channel(room), self._presence_channel(room))])
+            await pubsub.unsubscribe(
+                *[
+                    c
+                    for room in old
+                    for c in (self._wake_channel(room), self._presence_channel(room))
+                ]
+            )
             have -= old
 
     def _dispatch(self, message: dict[str, Any]) -> None:

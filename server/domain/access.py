@@ -88,9 +88,7 @@ def grant_for(book: AccessBook, agency: str, creator: str, now: int) -> Grant | 
 # --- deciding -------------------------------------------------------------------
 
 
-def decide_access(
-    book: AccessBook, who: Actor, command: a.AnyAccessCommand, now: int
-) -> Decision:
+def decide_access(book: AccessBook, who: Actor, command: a.AnyAccessCommand, now: int) -> Decision:
     """Decide a party's command: the events to record, or a refusal (nothing changes).
 
     Only agency staff send requests; only the addressed creator answers or
@@ -118,9 +116,7 @@ def decide_access(
             assert_never(unreachable)
 
 
-def decide_platform(
-    book: AccessBook, command: a.PlatformCommand, now: int
-) -> list[AccessEvent]:
+def decide_platform(book: AccessBook, command: a.PlatformCommand, now: int) -> list[AccessEvent]:
     """Record a platform fact (R8): never refused; a fact already known gives no event.
 
     The server calls this for an operator or a platform feed, never for a party.
@@ -147,12 +143,16 @@ def _sender(book: AccessBook, who: Actor, request_id: str, now: int) -> str | Re
     agency = who.agency
     # Every request lands in a creator's inbox: one agency may not flood them (cap,
     # decision 0018). Expired and answered requests do not count.
-    pending = sum(1 for r in book.requests.values()
-                  if r.agency == agency and request_status(book, r, now) == "pending")
+    pending = sum(
+        1
+        for r in book.requests.values()
+        if r.agency == agency and request_status(book, r, now) == "pending"
+    )
     if pending >= MAX_PENDING_REQUESTS:
-        return Refusal(Code.TOO_MANY_PENDING,
-                       f"at most {MAX_PENDING_REQUESTS:,} requests pending per agency"
-                       " (a documented cap)")
+        return Refusal(
+            Code.TOO_MANY_PENDING,
+            f"at most {MAX_PENDING_REQUESTS:,} requests pending per agency (a documented cap)",
+        )
     return agency
 
 
@@ -215,9 +215,7 @@ def _request_access(book: AccessBook, who: Actor, cmd: a.RequestAccess, now: int
     )  # fmt: skip
 
 
-def _request_extension(
-    book: AccessBook, who: Actor, cmd: a.RequestExtension, now: int
-) -> Decision:
+def _request_extension(book: AccessBook, who: Actor, cmd: a.RequestExtension, now: int) -> Decision:
     agency = _sender(book, who, cmd.request_id, now)
     if isinstance(agency, Refusal):
         return agency
@@ -236,9 +234,7 @@ def _request_extension(
     )  # fmt: skip
 
 
-def _answerable(
-    book: AccessBook, who: Actor, request_id: str, now: int
-) -> AccessRequest | Refusal:
+def _answerable(book: AccessBook, who: Actor, request_id: str, now: int) -> AccessRequest | Refusal:
     """The request the creator answers, or why it cannot be answered."""
     request = book.requests.get(request_id)
     if who.role != "creator" or (request is not None and request.creator != who.id):

@@ -107,8 +107,11 @@ def request_status(book: AccessBook, request: AccessRequest, now: int) -> Reques
 
 def _access_ends(book: AccessBook) -> list[tuple[int, str, str]]:
     """``(end, agency, creator)`` of every link with access and an end date (R5)."""
-    return [(link.ends_at, link.agency, link.creator) for link in book.links.values()
-            if link.access is not None and link.ends_at is not None]
+    return [
+        (link.ends_at, link.agency, link.creator)
+        for link in book.links.values()
+        if link.access is not None and link.ends_at is not None
+    ]
 
 
 def next_access_end(book: AccessBook, after: int) -> int | None:
@@ -119,5 +122,8 @@ def next_access_end(book: AccessBook, after: int) -> int | None:
 def access_ended_between(book: AccessBook, since: int, until: int) -> list[tuple[str, str]]:
     """The ``(agency, creator)`` pairs whose access ended in ``(since, until]`` by its
     end date, soonest first (R5): each end is in exactly one such window."""
-    return [(agency, creator) for end, agency, creator in sorted(_access_ends(book))
-            if since < end <= until]
+    return [
+        (agency, creator)
+        for end, agency, creator in sorted(_access_ends(book))
+        if since < end <= until
+    ]

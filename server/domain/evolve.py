@@ -74,7 +74,8 @@ none: a stream of comments must not make a staff member's bag move stale."""
 
 
 _ACTIVITY: frozenset[type[EventBody]] = frozenset(
-    {CommentPosted, Subscribed, Followed, GiftSent, ViewersChanged, CreatorNotified})
+    {CommentPosted, Subscribed, Followed, GiftSent, ViewersChanged, CreatorNotified}
+)
 """Events that change no field of the state (the LIVE's figures aside: ``_measure``)."""
 
 
@@ -99,11 +100,21 @@ def evolve(state: RoomState, event: Event) -> RoomState:
         # Ending the LIVE also clears the pin, the billboard and running giveaways;
         # starting one drops the promotions of the last: those families moved on, so
         # edits decided before it are stale (H5).
-        moved = [fam for fam, field in (("bag", "pinned"), ("billboard", "billboard"),
-                                        ("promotion", "giveaways"), ("promotion", "flash_sales"))
-                 if changes.get(field, getattr(state, field)) != getattr(state, field)]
-        changes["versions"] = {**state.versions, "live": event.seq,
-                               **dict.fromkeys(moved, event.seq)}
+        moved = [
+            fam
+            for fam, field in (
+                ("bag", "pinned"),
+                ("billboard", "billboard"),
+                ("promotion", "giveaways"),
+                ("promotion", "flash_sales"),
+            )
+            if changes.get(field, getattr(state, field)) != getattr(state, field)
+        ]
+        changes["versions"] = {
+            **state.versions,
+            "live": event.seq,
+            **dict.fromkeys(moved, event.seq),
+        }
     if state.current is not None and "current" not in changes:
         current = _measure(state.current, body, event.at)
         if current is not state.current:
@@ -172,15 +183,21 @@ def _apply(state: RoomState, body: EventBody, at: int) -> dict[str, object]:
             return {"blocked": {k: v for k, v in state.blocked.items() if k != uid}}
         case LiveStarted(live_id=live_id, title=title):
             summary = LiveSummary(live_id=live_id, started_at=at)
-            return {"status": "live", "live_id": live_id, "title": title, "current": summary,
-                    **_unspent(state)}
+            return {
+                "status": "live",
+                "live_id": live_id,
+                "title": title,
+                "current": summary,
+                **_unspent(state),
+            }
         case LiveEnded(summary=summary):
             # A giveaway deployed during the LIVE ends with it, by a giveaway_ended
             # event decided just before this one. Logs written before that event
             # existed have none: their giveaways are closed here (a no-op otherwise).
             giveaways = {
                 gid: replace(g, ends_at=min(g.ends_at, at), ended=True)
-                if g.ends_at is not None and not g.ended else g
+                if g.ends_at is not None and not g.ended
+                else g
                 for gid, g in state.giveaways.items()
             }
             return {
@@ -288,8 +305,12 @@ def _measure(s: LiveSummary, body: EventBody, at: int) -> LiveSummary:
             s = replace(s, viewers=total, peak_viewers=max(s.peak_viewers, total))
             return _bucket(s, at, viewers=total)
         case OrderPlaced(quantity=q, amount_cents=amount):
-            s = replace(s, orders=plus(s.orders, 1), units=plus(s.units, q),
-                        gmv_cents=plus(s.gmv_cents, amount))
+            s = replace(
+                s,
+                orders=plus(s.orders, 1),
+                units=plus(s.units, q),
+                gmv_cents=plus(s.gmv_cents, amount),
+            )
             return _bucket(s, at, orders=1, gmv_cents=amount)
         case CommentPosted():
             return _bucket(replace(s, comments=plus(s.comments, 1)), at, comments=1)

@@ -321,8 +321,11 @@ def _end_live(s: RoomState, now: int) -> Decision:
     ]
     for gid, g in s.giveaways.items():
         if g.ends_at is not None and not g.ended:
-            closing += _expired(g) if g.ends_at <= now else [
-                GiveawayEnded(giveaway_id=gid, reason="live_ended", ended_at=now)]
+            closing += (
+                _expired(g)
+                if g.ends_at <= now
+                else [GiveawayEnded(giveaway_id=gid, reason="live_ended", ended_at=now)]
+            )
     summary = replace(s.current, ended_at=now, duration_ms=max(0, now - s.current.started_at))
     return [*closing, LiveEnded(live_id=s.live_id, summary=summary)]
 

@@ -37,9 +37,15 @@ class Auditor:
         entries = await self.journal.query_audit(query)
         applied = await self.log.applied(query.creator, query)  # the same filters
         commands = [
-            AuditEntry(at=a.record.at, creator=query.creator, actor=a.record.by,
-                       family=a.record.family, action=a.record.action,
-                       command_id=a.command_id, seq=a.last_seq)
+            AuditEntry(
+                at=a.record.at,
+                creator=query.creator,
+                actor=a.record.by,
+                family=a.record.family,
+                action=a.record.action,
+                command_id=a.command_id,
+                seq=a.last_seq,
+            )
             for a in applied
         ]
         merged = heapq.merge(entries, commands, key=lambda e: e.at, reverse=True)

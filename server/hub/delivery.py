@@ -61,11 +61,34 @@ Epoch = Callable[[str], Awaitable[str | None]]
 class Delivery:
     """The delivered-up-to cursor of one room on this node, and its pump."""
 
-    __slots__ = ("_acks", "_again", "_epoch", "_filling", "_local", "_lost", "_moved",
-                 "_order", "_pumping", "_read", "_spawn", "cursor", "deliver", "epoch", "live")
+    __slots__ = (
+        "_acks",
+        "_again",
+        "_epoch",
+        "_filling",
+        "_local",
+        "_lost",
+        "_moved",
+        "_order",
+        "_pumping",
+        "_read",
+        "_spawn",
+        "cursor",
+        "deliver",
+        "epoch",
+        "live",
+    )
 
-    def __init__(self, live: LiveRoom, *, read: Read, deliver: Deliver, lost: Lost,
-                 spawn: Callable[..., object], epoch: Epoch | None = None) -> None:
+    def __init__(
+        self,
+        live: LiveRoom,
+        *,
+        read: Read,
+        deliver: Deliver,
+        lost: Lost,
+        spawn: Callable[..., object],
+        epoch: Epoch | None = None,
+    ) -> None:
         self.live = live
         self.epoch: str | None = None
         """The epoch of the log the cursor is in (None: not known yet)."""
@@ -90,8 +113,7 @@ class Delivery:
 
     # --- local appends --------------------------------------------------------
 
-    def offer(self, events: Sequence[Event], ack: Callable[[], None] | None,
-              last_seq: int) -> None:
+    def offer(self, events: Sequence[Event], ack: Callable[[], None] | None, last_seq: int) -> None:
         """Events this node appended (durable now), and the ack to send after them."""
         if not self._filling:
             for event in events:
@@ -138,8 +160,11 @@ class Delivery:
                 if not self._again:
                     return
         except Exception:  # the log is unreachable: the next wake-up or reconnect retries
-            logger.warning("reading a room's log for delivery failed", exc_info=True,
-                           extra={"room": self.live.room})
+            logger.warning(
+                "reading a room's log for delivery failed",
+                exc_info=True,
+                extra={"room": self.live.room},
+            )
         finally:
             self._pumping = False
 

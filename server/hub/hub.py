@@ -94,8 +94,7 @@ class Hub(CommandPipeline):
         self.room_idle_ms = room_idle_ms
         self.rooms: dict[str, LiveRoom] = {}
         """The rooms in memory (an idle room leaves it: :meth:`_evict_idle`)."""
-        self._loaded: weakref.WeakValueDictionary[str, LiveRoom] = (
-            weakref.WeakValueDictionary())
+        self._loaded: weakref.WeakValueDictionary[str, LiveRoom] = weakref.WeakValueDictionary()
         """Every room object still alive, evicted or not: a task that still holds an
         evicted room gets the same object back, so a room never has two."""
         self._swept_at = clock()
@@ -135,8 +134,11 @@ class Hub(CommandPipeline):
         if self.sessions.pop(session.id, None) is None:
             return
         actor = session.actor
-        index, key = ((self._creators, actor.id) if actor.role == "creator"
-                      else (self._staff, actor.agency or ""))
+        index, key = (
+            (self._creators, actor.id)
+            if actor.role == "creator"
+            else (self._staff, actor.agency or "")
+        )
         mine = index.get(key)
         if mine is not None:
             mine.discard(session)
@@ -182,8 +184,9 @@ class Hub(CommandPipeline):
         each looks the grant up again. Returns how many sessions were told.
         """
         live = self.rooms.get(creator)
-        notice = AccessChanged(creator=creator, agency=agency, status=status, terminal=False,
-                               room=creator)
+        notice = AccessChanged(
+            creator=creator, agency=agency, status=status, terminal=False, room=creator
+        )
         told = 0
         left = False
         for session in list(self._staff.get(agency, ())):
@@ -286,8 +289,11 @@ class Hub(CommandPipeline):
             return
         self.unreadable[error.room] = error
         self.metrics.unreadable_rooms.set(len(self.unreadable))
-        logger.error("room cannot be read: %s", error,
-                     extra={"room": error.room, "kind": error.kind, "seq": error.seq})
+        logger.error(
+            "room cannot be read: %s",
+            error,
+            extra={"room": error.room, "kind": error.kind, "seq": error.seq},
+        )
 
     def _precheck(self, caller: Caller, creator: str) -> Refusal | None:
         """Refuse callers with no business in a room before loading it."""
@@ -330,8 +336,10 @@ class Hub(CommandPipeline):
                     return
                 # A resume is the same member coming back: no second "entered" notice.
                 if decision and last_seq is None:
-                    pending = [PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
-                               for b in decision]
+                    pending = [
+                        PendingEvent(at=now, actor=live.state.room, by=caller.actor, body=b)
+                        for b in decision
+                    ]
                     await live.submit(self.log, None, pending, None).outcome
                     await live.settle(lambda: self._load(room_id))
                     if self.nodes is not None:
@@ -340,8 +348,11 @@ class Hub(CommandPipeline):
                     return  # access ended while the notice was stored (R6)
                 if last_seq is None or not await self._replay(session, live, last_seq):
                     reason: SnapshotReason = "join" if last_seq is None else "history_truncated"
-                    session.send(Snapshot(room=live.room, seq=live.state.seq, state=live.state,
-                                          reason=reason))
+                    session.send(
+                        Snapshot(
+                            room=live.room, seq=live.state.seq, state=live.state, reason=reason
+                        )
+                    )
                 # Checked again after the replay's reads, with no suspension point from
                 # here to membership: an access end cannot slip in between (R6).
                 if not session.is_closed and self._may_enter(session, live):
@@ -464,12 +475,17 @@ class Hub(CommandPipeline):
 
 
 def _error(code: Code, message: str, room: str | None = None) -> Error:
-    return Error(code=code, message=message or describe(code), retryable=is_retryable(code),
-                 room=room)
+    return Error(
+        code=code, message=message or describe(code), retryable=is_retryable(code), room=room
+    )
 
 
 def _notification(event: Event, body: CreatorNotified) -> Notification:
-    return Notification(notification_id=body.notification_id, creator=event.actor,
-                        kind=body.kind, text=body.text, at=event.at, by=event.by)
-
-
+    return Notification(
+        notification_id=body.notification_id,
+        creator=event.actor,
+        kind=body.kind,
+        text=body.text,
+        at=event.at,
+        by=event.by,
+    )

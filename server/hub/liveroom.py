@@ -70,9 +70,14 @@ class Submitted:
 
     __slots__ = ("append", "command_id", "digest", "outcome", "predicted", "sender")
 
-    def __init__(self, append: asyncio.Future[AppendResult], predicted: list[Event],
-                 sender: Session | None, command_id: str | None,
-                 digest: bytes | None = None) -> None:
+    def __init__(
+        self,
+        append: asyncio.Future[AppendResult],
+        predicted: list[Event],
+        sender: Session | None,
+        command_id: str | None,
+        digest: bytes | None = None,
+    ) -> None:
         self.append = append
         self.predicted = predicted
         self.sender = sender
@@ -85,8 +90,19 @@ class Submitted:
 class LiveRoom:
     """A room loaded in memory: optimistic state, members, lock, appends in flight."""
 
-    __slots__ = ("__weakref__", "delivery", "diverged", "inflight", "lock", "members",
-                 "on_event", "room", "since_snapshot", "state", "touched")
+    __slots__ = (
+        "__weakref__",
+        "delivery",
+        "diverged",
+        "inflight",
+        "lock",
+        "members",
+        "on_event",
+        "room",
+        "since_snapshot",
+        "state",
+        "touched",
+    )
 
     def __init__(self, state: RoomState, on_event: EventSink) -> None:
         self.room = state.room
@@ -111,38 +127,67 @@ class LiveRoom:
         """Nobody in the room, no append in flight, no one holding the lock."""
         return not (self.members or self.inflight or self.lock.locked())
 
-    def submit(self, log: RoomLog, command_id: str | None, pending: Sequence[PendingEvent],
-               sender: Session | None, record: CommandRecord | None = None, *,
-               digest: bytes | None = None,
-               grant_version: GrantVersion | None = None) -> Submitted:
+    def submit(
+        self,
+        log: RoomLog,
+        command_id: str | None,
+        pending: Sequence[PendingEvent],
+        sender: Session | None,
+        record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
+    ) -> Submitted:
         """Under the lock: start the append (with the command's audit ``record`` and
         its key's ``digest``) and fold its predicted events now."""
         seq = self.state.seq
         predicted = [
-            Event(room=self.room, seq=seq + i, at=p.at, actor=p.actor, by=p.by, body=p.body,
-                  command_id=command_id)
+            Event(
+                room=self.room,
+                seq=seq + i,
+                at=p.at,
+                actor=p.actor,
+                by=p.by,
+                body=p.body,
+                command_id=command_id,
+            )
             for i, p in enumerate(pending, start=1)
         ]
         if self.delivery is not None and self.inflight:
-            append = self._chained(self.inflight[-1], log, command_id, pending, seq, record,
-                                   digest, grant_version)
+            append = self._chained(
+                self.inflight[-1], log, command_id, pending, seq, record, digest, grant_version
+            )
         else:
             # Queued now, so appends reach the log in submission order.
             # publish() runs once the append is done: for the SQLite log, in the very
             # callback that completes it (a done callback would wait a turn of the loop).
-            append = log.append_soon(self.room, command_id, pending, seq, record,
-                                     digest=digest, grant_version=grant_version,
-                                     then=self.publish)
+            append = log.append_soon(
+                self.room,
+                command_id,
+                pending,
+                seq,
+                record,
+                digest=digest,
+                grant_version=grant_version,
+                then=self.publish,
+            )
         entry = Submitted(append, predicted, sender, command_id, digest)
         self.inflight.append(entry)
         for event in predicted:
             self.state = evolve(self.state, event)
         return entry
 
-    def _chained(self, prev: Submitted, log: RoomLog, command_id: str | None,  # noqa: PLR0917
-                 pending: Sequence[PendingEvent], seq: int, record: CommandRecord | None,
-                 digest: bytes | None,
-                 grant_version: GrantVersion | None) -> asyncio.Future[AppendResult]:
+    def _chained(  # noqa: PLR0917
+        self,
+        prev: Submitted,
+        log: RoomLog,
+        command_id: str | None,
+        pending: Sequence[PendingEvent],
+        seq: int,
+        record: CommandRecord | None,
+        digest: bytes | None,
+        grant_version: GrantVersion | None,
+    ) -> asyncio.Future[AppendResult]:
         """Multi-node: an append decided on the predicted outcome of the one before it
         goes to the log only once that one is stored as predicted. Another node may
         append in between: the earlier one then conflicts, and this one, at a seq that
@@ -159,15 +204,21 @@ class LiveRoom:
             self.publish()
 
         def go(before: asyncio.Future[AppendResult]) -> None:
-            ok = (not before.cancelled() and before.exception() is None
-                  and isinstance(before.result(), Appended)
-                  and list(before.result().events) == prev.predicted)  # type: ignore[union-attr]
+            done = None if before.cancelled() or before.exception() else before.result()
+            ok = isinstance(done, Appended) and list(done.events) == prev.predicted
             if not ok:
                 result.set_result(_UNSENT)
                 self.publish()
                 return
-            log.append_soon(self.room, command_id, pending, seq, record, digest=digest,
-                            grant_version=grant_version).add_done_callback(settle)
+            log.append_soon(
+                self.room,
+                command_id,
+                pending,
+                seq,
+                record,
+                digest=digest,
+                grant_version=grant_version,
+            ).add_done_callback(settle)
 
         prev.append.add_done_callback(go)
         return result
@@ -239,6 +290,7 @@ class LiveRoom:
             self._ack(entry, seq)
             if sender.id not in self.members:  # members are flushed by the delivery
                 sender.flush()
+
         return ack
 
     @staticmethod

@@ -48,9 +48,15 @@ Sync = Callable[[], Awaitable[object]]
 class NodeLink:
     """Wires a :class:`~server.hub.hub.Hub` to a :class:`~server.bus.base.Bus`."""
 
-    def __init__(self, hub: Hub, bus: Bus, *, spawn: Callable[..., object],
-                 sync_access: Sync | None = None,
-                 presence_ttl_ms: int = PRESENCE_TTL_MS) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        bus: Bus,
+        *,
+        spawn: Callable[..., object],
+        sync_access: Sync | None = None,
+        presence_ttl_ms: int = PRESENCE_TTL_MS,
+    ) -> None:
         self.hub = hub
         self.bus = bus
         self.spawn = spawn
@@ -65,9 +71,14 @@ class NodeLink:
 
     def attach(self, live: LiveRoom) -> None:
         """A room was loaded: deliver its events through a cursor from its state."""
-        live.delivery = Delivery(live, read=self.hub.log.read_since, deliver=self._deliver,
-                                 lost=self._lost, spawn=self.spawn,
-                                 epoch=getattr(self.hub.log, "epoch", None))
+        live.delivery = Delivery(
+            live,
+            read=self.hub.log.read_since,
+            deliver=self._deliver,
+            lost=self._lost,
+            spawn=self.spawn,
+            epoch=getattr(self.hub.log, "epoch", None),
+        )
 
     def _deliver(self, live: LiveRoom, event: Event, local: bool) -> None:
         if not local:
@@ -91,8 +102,7 @@ class NodeLink:
         reload from a snapshot (H3), told which."""
         live.state = await self.hub._load(live.room)
         live.diverged = False
-        snapshot = Snapshot(room=live.room, seq=live.state.seq, state=live.state,
-                            reason=reason)
+        snapshot = Snapshot(room=live.room, seq=live.state.seq, state=live.state, reason=reason)
         for session in live.members.values():
             session.send(snapshot)
         return live.state.seq
@@ -174,8 +184,12 @@ class NodeLink:
     def access_ended_here(self, agency: str, creator: str, status: AccessEnd) -> None:
         """This node's access service saw an end: cut our sessions, tell every node."""
         self.hub.access_ended(agency, creator, status)
-        self.spawn(self._announce, AccessNotice(kind="ended", agency=agency, creator=creator,
-                                                status=status, origin=self.bus.node))
+        self.spawn(
+            self._announce,
+            AccessNotice(
+                kind="ended", agency=agency, creator=creator, status=status, origin=self.bus.node
+            ),
+        )
 
     def access_changed_here(self) -> None:
         """This node changed the shared access book: every other node reloads it."""

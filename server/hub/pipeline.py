@@ -63,7 +63,8 @@ __all__ = ["MAX_CONFLICT_RETRIES", "CommandPipeline", "Spawn"]
 logger = logging.getLogger("livepilot.hub")
 
 _ACTIONS: Final[Mapping[type, str]] = MappingProxyType(
-    {cls: str(cls.__struct_config__.tag) for cls in get_args(RoomCommand)})
+    {cls: str(cls.__struct_config__.tag) for cls in get_args(RoomCommand)}
+)
 """Each room command's ``type`` tag, its action on the audit trail (read per command)."""
 
 
@@ -115,8 +116,9 @@ class CommandPipeline(abc.ABC):
     @abc.abstractmethod
     async def _load(self, room_id: str) -> RoomState: ...
 
-    async def command(self, session: Session, command: RoomCommand,
-                      spawn: Spawn | None = None) -> asyncio.Future[None] | None:
+    async def command(
+        self, session: Session, command: RoomCommand, spawn: Spawn | None = None
+    ) -> asyncio.Future[None] | None:
         """Decide, append, fan out and answer one room command.
 
         Without ``spawn`` this returns once the command is answered. With one (a
@@ -173,8 +175,9 @@ class CommandPipeline(abc.ABC):
                         return
                 spawn(self._after, call, result, answered)
             except Exception:  # a bug, or no task group left (shutting down)
-                logger.exception("finishing a command failed",
-                                 extra={"command_id": command.command_id})
+                logger.exception(
+                    "finishing a command failed", extra={"command_id": command.command_id}
+                )
                 if not answered.done():  # the connection's in-flight slot must come back
                     answered.set_result(None)
 
@@ -193,8 +196,9 @@ class CommandPipeline(abc.ABC):
             else:
                 await self._finish(call, outcome)
         except Exception:
-            logger.exception("finishing a command failed",
-                             extra={"command_id": call.command.command_id})
+            logger.exception(
+                "finishing a command failed", extra={"command_id": call.command.command_id}
+            )
         finally:
             if not answered.done():
                 answered.set_result(None)
@@ -238,8 +242,9 @@ class CommandPipeline(abc.ABC):
     def _snapshot_due(self, live: LiveRoom) -> bool:
         return live.since_snapshot >= self.snapshot_interval
 
-    async def _refuse(self, session: Session, caller: Caller, command: RoomCommand,
-                      refusal: Refusal) -> None:
+    async def _refuse(
+        self, session: Session, caller: Caller, command: RoomCommand, refusal: Refusal
+    ) -> None:
         name = _ACTIONS[type(command)]
         # The refusal is on the audit trail before the client hears of it (R10) - if
         # the caller has a relation to the room's creator: a stranger's goes to the
@@ -251,17 +256,32 @@ class CommandPipeline(abc.ABC):
                 # The trail cannot be written now; the refusal is retryable and changed
                 # nothing, so the client hears it anyway (logged, counted unaudited).
                 self.metrics.unaudited_refusals.labels("room", refusal.code.name).inc()
-                logger.warning("a refusal could not be audited (storage unavailable)",
-                               exc_info=True, extra={"action": name, "room": command.room,
-                                                     "command_id": command.command_id})
+                logger.warning(
+                    "a refusal could not be audited (storage unavailable)",
+                    exc_info=True,
+                    extra={"action": name, "room": command.room, "command_id": command.command_id},
+                )
         else:
             self.metrics.unaudited_refusals.labels("room", refusal.code.name).inc()
-            logger.info("refused command of a caller with no relation to the room's creator",
-                        extra={"action": name, "code": int(refusal.code), "room": command.room,
-                               "command_id": command.command_id, "actor": caller.actor.id,
-                               "agency": caller.actor.agency, "role": caller.actor.role})
-        session.send(Refused(command_id=command.command_id, code=refusal.code,
-                             message=refusal.message or describe(refusal.code)))
+            logger.info(
+                "refused command of a caller with no relation to the room's creator",
+                extra={
+                    "action": name,
+                    "code": int(refusal.code),
+                    "room": command.room,
+                    "command_id": command.command_id,
+                    "actor": caller.actor.id,
+                    "agency": caller.actor.agency,
+                    "role": caller.actor.role,
+                },
+            )
+        session.send(
+            Refused(
+                command_id=command.command_id,
+                code=refusal.code,
+                message=refusal.message or describe(refusal.code),
+            )
+        )
         self.metrics.command_done(name, refusal.code.name)
 
     async def _resync(self, live: LiveRoom) -> None:
@@ -316,22 +336,30 @@ class CommandPipeline(abc.ABC):
         live, command = call.live, call.command
         if isinstance(command, BagList):
             items = list_bag(live.state, command.category, command.in_stock)
-            call.session.send(BagListing(command_id=command.command_id, room=live.room,
-                                         items=items))
+            call.session.send(
+                BagListing(command_id=command.command_id, room=live.room, items=items)
+            )
             self.metrics.command_done("bag_list", "ok")
             return -1
-        pending = [PendingEvent(at=now, actor=live.state.room, by=call.caller.actor, body=b)
-                   for b in decision]
-        return live.submit(self.log, command.command_id, pending, call.session,
-                           call.record(now), digest=call.digest,
-                           grant_version=self._grant_version(call.caller.actor, live.room))
+        pending = [
+            PendingEvent(at=now, actor=live.state.room, by=call.caller.actor, body=b)
+            for b in decision
+        ]
+        return live.submit(
+            self.log,
+            command.command_id,
+            pending,
+            call.session,
+            call.record(now),
+            digest=call.digest,
+            grant_version=self._grant_version(call.caller.actor, live.room),
+        )
 
     def _grant_version(self, actor: Actor, creator: str) -> GrantVersion | None:
         """The grant a staff command is decided with, for the shared log to check (R6)."""
         if self.grant_version is None or actor.role != "staff" or actor.agency is None:
             return None
-        return GrantVersion(agency=actor.agency,
-                            version=self.grant_version(actor.agency, creator))
+        return GrantVersion(agency=actor.agency, version=self.grant_version(actor.agency, creator))
 
     async def _refused_or_resent(self, call: _Call, refusal: Refusal) -> Outcome:
         """A refused command may be a resend (H1): of one in flight (wait for it), or
@@ -352,8 +380,9 @@ class CommandPipeline(abc.ABC):
                 return REUSED  # H1: the id is the twin's key now
             session.send(Ack(command_id=cid, seq=outcome))
             return -1
-        match await self.log.lookup_command(live.room, cid, digest=call.digest,
-                                            record=call.record(self.clock())):
+        match await self.log.lookup_command(
+            live.room, cid, digest=call.digest, record=call.record(self.clock())
+        ):
             case Duplicate(last_seq=seq):
                 session.send(Ack(command_id=cid, seq=seq))
                 return -1
@@ -361,14 +390,19 @@ class CommandPipeline(abc.ABC):
                 return REUSED
         return refusal
 
-    async def _audit_refusal(self, actor: Actor, command: Command, name: str,
-                             code: int) -> None:
+    async def _audit_refusal(self, actor: Actor, command: Command, name: str, code: int) -> None:
         # Platform activity is not an action of anyone: only commands are audited (R16).
         if command.family == "feed":
             return
-        entry = AuditEntry(at=self.clock(), creator=command.room, actor=actor,
-                           family=command.family, action=name, command_id=command.command_id,
-                           code=code)
+        entry = AuditEntry(
+            at=self.clock(),
+            creator=command.room,
+            actor=actor,
+            family=command.family,
+            action=name,
+            command_id=command.command_id,
+            code=code,
+        )
         # On the trail before the refusal is sent (R10), even if the session is
         # closed (and its reading cancelled) meanwhile.
         with anyio.CancelScope(shield=True):
@@ -390,8 +424,7 @@ class CommandPipeline(abc.ABC):
                 await self.log.save_snapshot(live.room, live.state)
                 live.since_snapshot = 0
                 if self.history_retention >= 0:
-                    await self.log.trim(live.room,
-                                        live.state.seq + 1 - self.history_retention)
+                    await self.log.trim(live.room, live.state.seq + 1 - self.history_retention)
 
 
 class _Call:
@@ -399,8 +432,9 @@ class _Call:
 
     __slots__ = ("caller", "command", "digest", "live", "session")
 
-    def __init__(self, session: Session, caller: Caller, command: RoomCommand,
-                 live: LiveRoom) -> None:
+    def __init__(
+        self, session: Session, caller: Caller, command: RoomCommand, live: LiveRoom
+    ) -> None:
         self.session = session
         self.caller = caller
         self.command = command
@@ -414,5 +448,6 @@ class _Call:
         command = self.command
         if command.family == "feed":
             return None
-        return CommandRecord(at=now, by=self.caller.actor, family=command.family,
-                             action=_ACTIONS[type(command)])
+        return CommandRecord(
+            at=now, by=self.caller.actor, family=command.family, action=_ACTIONS[type(command)]
+        )

@@ -63,8 +63,16 @@ class Session:
         "rooms", "sink", "worked",
     )  # fmt: skip
 
-    def __init__(self, session_id: str, actor: Actor, codec: Codec, expires_at: int,
-                 max_buffered: int, *, sink: Sink | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        actor: Actor,
+        codec: Codec,
+        expires_at: int,
+        max_buffered: int,
+        *,
+        sink: Sink | None = None,
+    ) -> None:
         self.id = session_id
         self.actor = actor
         self.codec = codec

@@ -198,8 +198,9 @@ class CorruptRecordError(LogError):
     the room cannot be read until it is repaired. Raised by reads, never retried
     by the log; the hub answers the room's callers ``ROOM_UNAVAILABLE``."""
 
-    def __init__(self, room: str, kind: Literal["event", "snapshot"], seq: int | None,
-                 detail: str) -> None:
+    def __init__(
+        self, room: str, kind: Literal["event", "snapshot"], seq: int | None, detail: str
+    ) -> None:
         where = f"{kind} {seq}" if seq is not None else kind
         super().__init__(f"room {room}: {where} does not decode: {detail}")
         self.room = room
@@ -280,7 +281,11 @@ class RoomLog(Protocol):
         ...
 
     async def lookup_command(
-        self, room: str, command_id: str, *, digest: bytes | None = None,
+        self,
+        room: str,
+        command_id: str,
+        *,
+        digest: bytes | None = None,
         record: CommandRecord | None = None,
     ) -> Duplicate | Reused | None:
         """What :meth:`append` would answer about the key of a command (``digest``,

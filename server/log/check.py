@@ -44,8 +44,11 @@ class CheckReport:
         if not self.ok:
             more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
             return f"{self.path}: NOT OK: {self.problems[0]}{more}"
-        pending = (f"; schema {SCHEMA_VERSION} is applied at the next start"
-                   if self.schema is not None and self.schema < SCHEMA_VERSION else "")
+        pending = (
+            f"; schema {SCHEMA_VERSION} is applied at the next start"
+            if self.schema is not None and self.schema < SCHEMA_VERSION
+            else ""
+        )
         return f"{self.path}: ok (schema {self.schema}, {self.pages} pages{pending})"
 
 

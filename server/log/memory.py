@@ -106,7 +106,8 @@ class MemoryRoomLog:
         """See :meth:`RoomLog.append_soon` (a task: tasks start in creation order)."""
         check_append_args(expected_seq)
         task = asyncio.ensure_future(
-            self.append(room, command_id, events, expected_seq, record, digest=digest))
+            self.append(room, command_id, events, expected_seq, record, digest=digest)
+        )
         if then is not None:
             task.add_done_callback(lambda _: then())
         return task
@@ -159,7 +160,11 @@ class MemoryRoomLog:
         return 0 if r is None else r.last_seq
 
     async def lookup_command(
-        self, room: str, command_id: str, *, digest: bytes | None = None,
+        self,
+        room: str,
+        command_id: str,
+        *,
+        digest: bytes | None = None,
         record: CommandRecord | None = None,
     ) -> Duplicate | Reused | None:
         """See :meth:`RoomLog.lookup_command`."""
@@ -174,10 +179,11 @@ class MemoryRoomLog:
         r = self._room(room)
         if r is None or query.limit <= 0:
             return []
-        found = [(record.at, last, first, AppliedCommand(command_id=cid, last_seq=last,
-                                                         record=record))
-                 for cid, (first, last, record, _) in r.commands.items()
-                 if record is not None and query.passes(record.at, record.by, record.family)]
+        found = [
+            (record.at, last, first, AppliedCommand(command_id=cid, last_seq=last, record=record))
+            for cid, (first, last, record, _) in r.commands.items()
+            if record is not None and query.passes(record.at, record.by, record.family)
+        ]
         found.sort(key=lambda f: f[:3], reverse=True)  # as SQLite: at, last_seq, first_seq
         return [f[3] for f in found[: query.limit]]
 

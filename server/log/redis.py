@@ -88,8 +88,10 @@ errors, a slot no node covers..., are not RedisErrors)."""
 @functools.lru_cache(maxsize=65536)
 def _room_keys(prefix: str, room: str) -> tuple[str, ...]:
     """meta, events, cmds, keyseq, applied, grants (one slot: ``{room}``)."""
-    return tuple(creator_key(prefix, room, name)
-                 for name in ("meta", "events", "cmds", "keyseq", "applied", "grants"))
+    return tuple(
+        creator_key(prefix, room, name)
+        for name in ("meta", "events", "cmds", "keyseq", "applied", "grants")
+    )
 
 
 _KeyBlob = tuple[bytes | None, CommandRecord | None]
@@ -97,13 +99,13 @@ _decode_key = msgspec.msgpack.Decoder(_KeyBlob).decode
 _decode_applied = msgspec.msgpack.Decoder(tuple[str, CommandRecord]).decode
 
 
-def _answer(stored: bytes, digest: bytes | None,
-            record: CommandRecord | None) -> Duplicate | Reused:
+def _answer(
+    stored: bytes, digest: bytes | None, record: CommandRecord | None
+) -> Duplicate | Reused:
     """What a command with a stored key's id gets (H1, decision 0016)."""
     first, last, blob = stored.split(b":", 2)
     stored_digest, stored_record = _decode_key(blob)
-    by, action = ((None, None) if stored_record is None
-                  else (stored_record.by, stored_record.action))
+    by, action = (None, None) if stored_record is None else (stored_record.by, stored_record.action)
     if same_command(digest, record, stored_digest, by, action):
         return Duplicate(first_seq=int(first), last_seq=int(last))
     return Reused()
@@ -112,9 +114,14 @@ def _answer(stored: bytes, digest: bytes | None,
 class _Job:
     __slots__ = ("args", "finish", "future", "keys", "then")
 
-    def __init__(self, keys: tuple[str, ...], args: list[EncodableT],
-                 finish: Callable[[object], AppendResult],
-                 future: asyncio.Future[AppendResult], then: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        args: list[EncodableT],
+        finish: Callable[[object], AppendResult],
+        future: asyncio.Future[AppendResult],
+        then: Callable[[], None] | None,
+    ) -> None:
         self.keys = keys
         self.args = args
         self.finish = finish
@@ -130,8 +137,14 @@ class RedisRoomLog:
     events behind the latest snapshot (never past it), a bounded step at a time.
     """
 
-    def __init__(self, client: RedisClient, *, prefix: str = DEFAULT_PREFIX,
-                 retain_events: int | None = None, owns_client: bool = False) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        retain_events: int | None = None,
+        owns_client: bool = False,
+    ) -> None:
         if retain_events is not None and retain_events < 0:
             raise ValueError("retain_events must be >= 0")
         self.client = client
@@ -146,8 +159,9 @@ class RedisRoomLog:
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str, *, prefix: str = DEFAULT_PREFIX,
-                   retain_events: int | None = None) -> RedisRoomLog:
+    async def open(
+        cls, url: str, *, prefix: str = DEFAULT_PREFIX, retain_events: int | None = None
+    ) -> RedisRoomLog:
         """Connect to ``url`` (a server or a Cluster node) and own the client."""
         client = await connect(url)
         return cls(client, prefix=prefix, retain_events=retain_events, owns_client=True)
@@ -173,8 +187,9 @@ class RedisRoomLog:
         if self._closed:
             raise LogClosedError("the room log is closed")
 
-    async def _run(self, script: Script, keys: Sequence[str],
-                   args: Sequence[EncodableT]) -> list[object]:
+    async def _run(
+        self, script: Script, keys: Sequence[str], args: Sequence[EncodableT]
+    ) -> list[object]:
         self._check_open()
         try:
             reply = await script(self.client, keys, args)
@@ -205,8 +220,15 @@ class RedisRoomLog:
         grant_version: GrantVersion | None = None,
     ) -> AppendResult:
         """See :meth:`RoomLog.append`: ``grant_version`` is checked in the script."""
-        return await self.append_soon(room, command_id, events, expected_seq, record,
-                                      digest=digest, grant_version=grant_version)
+        return await self.append_soon(
+            room,
+            command_id,
+            events,
+            expected_seq,
+            record,
+            digest=digest,
+            grant_version=grant_version,
+        )
 
     def append_soon(
         self,
@@ -229,8 +251,15 @@ class RedisRoomLog:
         try:
             self._check_open()
             stored = stamp(room, command_id, events, expected_seq)
-            args = self._append_args(room, command_id, stored, expected_seq=expected_seq,
-                                     record=record, digest=digest, grant=grant_version)
+            args = self._append_args(
+                room,
+                command_id,
+                stored,
+                expected_seq=expected_seq,
+                record=record,
+                digest=digest,
+                grant=grant_version,
+            )
         except Exception as exc:  # closed, or an event that does not encode
             future.set_exception(exc)
             if then is not None:
@@ -241,14 +270,16 @@ class RedisRoomLog:
             match reply:
                 case [b"ok", int(last), _]:
                     if last != expected_seq + len(stored):
-                        raise LogWriteError(f"room {room}: appended at {last}, not at "
-                                            f"{expected_seq + len(stored)}")
+                        raise LogWriteError(
+                            f"room {room}: appended at {last}, not at {expected_seq + len(stored)}"
+                        )
                     return Appended(events=stored, last_seq=last)
                 case [b"seen", bytes(value)]:
                     return _answer(value, digest, record)
                 case [b"conflict", int(last), moved]:
-                    return Conflict(current_seq=last,
-                                    grant_version=moved if isinstance(moved, int) else None)
+                    return Conflict(
+                        current_seq=last, grant_version=moved if isinstance(moved, int) else None
+                    )
             raise LogWriteError(f"room {room}: unexpected reply {reply!r}")
 
         self._queue.append(_Job(keys, args, finish, future, then))
@@ -257,19 +288,36 @@ class RedisRoomLog:
         self._wake.set()
         return future
 
-    def _append_args(self, room: str, command_id: str | None, stored: tuple[Event, ...], *,
-                     expected_seq: int, record: CommandRecord | None, digest: bytes | None,
-                     grant: GrantVersion | None) -> list[EncodableT]:
+    def _append_args(
+        self,
+        room: str,
+        command_id: str | None,
+        stored: tuple[Event, ...],
+        *,
+        expected_seq: int,
+        record: CommandRecord | None,
+        digest: bytes | None,
+        grant: GrantVersion | None,
+    ) -> list[EncodableT]:
         encode = self._codec.encode
         blobs = [encode(e) for e in stored]  # before queueing: all or nothing
-        rec = b"" if record is None or command_id is None else self._encode_key(
-            (command_id, record))
+        rec = (
+            b"" if record is None or command_id is None else self._encode_key((command_id, record))
+        )
         return [
-            command_id or "", expected_seq, secrets.token_hex(8),
-            self._encode_key((digest, record)), rec, 0 if record is None else record.at,
-            "" if grant is None else grant.agency, 0 if grant is None else grant.version,
-            -1 if self.retain_events is None else self.retain_events, TRIM_CHUNK,
-            wake_channel(room, self.prefix), room, *blobs,
+            command_id or "",
+            expected_seq,
+            secrets.token_hex(8),
+            self._encode_key((digest, record)),
+            rec,
+            0 if record is None else record.at,
+            "" if grant is None else grant.agency,
+            0 if grant is None else grant.version,
+            -1 if self.retain_events is None else self.retain_events,
+            TRIM_CHUNK,
+            wake_channel(room, self.prefix),
+            room,
+            *blobs,
         ]
 
     async def _write_loop(self) -> None:
@@ -333,8 +381,8 @@ class RedisRoomLog:
         assert isinstance(blobs, list)
         events = self._codec.decode_events(room, after_seq + 1, blobs)
         if len(events) != min(limit, last - after_seq) or (
-                events and (events[0].seq != after_seq + 1
-                            or events[-1].seq != after_seq + len(events))):
+            events and (events[0].seq != after_seq + 1 or events[-1].seq != after_seq + len(events))
+        ):
             return None  # H3: not gap-free
         return events
 
@@ -350,7 +398,11 @@ class RedisRoomLog:
         return None if value is None else value.decode()
 
     async def lookup_command(
-        self, room: str, command_id: str, *, digest: bytes | None = None,
+        self,
+        room: str,
+        command_id: str,
+        *,
+        digest: bytes | None = None,
         record: CommandRecord | None = None,
     ) -> Duplicate | Reused | None:
         """See :meth:`RoomLog.lookup_command`."""
@@ -370,16 +422,20 @@ class RedisRoomLog:
         offset = 0
         while len(found) < query.limit:
             try:
-                page = await self.client.zrevrangebyscore(key, high, low, start=offset,
-                                                          num=APPLIED_PAGE)
+                page = await self.client.zrevrangebyscore(
+                    key, high, low, start=offset, num=APPLIED_PAGE
+                )
             except _FAILURES as exc:
                 raise LogError(f"redis: {exc}") from exc
             for member in page:
                 assert isinstance(member, bytes)
                 command_id, record = _decode_applied(member[32:])
                 if query.passes(record.at, record.by, record.family):
-                    found.append(AppliedCommand(command_id=command_id,
-                                                last_seq=int(member[:16]), record=record))
+                    found.append(
+                        AppliedCommand(
+                            command_id=command_id, last_seq=int(member[:16]), record=record
+                        )
+                    )
             if len(page) < APPLIED_PAGE:
                 break
             offset += APPLIED_PAGE
@@ -390,8 +446,9 @@ class RedisRoomLog:
         if state.room != room:
             check_snapshot(room, state, state.seq)  # raises: another room's
         keys = self._keys(room)[:4]
-        reply = await self._run(SNAPSHOT, keys, [state.seq, self._codec.encode(state),
-                                                 secrets.token_hex(8)])
+        reply = await self._run(
+            SNAPSHOT, keys, [state.seq, self._codec.encode(state), secrets.token_hex(8)]
+        )
         last = reply[1]
         assert isinstance(last, int)
         check_snapshot(room, state, last)

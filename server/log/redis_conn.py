@@ -23,8 +23,16 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT
 
 __all__ = [
-    "DEFAULT_TIMEOUT_S", "RedisClient", "Script", "check_persistence", "client_options",
-    "connect", "creator_key", "run_batch", "tagged", "warn_about_persistence",
+    "DEFAULT_TIMEOUT_S",
+    "RedisClient",
+    "Script",
+    "check_persistence",
+    "client_options",
+    "connect",
+    "creator_key",
+    "run_batch",
+    "tagged",
+    "warn_about_persistence",
 ]
 
 logger = logging.getLogger("livepilot.redis")
@@ -98,8 +106,9 @@ class Script:
         """Load the script on the server (on every primary of a Cluster)."""
         await client.script_load(self.source)
 
-    async def __call__(self, client: RedisClient, keys: Sequence[str],
-                       args: Sequence[EncodableT]) -> object:
+    async def __call__(
+        self, client: RedisClient, keys: Sequence[str], args: Sequence[EncodableT]
+    ) -> object:
         """Run the script with ``keys`` (all in one slot) and ``args``."""
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
@@ -146,7 +155,8 @@ def persistence_warnings(node: str, settings: dict[str, str]) -> list[str]:
     if settings.get("appendonly") != "yes":
         warnings.append(
             f"{node}: appendonly is not yes: a restart of Redis loses every acked command "
-            "since its last RDB snapshot (H4 needs appendonly yes, appendfsync always)")
+            "since its last RDB snapshot (H4 needs appendonly yes, appendfsync always)"
+        )
     else:
         match settings.get("appendfsync"):
             case "always":
@@ -154,17 +164,20 @@ def persistence_warnings(node: str, settings: dict[str, str]) -> list[str]:
             case "everysec":
                 warnings.append(
                     f"{node}: appendfsync is everysec: a crash of the Redis host can lose "
-                    "up to 1 s of acked commands (H4 needs appendfsync always)")
+                    "up to 1 s of acked commands (H4 needs appendfsync always)"
+                )
             case other:
                 warnings.append(
                     f"{node}: appendfsync is {other}: the OS writes the AOF when it likes, "
                     "a crash of the Redis host can lose ~30 s of acked commands "
-                    "(H4 needs appendfsync always)")
+                    "(H4 needs appendfsync always)"
+                )
     policy = settings.get("maxmemory-policy")
     if policy != "noeviction":
         warnings.append(
             f"{node}: maxmemory-policy is {policy}: under memory pressure Redis evicts "
-            "keys - room logs, grants, the audit trail (use noeviction)")
+            "keys - room logs, grants, the audit trail (use noeviction)"
+        )
     return warnings
 
 
@@ -177,15 +190,18 @@ async def check_persistence(client: RedisClient) -> list[str]:
     try:
         if isinstance(client, RedisCluster):
             answers: object = await client.config_get(
-                *SETTINGS, target_nodes=RedisCluster.PRIMARIES)
+                *SETTINGS, target_nodes=RedisCluster.PRIMARIES
+            )
             per_node = dict(answers) if isinstance(answers, dict) else {}
         else:
             kwargs = client.connection_pool.connection_kwargs
             name = f"{kwargs.get('host', 'redis')}:{kwargs.get('port', '')}"
             per_node = {name: await client.config_get(*SETTINGS)}
     except RedisError as exc:
-        return [f"cannot read the Redis persistence settings ({exc}): check by hand that "
-                "appendonly is yes, appendfsync always and maxmemory-policy noeviction"]
+        return [
+            f"cannot read the Redis persistence settings ({exc}): check by hand that "
+            "appendonly is yes, appendfsync always and maxmemory-policy noeviction"
+        ]
     warnings: list[str] = []
     for node, raw in sorted(per_node.items(), key=lambda item: _text(item[0])):
         pairs = raw.items() if isinstance(raw, dict) else ()

@@ -28,7 +28,13 @@ import msgspec
 from server.log.redis_conn import Script, creator_key
 
 __all__ = [
-    "APPEND", "DEFAULT_PREFIX", "READ", "SNAPSHOT", "TRIM", "Wake", "decode_wake",
+    "APPEND",
+    "DEFAULT_PREFIX",
+    "READ",
+    "SNAPSHOT",
+    "TRIM",
+    "Wake",
+    "decode_wake",
     "wake_channel",
 ]
 
@@ -80,7 +86,9 @@ local function trim_to(meta, events, cmds, keyseq, cut)
 end
 """
 
-APPEND: Final = Script(_COMMON + """
+APPEND: Final = Script(
+    _COMMON
+    + """
 -- KEYS: meta, events, cmds, keyseq, applied, grants
 -- ARGV: 1 command id ('' none), 2 expected seq, 3 a new epoch, 4 key blob,
 --   5 record blob ('' none), 6 record at, 7 grant agency ('' none), 8 grant version,
@@ -136,7 +144,8 @@ if n > 0 then
   redis.call('PUBLISH', ARGV[11], cmsgpack.pack({ARGV[12], new_last, epoch}))
 end
 return {'ok', new_last, epoch}
-""")
+"""
+)
 
 READ: Final = Script("""
 -- KEYS: meta, events; ARGV: after seq, limit
@@ -155,7 +164,9 @@ end
 return {last, trimmed, out}
 """)
 
-SNAPSHOT: Final = Script(_COMMON + """
+SNAPSHOT: Final = Script(
+    _COMMON
+    + """
 -- KEYS: meta, events, cmds, keyseq; ARGV: seq, state (MessagePack), a new epoch
 local s = redis.call('HMGET', KEYS[1], 'last', 'snap_seq')
 local last = tonumber(s[1])
@@ -168,9 +179,12 @@ if seq > last then return {'ahead', last} end
 if s[2] and tonumber(s[2]) > seq then return {'older', last} end
 redis.call('HSET', KEYS[1], 'snap_seq', seq, 'snap', ARGV[2])
 return {'saved', last}
-""")
+"""
+)
 
-TRIM: Final = Script(_COMMON + """
+TRIM: Final = Script(
+    _COMMON
+    + """
 -- KEYS: meta, events, cmds, keyseq; ARGV: before seq, chunk
 -- {events dropped, 1 when done}: at most chunk events per call.
 local s = redis.call('HMGET', KEYS[1], 'trimmed', 'snap_seq')
@@ -182,4 +196,5 @@ local step = math.min(cut, trimmed + tonumber(ARGV[2]))
 trim_to(KEYS[1], KEYS[2], KEYS[3], KEYS[4], step)
 if step == cut then return {step - trimmed, 1} end
 return {step - trimmed, 0}
-""")
+"""
+)

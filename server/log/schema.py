@@ -130,7 +130,11 @@ LOG_V5: Final[tuple[str, ...]] = (
 )
 
 SCHEMA: Final[tuple[Migration, ...]] = (
-    (1, LOG_V1), (2, JOURNAL_V2), (3, JOURNAL_V3), (4, LOG_V4), (5, LOG_V5),
+    (1, LOG_V1),
+    (2, JOURNAL_V2),
+    (3, JOURNAL_V3),
+    (4, LOG_V4),
+    (5, LOG_V5),
 )
 SCHEMA_VERSION: Final = SCHEMA[-1][0]
 

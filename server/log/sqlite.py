@@ -40,7 +40,11 @@ from server.log.keys import same_command
 from server.log.sqlite_store import DEFAULT_MAX_BATCH, SqliteStore, StoreStats, Synchronous
 
 __all__ = [
-    "SqliteRoomLog", "SqliteStore", "StoreStats", "Synchronous", "clamp_int64",
+    "SqliteRoomLog",
+    "SqliteStore",
+    "StoreStats",
+    "Synchronous",
+    "clamp_int64",
     "trail_filters",
 ]
 
@@ -83,8 +87,11 @@ def trail_filters(query: AppliedQuery, *, staff: str) -> tuple[list[str], list[o
     on columns ``agency``, ``family``, ``at``; ``staff`` is the staff condition."""
     sql: list[str] = []
     args: list[object] = []
-    for value, condition in ((query.agency, "AND agency = ?"), (query.staff, staff),
-                             (query.family, "AND family = ?")):
+    for value, condition in (
+        (query.agency, "AND agency = ?"),
+        (query.staff, staff),
+        (query.family, "AND family = ?"),
+    ):
         if value is not None:
             sql.append(condition)
             args.append(value)
@@ -93,6 +100,8 @@ def trail_filters(query: AppliedQuery, *, staff: str) -> tuple[list[str], list[o
             sql.append(condition)
             args.append(clamp_int64(bound))
     return sql, args
+
+
 _SELECT_EVENTS: Final = (
     "SELECT data FROM log_events WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?"
 )
@@ -103,8 +112,9 @@ _UPSERT_SNAPSHOT: Final = (
 )
 
 
-def _answer(row: tuple[Any, ...], digest: bytes | None,
-            record: CommandRecord | None) -> Duplicate | Reused:
+def _answer(
+    row: tuple[Any, ...], digest: bytes | None, record: CommandRecord | None
+) -> Duplicate | Reused:
     """What a command with a stored key's id gets (H1, decision 0016): ``row`` is
     the key's :data:`_SELECT_COMMAND` row."""
     first, last, stored_digest, role, actor, agency, action = row
@@ -175,8 +185,7 @@ class SqliteRoomLog:
     ) -> AppendResult:
         """See :meth:`RoomLog.append`; ``grant_version`` is ignored (one node: the
         access book it decided with is the only one)."""
-        return await self.append_soon(room, command_id, events, expected_seq, record,
-                                      digest=digest)
+        return await self.append_soon(room, command_id, events, expected_seq, record, digest=digest)
 
     def append_soon(
         self,
@@ -195,8 +204,9 @@ class SqliteRoomLog:
         check_append_args(expected_seq)
         pending = tuple(events)
         return self.store.write_soon(
-            lambda conn: self._append(conn, room, command_id, pending, expected_seq,
-                                      record=record, digest=digest),
+            lambda conn: self._append(
+                conn, room, command_id, pending, expected_seq, record=record, digest=digest
+            ),
             then=then,
         )
 
@@ -232,9 +242,22 @@ class SqliteRoomLog:
                 conn.execute(_INSERT_COMMAND, (room, command_id, last + 1, new_last, digest))
             else:
                 by = record.by
-                conn.execute(_INSERT_RECORDED, (room, command_id, last + 1, new_last, digest,
-                                                record.at, by.role, by.id, by.agency,
-                                                record.family, record.action))
+                conn.execute(
+                    _INSERT_RECORDED,
+                    (
+                        room,
+                        command_id,
+                        last + 1,
+                        new_last,
+                        digest,
+                        record.at,
+                        by.role,
+                        by.id,
+                        by.agency,
+                        record.family,
+                        record.action,
+                    ),
+                )
         return Appended(events=stored, last_seq=new_last)
 
     async def save_snapshot(self, room: str, state: RoomState) -> None:
@@ -272,8 +295,9 @@ class SqliteRoomLog:
             "DELETE FROM log_events WHERE room = ? AND seq <= ?", (room, step)
         ).rowcount
         # Recorded commands are the audit trail (R16): they, and so their keys, stay.
-        conn.execute("DELETE FROM log_commands WHERE room = ? AND last_seq <= ? AND at IS NULL",
-                     (room, step))
+        conn.execute(
+            "DELETE FROM log_commands WHERE room = ? AND last_seq <= ? AND at IS NULL", (room, step)
+        )
         conn.execute("UPDATE log_rooms SET trimmed_seq = ? WHERE room = ?", (step, room))
         return int(dropped), step == cut
 
@@ -297,7 +321,11 @@ class SqliteRoomLog:
         return await self.store.read(lambda conn: _room_seqs(conn, room)[0])
 
     async def lookup_command(
-        self, room: str, command_id: str, *, digest: bytes | None = None,
+        self,
+        room: str,
+        command_id: str,
+        *,
+        digest: bytes | None = None,
         record: CommandRecord | None = None,
     ) -> Duplicate | Reused | None:
         """See :meth:`RoomLog.lookup_command`."""
@@ -316,8 +344,7 @@ class SqliteRoomLog:
         filters, values = trail_filters(query, staff="AND role = 'staff' AND actor = ?")
         # Ties (one millisecond): the later command first; a command that changed
         # nothing has its predecessor's last_seq, but a later first_seq.
-        sql = [_SELECT_APPLIED, *filters,
-               "ORDER BY at DESC, last_seq DESC, first_seq DESC LIMIT ?"]
+        sql = [_SELECT_APPLIED, *filters, "ORDER BY at DESC, last_seq DESC, first_seq DESC LIMIT ?"]
         args = [room, *values, clamp_int64(query.limit)]
         text = " ".join(sql)
 

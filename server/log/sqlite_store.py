@@ -44,7 +44,12 @@ from server.log.schema import SCHEMA, Migration, migrate
 from server.log.wal import ReadGate, WalBound
 
 __all__ = [
-    "DEFAULT_MAX_BATCH", "WAL_LIMIT_BYTES", "SqliteStore", "StoreStats", "Synchronous", "Then",
+    "DEFAULT_MAX_BATCH",
+    "WAL_LIMIT_BYTES",
+    "SqliteStore",
+    "StoreStats",
+    "Synchronous",
+    "Then",
 ]
 
 T = TypeVar("T")
@@ -212,7 +217,9 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         self._thread = threading.Thread(
-            target=self._writer_main, args=(loop, ready), name=f"sqlite-writer:{self.path}",
+            target=self._writer_main,
+            args=(loop, ready),
+            name=f"sqlite-writer:{self.path}",
             daemon=True,
         )
         self._thread.start()
@@ -287,8 +294,9 @@ class SqliteStore:
         """
         return await self.write_soon(fn)
 
-    def write_soon(self, fn: Callable[[sqlite3.Connection], T], *,
-                   then: Then | None = None) -> asyncio.Future[T]:
+    def write_soon(
+        self, fn: Callable[[sqlite3.Connection], T], *, then: Then | None = None
+    ) -> asyncio.Future[T]:
         """:meth:`write`, queued now: the future is done once committed (or failed).
 
         Writes queued by successive calls run in that order. For callers that
@@ -403,8 +411,9 @@ class SqliteStore:
             _post(loop, items)
 
     @staticmethod
-    def _run_together(conn: sqlite3.Connection,
-                      batch: list[_Job]) -> list[tuple[_Job, object, BaseException | None]]:
+    def _run_together(
+        conn: sqlite3.Connection, batch: list[_Job]
+    ) -> list[tuple[_Job, object, BaseException | None]]:
         """Run the jobs in the open transaction; stop at the first that raises."""
         outcomes: list[tuple[_Job, object, BaseException | None]] = []
         for job in batch:
@@ -417,8 +426,9 @@ class SqliteStore:
         return outcomes
 
     @staticmethod
-    def _run_isolated(conn: sqlite3.Connection,
-                      batch: list[_Job]) -> list[tuple[_Job, object, BaseException | None]]:
+    def _run_isolated(
+        conn: sqlite3.Connection, batch: list[_Job]
+    ) -> list[tuple[_Job, object, BaseException | None]]:
         """Run each job in its own savepoint: one that raises is undone alone."""
         outcomes: list[tuple[_Job, object, BaseException | None]] = []
         for job in batch:
@@ -449,8 +459,7 @@ class SqliteStore:
             if isinstance(item, _Job):
                 leftovers.append(item)
         for job in leftovers:
-            _post(job.loop, [(job.future, None, LogClosedError("the store was closed"),
-                              job.then)])
+            _post(job.loop, [(job.future, None, LogClosedError("the store was closed"), job.then)])
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.execute("PRAGMA optimize")
@@ -466,8 +475,7 @@ def _write_error(exc: Exception) -> LogWriteError:
     return error
 
 
-def _read_txn(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T],
-              gate: ReadGate) -> T:
+def _read_txn(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T], gate: ReadGate) -> T:
     with gate.reading():
         conn.execute("BEGIN")
         try:

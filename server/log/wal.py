@@ -105,8 +105,10 @@ class WalBound:
                 logger.exception("a WAL checkpoint failed", extra={"wal_bytes": size})
                 busy = 1
         if busy:  # only a reader outside the store (e.g. an sqlite3 shell) can do this
-            logger.warning("the WAL could not be truncated: another connection reads it",
-                           extra={"wal_bytes": size})
+            logger.warning(
+                "the WAL could not be truncated: another connection reads it",
+                extra={"wal_bytes": size},
+            )
             # Each try waits the busy timeout: not at every batch, after another limit.
             self._next_check = size + self.limit_bytes
         else:

@@ -38,10 +38,13 @@ def render_protocol_js(schema: dict[str, Any]) -> str:
     """The module's text for ``schema`` (the generated JSON Schema document)."""
     defs = schema["$defs"]
     event_body = {"anyOf": defs["Event"]["properties"]["body"]["anyOf"]}
-    codes = {str(row["code"]): {"name": row["name"], "message": row["meaning"]}
-             for row in error_rows()}
-    ranges = [{"low": r.low, "high": r.high, "kind": r.kind, "title": r.title,
-               "retryable": r.retryable} for r in ERROR_RANGES]
+    codes = {
+        str(row["code"]): {"name": row["name"], "message": row["meaning"]} for row in error_rows()
+    }
+    ranges = [
+        {"low": r.low, "high": r.high, "kind": r.kind, "title": r.title, "retryable": r.retryable}
+        for r in ERROR_RANGES
+    ]
     parts = {
         "PROTOCOL_VERSION": PROTOCOL_VERSION,
         "SUBPROTOCOL": SUBPROTOCOL_JSON,

@@ -54,8 +54,7 @@ def _page(name: str) -> Route:
     path = STATIC_DIR / f"{name}.html"
 
     async def page(request: Request) -> Response:
-        return FileResponse(path, media_type="text/html; charset=utf-8",
-                            headers=SECURITY_HEADERS)
+        return FileResponse(path, media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
     return Route(f"/{name}", page, methods=["GET", "HEAD"], name=f"{name}_page")
 

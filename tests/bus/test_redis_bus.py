@@ -43,9 +43,23 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         pytest.skip("redis-server is not installed")
     port = _free_port()
     directory: Path = tmp_path_factory.mktemp("redis-bus")
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--dir", str(directory)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while True:  # bounded poll of a condition: the server answers
         try:
@@ -148,8 +162,7 @@ async def test_access_notices_reach_every_node(redis_port: int) -> None:
     """An access notice is heard by every node, the sender included."""
     # R6 (every server node)
     async with pair(redis_port) as (a, ha, _b, hb, _proxy):
-        notice = AccessNotice(kind="ended", agency="ag", creator="cr", status="revoked",
-                              origin="a")
+        notice = AccessNotice(kind="ended", agency="ag", creator="cr", status="revoked", origin="a")
         with anyio.fail_after(TIMEOUT):
             while not (a.connected and _b.connected):  # noqa: ASYNC110 - polls a flag, bounded
                 await anyio.sleep(0.01)
@@ -170,7 +183,8 @@ async def test_ping_reports_reachability(redis_port: int) -> None:
 
 
 async def test_an_access_append_is_not_heard_as_a_garbled_notice(
-        redis_port: int, caplog: pytest.LogCaptureFixture) -> None:
+    redis_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
     """The access store's wake-up and the bus's notices use their own channels with the
     default prefixes: an access append logs no "did not decode" on any node."""
     # R6 (every node hears access changes; nothing it hears is noise)
@@ -184,8 +198,7 @@ async def test_an_access_append_is_not_heard_as_a_garbled_notice(
         with anyio.fail_after(TIMEOUT):
             while not bus.connected:  # noqa: ASYNC110 - polls a flag, bounded
                 await anyio.sleep(0.01)
-        await store.append_access_events([AgencyRegistered(at=1, agency="ag",
-                                                           cross_border=False)])
+        await store.append_access_events([AgencyRegistered(at=1, agency="ag", cross_border=False)])
         marker = AccessNotice(kind="changed", origin="marker")
         await bus.announce(marker)  # after the append's publish, on the same server
         await heard.until(("access", marker))  # so anything the append sent came first

@@ -76,19 +76,26 @@ async def test_access_ended_for_one_room_ends_that_stream_only(
         await client.join(ROOM)
         await client.join(other)
         await hub.push(event(1))
-        await hub.push(AccessChanged(creator=CREATOR, agency="agency-1", status="expired",
-                                     terminal=False, room=ROOM))
+        await hub.push(
+            AccessChanged(
+                creator=CREATOR, agency="agency-1", status="expired", terminal=False, room=ROOM
+            )
+        )
         assert isinstance(await mine.get(), Snapshot)
         assert await mine.get() == event(1)  # what came before the end is delivered first
         with pytest.raises(AccessEnded) as ended:
             await mine.get()
         assert (ended.value.room, ended.value.creator, ended.value.status) == (
-            ROOM, CREATOR, "expired")
+            ROOM,
+            CREATOR,
+            "expired",
+        )
         assert client.rooms == frozenset({other})
         assert client.last_seq(ROOM) is None
         # The other room keeps streaming on the same client...
-        later = Event(room=other, seq=1, at=T0, actor=CREATOR, by=STAFF,
-                      body=ProductPinned(product_id="p1"))
+        later = Event(
+            room=other, seq=1, at=T0, actor=CREATOR, by=STAFF, body=ProductPinned(product_id="p1")
+        )
         await hub.push(later)
         assert isinstance(await theirs.get(), Snapshot)
         assert await theirs.get() == later
@@ -98,7 +105,8 @@ async def test_access_ended_for_one_room_ends_that_stream_only(
         await hub.wait_for(lambda c, m: c == 1 and isinstance(m, Resume))
         await settle(client)
         assert [m for m in hub.on(1) if isinstance(m, Join | Resume)] == [
-            Resume(room=other, last_seq=1)]
+            Resume(room=other, last_seq=1)
+        ]
         with pytest.raises(AccessEnded):  # the stream stays ended
             await mine.get()
 
@@ -125,7 +133,11 @@ async def test_restore_resumes_rejoins_and_resends_in_order() -> None:
     pending = state.pending.track(pin)
     nonce, _ = state.pings.add()
     assert state.restore(2) == [
-        Resume(room=ROOM, last_seq=2), Join(room="room-2"), pin, Ping(nonce=nonce)]
+        Resume(room=ROOM, last_seq=2),
+        Join(room="room-2"),
+        pin,
+        Ping(nonce=nonce),
+    ]
     assert pending.generation == 2
     assert not pending.claim(2)  # sent there already: a flush on that connection skips it
 

@@ -39,8 +39,9 @@ VIEWER = Viewer(unique_id="viewer-1", nickname="Vi")
 
 def item(pid: str, category: str = "shoes", stock: int = 10, price: int = 1000) -> BagItem:
     """A bag item."""
-    return BagItem(product_id=pid, title=pid.upper(), category=category, price_cents=price,
-                   stock=stock)
+    return BagItem(
+        product_id=pid, title=pid.upper(), category=category, price_cents=price, stock=stock
+    )
 
 
 class Room:
@@ -62,8 +63,15 @@ class Room:
         if isinstance(decision, Refusal):
             return decision
         for body in decision:
-            event = Event(room=ROOM, seq=self.state.seq + 1, at=self.now, actor=CREATOR_ID,
-                          by=caller.actor, body=body, command_id=command.command_id)
+            event = Event(
+                room=ROOM,
+                seq=self.state.seq + 1,
+                at=self.now,
+                actor=CREATOR_ID,
+                by=caller.actor,
+                body=body,
+                command_id=command.command_id,
+            )
             self.state = evolve(self.state, event)
             self.log.append(event)
         return decision

@@ -357,7 +357,8 @@ def test_r6_unlinking_cancels_requests_about_the_link(
     assert events_of(steps, unlink(at=at)) == tags
     assert refused([*steps, unlink(at=at)], accept("r", at=at)) == code
     assert pending_requests(play([*steps, unlink(at=at)]), CR, at, include_expired=True) == (
-        [] if code == Code.REQUEST_CLOSED else [request_view(play(steps), "r", at)])
+        [] if code == Code.REQUEST_CLOSED else [request_view(play(steps), "r", at)]
+    )
 
 
 # R6

@@ -77,12 +77,28 @@ def test_extreme_values_survive_decide_store_snapshot_reload_and_join(start, com
     current = room.state.current
     assert current is not None
     bucket = MinuteBucket(minute=0, orders=orders, gmv_cents=minute_gmv, comments=comments)
-    current = replace(current, orders=orders, units=units, gmv_cents=gmv, comments=comments,
-                      gifts=gifts, follows=follows, subscriptions=subs, per_minute=[bucket])
+    current = replace(
+        current,
+        orders=orders,
+        units=units,
+        gmv_cents=gmv,
+        comments=comments,
+        gifts=gifts,
+        follows=follows,
+        subscriptions=subs,
+        per_minute=[bucket],
+    )
     state = replace(room.state, current=current)
     log: list[Event] = []
-    expected = {"orders": orders, "units": units, "gmv_cents": gmv, "comments": comments,
-                "gifts": gifts, "follows": follows, "subscriptions": subs}
+    expected = {
+        "orders": orders,
+        "units": units,
+        "gmv_cents": gmv,
+        "comments": comments,
+        "gifts": gifts,
+        "follows": follows,
+        "subscriptions": subs,
+    }
     now = room.now
     for index, (command, gap) in enumerate(zip(commands, gaps, strict=False)):
         now += gap
@@ -91,8 +107,15 @@ def test_extreme_values_survive_decide_store_snapshot_reload_and_join(start, com
             assert isinstance(command, c.BagAdd), decision
             continue
         for body in decision:
-            event = Event(room=ROOM, seq=state.seq + 1, at=now, actor=CREATOR_ID,
-                          by=CREATOR.actor, body=body, command_id=f"c{index}")
+            event = Event(
+                room=ROOM,
+                seq=state.seq + 1,
+                at=now,
+                actor=CREATOR_ID,
+                by=CREATOR.actor,
+                body=body,
+                command_id=f"c{index}",
+            )
             _through_every_decoder(event)
             state = evolve(state, event)
             log.append(event)
@@ -116,16 +139,22 @@ def test_extreme_values_survive_decide_store_snapshot_reload_and_join(start, com
     snapshot = STORED.decode_state(ROOM, STORED.encode(state))
     assert snapshot == state
     for codec in CODECS:
-        joined = codec.decode_server(codec.encode(Snapshot(room=ROOM, seq=state.seq,
-                                                           state=state)))
+        joined = codec.decode_server(codec.encode(Snapshot(room=ROOM, seq=state.seq, state=state)))
         assert isinstance(joined, Snapshot)
         assert joined.state == state
     # Ending the LIVE carries the saturated figures in an event of its own.
     end = decide(state, CREATOR, c.EndLive(command_id="end", room=ROOM), now)
     assert isinstance(end, list)
     for body in end:
-        event = Event(room=ROOM, seq=state.seq + 1, at=now, actor=CREATOR_ID, by=CREATOR.actor,
-                      body=body, command_id="end")
+        event = Event(
+            room=ROOM,
+            seq=state.seq + 1,
+            at=now,
+            actor=CREATOR_ID,
+            by=CREATOR.actor,
+            body=body,
+            command_id="end",
+        )
         _through_every_decoder(event)
         state = evolve(state, event)
     assert STORED.decode_state(ROOM, STORED.encode(state)) == state
@@ -163,16 +192,28 @@ def test_a_command_and_its_event_bound_each_field_alike() -> None:
         for name in shared:
             if name == "position":  # optional in the command (the end), set in the event
                 continue
-            assert sent[name] == stored[name], (command.__name__, name, sent[name],
-                                                stored[name])
+            assert sent[name] == stored[name], (command.__name__, name, sent[name], stored[name])
 
 
 def test_summaries_sum_in_a_wider_type_than_their_values() -> None:
     """A LIVE's sums are bounded by TOTAL_MAX, above any one value they add up."""
     summary, bucket = _fields(LiveSummary), _fields(MinuteBucket)
-    for fields, names in ((summary, ("orders", "units", "gmv_cents", "comments", "gifts",
-                                     "follows", "subscriptions", "violations")),
-                          (bucket, ("orders", "gmv_cents", "comments"))):
+    for fields, names in (
+        (
+            summary,
+            (
+                "orders",
+                "units",
+                "gmv_cents",
+                "comments",
+                "gifts",
+                "follows",
+                "subscriptions",
+                "violations",
+            ),
+        ),
+        (bucket, ("orders", "gmv_cents", "comments")),
+    ):
         for name in names:
             kind = fields[name]
             assert isinstance(kind, msgspec.inspect.IntType)

@@ -122,16 +122,18 @@ def test_products_in_a_product_set_are_capped() -> None:
     one as malformed, naming the field; the decider refuses one made in-process."""
     # R12 (product sets), H6
     ids = [f"p{i}" for i in range(MAX_SET_PRODUCTS + 1)]
-    too_many = c.ProductSetSave(command_id="x", room=ROOM,
-                                product_set=ProductSet(set_id="s", name="Set", product_ids=ids))
+    too_many = c.ProductSetSave(
+        command_id="x", room=ROOM, product_set=ProductSet(set_id="s", name="Set", product_ids=ids)
+    )
     codec = Codec("json")
     with pytest.raises(DecodeError) as refused:
         codec.decode_client(codec.encode(too_many))
     assert refused.value.code == Code.WRONG_FIELD_TYPE
     assert f"length <= {MAX_SET_PRODUCTS}" in refused.value.message
     capped(Room().send(STAFF, too_many))
-    Room().ok(STAFF, replace(too_many, product_set=replace(too_many.product_set,
-                                                           product_ids=ids[:-1])))
+    Room().ok(
+        STAFF, replace(too_many, product_set=replace(too_many.product_set, product_ids=ids[:-1]))
+    )
     info = msgspec.inspect.type_info(ProductSet)
     assert isinstance(info, msgspec.inspect.StructType)
     [field] = [f for f in info.fields if f.name == "product_ids"]
@@ -156,8 +158,9 @@ def test_pending_requests_per_agency_are_capped() -> None:
     capped(decide_access(book, staff, over, now), Code.TOO_MANY_PENDING)
     other = Actor(role="staff", id="s2", agency="ag2")
     assert not isinstance(decide_access(book, other, over, now), Refusal)
-    declined = decide_access(book, Actor(role="creator", id="cr0"),
-                             a.DeclineRequest(request_id="r0"), now)
+    declined = decide_access(
+        book, Actor(role="creator", id="cr0"), a.DeclineRequest(request_id="r0"), now
+    )
     assert isinstance(declined, list)
     for event in declined:
         book = evolve_access(book, event)

@@ -15,23 +15,59 @@ def feed_a_live(room: Room) -> Room:
     """Two minutes of a LIVE: viewers, comments, orders, gifts, follows, a violation."""
     room.live().stock("p1")
     room.ok(CREATOR, c.FeedViewers(command_id="v1", room=ROOM, total=40))
-    room.ok(CREATOR, c.FeedComment(command_id="c1", room=ROOM, comment_id="c1", user=VIEWER,
-                                   content="hello"))
-    room.ok(CREATOR, c.FeedOrder(command_id="o1", room=ROOM, order_id="o1", user=VIEWER,
-                                 product_id="p1", quantity=2, amount_cents=3000))
+    room.ok(
+        CREATOR,
+        c.FeedComment(command_id="c1", room=ROOM, comment_id="c1", user=VIEWER, content="hello"),
+    )
+    room.ok(
+        CREATOR,
+        c.FeedOrder(
+            command_id="o1",
+            room=ROOM,
+            order_id="o1",
+            user=VIEWER,
+            product_id="p1",
+            quantity=2,
+            amount_cents=3000,
+        ),
+    )
     room.now += 61_000
     room.ok(CREATOR, c.FeedViewers(command_id="v2", room=ROOM, total=120))
     room.ok(CREATOR, c.FeedViewers(command_id="v3", room=ROOM, total=90))
-    room.ok(CREATOR, c.FeedOrder(command_id="o2", room=ROOM, order_id="o2", user=VIEWER,
-                                 product_id="p1", quantity=1, amount_cents=1500))
-    room.ok(CREATOR, c.FeedGift(command_id="g1", room=ROOM, user=VIEWER, gift_id=1,
-                                repeat_count=3, repeat_end=False))
-    room.ok(CREATOR, c.FeedGift(command_id="g2", room=ROOM, user=VIEWER, gift_id=1,
-                                repeat_count=5, repeat_end=True))
+    room.ok(
+        CREATOR,
+        c.FeedOrder(
+            command_id="o2",
+            room=ROOM,
+            order_id="o2",
+            user=VIEWER,
+            product_id="p1",
+            quantity=1,
+            amount_cents=1500,
+        ),
+    )
+    room.ok(
+        CREATOR,
+        c.FeedGift(
+            command_id="g1", room=ROOM, user=VIEWER, gift_id=1, repeat_count=3, repeat_end=False
+        ),
+    )
+    room.ok(
+        CREATOR,
+        c.FeedGift(
+            command_id="g2", room=ROOM, user=VIEWER, gift_id=1, repeat_count=5, repeat_end=True
+        ),
+    )
     room.ok(CREATOR, c.FeedFollow(command_id="f1", room=ROOM, user=VIEWER))
     room.ok(CREATOR, c.FeedSubscription(command_id="s1", room=ROOM, user=VIEWER, month=2))
-    room.ok(CREATOR, c.FeedViolation(command_id="x1", room=ROOM, violation=Violation(
-        violation_id="x1", policy="prohibited product", severity="high")))
+    room.ok(
+        CREATOR,
+        c.FeedViolation(
+            command_id="x1",
+            room=ROOM,
+            violation=Violation(violation_id="x1", policy="prohibited product", severity="high"),
+        ),
+    )
     room.now += 30_000
     room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
     return room
@@ -47,8 +83,9 @@ def test_post_live_figures_are_derived_from_events() -> None:
     assert (summary.orders, summary.units, summary.gmv_cents) == (2, 3, 4500)
     assert (summary.comments, summary.gifts, summary.follows) == (1, 5, 1)
     assert (summary.subscriptions, summary.violations) == (1, 1)
-    assert [(b.minute, b.viewers, b.orders, b.gmv_cents, b.comments)
-            for b in summary.per_minute] == [(0, 40, 1, 3000, 1), (1, 90, 1, 1500, 0)]
+    assert [
+        (b.minute, b.viewers, b.orders, b.gmv_cents, b.comments) for b in summary.per_minute
+    ] == [(0, 40, 1, 3000, 1), (1, 90, 1, 1500, 0)]
     assert summary.conversion == 2 / 120
     assert isinstance(room.log[-1].body, LiveEnded)
 
@@ -96,8 +133,18 @@ def test_an_order_beyond_the_bag_stock_is_counted_as_oversold() -> None:
     room = Room().live().stock("p1", "p2")  # 10 of each
 
     def order(oid: str, pid: str, quantity: int) -> None:
-        room.ok(CREATOR, c.FeedOrder(command_id=oid, room=ROOM, order_id=oid, user=VIEWER,
-                                     product_id=pid, quantity=quantity, amount_cents=100))
+        room.ok(
+            CREATOR,
+            c.FeedOrder(
+                command_id=oid,
+                room=ROOM,
+                order_id=oid,
+                user=VIEWER,
+                product_id=pid,
+                quantity=quantity,
+                amount_cents=100,
+            ),
+        )
 
     order("o1", "p1", 12)
     assert [i.stock for i in room.state.bag] == [0, 10]
@@ -141,8 +188,10 @@ def test_mutes_stay_ordered_by_their_end_whatever_the_durations() -> None:
     so the check each event makes looks at the first only."""
     room = Room().live()
     for uid, seconds in (("a", 600), ("b", 60), ("c", 300), ("a", 30)):
-        room.ok(MODERATOR, c.Mute(command_id=f"m-{uid}-{seconds}", room=ROOM, user_id=uid,
-                                  duration_s=seconds))
+        room.ok(
+            MODERATOR,
+            c.Mute(command_id=f"m-{uid}-{seconds}", room=ROOM, user_id=uid, duration_s=seconds),
+        )
     assert list(room.state.muted) == ["a", "b", "c"]
     ends = list(room.state.muted.values())
     assert ends == sorted(ends)

@@ -75,8 +75,12 @@ def refused(result: object, code: Code) -> None:
 
 @pytest.mark.parametrize(
     ("caller", "code"),
-    [(STAFF, Code.CREATOR_ONLY), (MODERATOR, Code.CREATOR_ONLY), (REVOKED, Code.CREATOR_ONLY),
-     (STRANGER, Code.FORBIDDEN)],
+    [
+        (STAFF, Code.CREATOR_ONLY),
+        (MODERATOR, Code.CREATOR_ONLY),
+        (REVOKED, Code.CREATOR_ONLY),
+        (STRANGER, Code.FORBIDDEN),
+    ],
 )
 def test_only_creator_starts_live(caller: Caller, code: Code) -> None:
     """A start attempt by anyone but the creator is refused and changes nothing."""
@@ -148,24 +152,34 @@ def test_ending_live_refuses_later_during_live_commands() -> None:
     # R11
     room = Room().live().stock("p1")
     room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
-    refused(room.send(STAFF, c.BagPin(command_id="pin", room=ROOM, product_id="p1")),
-            Code.NOT_LIVE)
+    refused(room.send(STAFF, c.BagPin(command_id="pin", room=ROOM, product_id="p1")), Code.NOT_LIVE)
     refused(decide_enter(room.state, STAFF, room.now), Code.NOT_LIVE)
 
 
 # --- R12: pre-LIVE features need access but no live stream --------------------
 
 PRE_LIVE = [
-    c.LiveEventSchedule(command_id="e1", room=ROOM,
-                        event=LiveEvent(event_id="ev", title="Launch", starts_at=T0 + 3_600_000)),
-    c.ProductSetSave(command_id="e2", room=ROOM,
-                     product_set=ProductSet(set_id="set", name="Spring", product_ids=["p1"])),
-    c.GiveawaySetUp(command_id="e3", room=ROOM,
-                    giveaway=Giveaway(giveaway_id="g", product_id="p1")),
-    c.FlashSaleSetUp(command_id="e4", room=ROOM,
-                     sale=FlashSale(sale_id="s", product_id="p1", price_cents=500, stock=3)),
-    c.CampaignSave(command_id="e5", room=ROOM,
-                   campaign=Campaign(campaign_id="cmp", name="Black Friday")),
+    c.LiveEventSchedule(
+        command_id="e1",
+        room=ROOM,
+        event=LiveEvent(event_id="ev", title="Launch", starts_at=T0 + 3_600_000),
+    ),
+    c.ProductSetSave(
+        command_id="e2",
+        room=ROOM,
+        product_set=ProductSet(set_id="set", name="Spring", product_ids=["p1"]),
+    ),
+    c.GiveawaySetUp(
+        command_id="e3", room=ROOM, giveaway=Giveaway(giveaway_id="g", product_id="p1")
+    ),
+    c.FlashSaleSetUp(
+        command_id="e4",
+        room=ROOM,
+        sale=FlashSale(sale_id="s", product_id="p1", price_cents=500, stock=3),
+    ),
+    c.CampaignSave(
+        command_id="e5", room=ROOM, campaign=Campaign(campaign_id="cmp", name="Black Friday")
+    ),
     c.ShowcaseUpdate(command_id="e6", room=ROOM, product_ids=["p1", "p2", "p1"]),
 ]
 
@@ -207,21 +221,32 @@ def test_live_event_edit_cancel_and_bounds() -> None:
     room.ok(STAFF, PRE_LIVE[0])  # type: ignore[arg-type]
     refused(room.send(STAFF, PRE_LIVE[0]), Code.ALREADY_EXISTS)  # type: ignore[arg-type]
     past = LiveEvent(event_id="old", title="x", starts_at=T0 - 1)
-    refused(room.send(STAFF, c.LiveEventSchedule(command_id="p", room=ROOM, event=past)),
-            Code.INVALID_ARGUMENT)
-    refused(room.send(STAFF, c.LiveEventEdit(command_id="q", room=ROOM, event_id="ev",
-                                             starts_at=T0 - 1)), Code.INVALID_ARGUMENT)
+    refused(
+        room.send(STAFF, c.LiveEventSchedule(command_id="p", room=ROOM, event=past)),
+        Code.INVALID_ARGUMENT,
+    )
+    refused(
+        room.send(
+            STAFF, c.LiveEventEdit(command_id="q", room=ROOM, event_id="ev", starts_at=T0 - 1)
+        ),
+        Code.INVALID_ARGUMENT,
+    )
     assert room.ok(STAFF, c.LiveEventEdit(command_id="r", room=ROOM, event_id="ev")) == []
     room.ok(STAFF, c.LiveEventEdit(command_id="s", room=ROOM, event_id="ev", title="New"))
     assert room.state.live_events["ev"].title == "New"
     room.ok(STAFF, c.LiveEventCancel(command_id="t", room=ROOM, event_id="ev"))
     assert room.state.live_events["ev"].cancelled
-    refused(room.send(STAFF, c.LiveEventCancel(command_id="u", room=ROOM, event_id="ev")),
-            Code.NOT_FOUND)
-    refused(room.send(STAFF, c.LiveEventEdit(command_id="v", room=ROOM, event_id="ev")),
-            Code.NOT_FOUND)
-    refused(room.send(STAFF, c.ProductSetDelete(command_id="w", room=ROOM, set_id="nope")),
-            Code.NOT_FOUND)
+    refused(
+        room.send(STAFF, c.LiveEventCancel(command_id="u", room=ROOM, event_id="ev")),
+        Code.NOT_FOUND,
+    )
+    refused(
+        room.send(STAFF, c.LiveEventEdit(command_id="v", room=ROOM, event_id="ev")), Code.NOT_FOUND
+    )
+    refused(
+        room.send(STAFF, c.ProductSetDelete(command_id="w", room=ROOM, set_id="nope")),
+        Code.NOT_FOUND,
+    )
 
 
 # --- R13: during-LIVE features need a live stream -----------------------------
@@ -263,10 +288,10 @@ def test_one_pinned_item_at_a_time() -> None:
     events = room.ok(STAFF, c.BagPin(command_id="b", room=ROOM, product_id="p2"))
     assert events == [ProductUnpinned(product_id="p1"), ProductPinned(product_id="p2")]
     assert room.state.pinned == "p2"
-    refused(room.send(STAFF, c.BagPin(command_id="c", room=ROOM, product_id="p2")),
-            Code.ALREADY_ACTIVE)
-    refused(room.send(STAFF, c.BagPin(command_id="d", room=ROOM, product_id="zz")),
-            Code.NOT_FOUND)
+    refused(
+        room.send(STAFF, c.BagPin(command_id="c", room=ROOM, product_id="p2")), Code.ALREADY_ACTIVE
+    )
+    refused(room.send(STAFF, c.BagPin(command_id="d", room=ROOM, product_id="zz")), Code.NOT_FOUND)
     room.ok(STAFF, c.BagUnpin(command_id="e", room=ROOM))
     assert room.state.pinned is None
     refused(room.send(STAFF, c.BagUnpin(command_id="f", room=ROOM)), Code.NOT_FOUND)
@@ -280,8 +305,9 @@ def test_deleting_pinned_product_unpins_it() -> None:
     room.ok(STAFF, c.BagDelete(command_id="b", room=ROOM, product_id="p1"))
     assert room.state.pinned is None
     assert room.bag() == ["p2"]
-    refused(room.send(STAFF, c.BagDelete(command_id="c", room=ROOM, product_id="p1")),
-            Code.NOT_FOUND)
+    refused(
+        room.send(STAFF, c.BagDelete(command_id="c", room=ROOM, product_id="p1")), Code.NOT_FOUND
+    )
 
 
 @pytest.mark.parametrize(
@@ -300,14 +326,21 @@ def test_move_and_add_out_of_range_refused() -> None:
     """Moves and adds beyond the bag, duplicates and unknown products are refused."""
     # R13
     room = Room().live().stock("p1", "p2")
-    refused(room.send(STAFF, c.BagMove(command_id="a", room=ROOM, product_id="p1", position=2)),
-            Code.POSITION_OUT_OF_RANGE)
-    refused(room.send(STAFF, c.BagMove(command_id="b", room=ROOM, product_id="zz", position=0)),
-            Code.NOT_FOUND)
-    refused(room.send(STAFF, c.BagAdd(command_id="c", room=ROOM, item=item("p1"))),
-            Code.ALREADY_EXISTS)
-    refused(room.send(STAFF, c.BagAdd(command_id="d", room=ROOM, item=item("p3"), position=3)),
-            Code.POSITION_OUT_OF_RANGE)
+    refused(
+        room.send(STAFF, c.BagMove(command_id="a", room=ROOM, product_id="p1", position=2)),
+        Code.POSITION_OUT_OF_RANGE,
+    )
+    refused(
+        room.send(STAFF, c.BagMove(command_id="b", room=ROOM, product_id="zz", position=0)),
+        Code.NOT_FOUND,
+    )
+    refused(
+        room.send(STAFF, c.BagAdd(command_id="c", room=ROOM, item=item("p1"))), Code.ALREADY_EXISTS
+    )
+    refused(
+        room.send(STAFF, c.BagAdd(command_id="d", room=ROOM, item=item("p3"), position=3)),
+        Code.POSITION_OUT_OF_RANGE,
+    )
     room.ok(STAFF, c.BagAdd(command_id="e", room=ROOM, item=item("p0"), position=0))
     assert room.bag() == ["p0", "p1", "p2"]
 
@@ -317,8 +350,9 @@ def test_bag_limit() -> None:
     # R13
     room = Room().live()
     room.state = replace(room.state, bag=[item(f"p{i}") for i in range(MAX_BAG_ITEMS)])
-    refused(room.send(STAFF, c.BagAdd(command_id="x", room=ROOM, item=item("new"))),
-            Code.LIMIT_REACHED)
+    refused(
+        room.send(STAFF, c.BagAdd(command_id="x", room=ROOM, item=item("new"))), Code.LIMIT_REACHED
+    )
 
 
 def test_list_filtered_by_category_and_stock() -> None:
@@ -343,8 +377,16 @@ def sale_room(stock: int = 3) -> Room:
 
 
 def order(cid: str, quantity: int, sale_id: str | None = "s", pid: str = "p1") -> c.FeedOrder:
-    return c.FeedOrder(command_id=cid, room=ROOM, order_id=cid, user=VIEWER, product_id=pid,
-                       quantity=quantity, amount_cents=500 * quantity, sale_id=sale_id)
+    return c.FeedOrder(
+        command_id=cid,
+        room=ROOM,
+        order_id=cid,
+        user=VIEWER,
+        product_id=pid,
+        quantity=quantity,
+        amount_cents=500 * quantity,
+        sale_id=sale_id,
+    )
 
 
 def test_flash_sale_never_oversells() -> None:
@@ -364,23 +406,34 @@ def test_flash_sale_lifecycle_and_expiry() -> None:
     """A sale runs for its duration: redeploy, wrong product and expired orders are refused."""
     # R13
     room = sale_room()
-    refused(room.send(STAFF, c.FlashSaleDeploy(command_id="x", room=ROOM, sale_id="s")),
-            Code.ALREADY_ACTIVE)
+    refused(
+        room.send(STAFF, c.FlashSaleDeploy(command_id="x", room=ROOM, sale_id="s")),
+        Code.ALREADY_ACTIVE,
+    )
     sale = FlashSale(sale_id="s", product_id="p1", price_cents=1, stock=1)
-    refused(room.send(STAFF, c.FlashSaleSetUp(command_id="y", room=ROOM, sale=sale)),
-            Code.ALREADY_ACTIVE)
+    refused(
+        room.send(STAFF, c.FlashSaleSetUp(command_id="y", room=ROOM, sale=sale)),
+        Code.ALREADY_ACTIVE,
+    )
     refused(room.send(CREATOR, order("o1", 1, pid="p2")), Code.INVALID_ARGUMENT)
     refused(room.send(CREATOR, order("o2", 1, sale_id="nope")), Code.NOT_FOUND)
     room.now += 61_000
     refused(room.send(CREATOR, order("o3", 1)), Code.SALE_NOT_ACTIVE)
-    refused(room.send(STAFF, c.FlashSaleEnd(command_id="z", room=ROOM, sale_id="s")),
-            Code.SALE_NOT_ACTIVE)
-    refused(room.send(STAFF, c.FlashSaleDeploy(command_id="w", room=ROOM, sale_id="s")),
-            Code.SALE_NOT_ACTIVE)
-    refused(room.send(STAFF, c.FlashSaleDeploy(command_id="v", room=ROOM, sale_id="nope")),
-            Code.NOT_FOUND)
-    refused(room.send(STAFF, c.FlashSaleEnd(command_id="u", room=ROOM, sale_id="nope")),
-            Code.NOT_FOUND)
+    refused(
+        room.send(STAFF, c.FlashSaleEnd(command_id="z", room=ROOM, sale_id="s")),
+        Code.SALE_NOT_ACTIVE,
+    )
+    refused(
+        room.send(STAFF, c.FlashSaleDeploy(command_id="w", room=ROOM, sale_id="s")),
+        Code.SALE_NOT_ACTIVE,
+    )
+    refused(
+        room.send(STAFF, c.FlashSaleDeploy(command_id="v", room=ROOM, sale_id="nope")),
+        Code.NOT_FOUND,
+    )
+    refused(
+        room.send(STAFF, c.FlashSaleEnd(command_id="u", room=ROOM, sale_id="nope")), Code.NOT_FOUND
+    )
 
 
 def test_flash_sale_ended_early_and_closed_with_live() -> None:
@@ -389,9 +442,14 @@ def test_flash_sale_ended_early_and_closed_with_live() -> None:
     room = sale_room()
     room.ok(STAFF, c.FlashSaleEnd(command_id="e", room=ROOM, sale_id="s"))
     assert room.state.flash_sales["s"].ended
-    room.ok(STAFF, c.FlashSaleSetUp(command_id="again", room=ROOM,
-                                    sale=FlashSale(sale_id="t", product_id="p1", price_cents=1,
-                                                   stock=5, duration_s=60)))
+    room.ok(
+        STAFF,
+        c.FlashSaleSetUp(
+            command_id="again",
+            room=ROOM,
+            sale=FlashSale(sale_id="t", product_id="p1", price_cents=1, stock=5, duration_s=60),
+        ),
+    )
     room.ok(STAFF, c.FlashSaleDeploy(command_id="dt", room=ROOM, sale_id="t"))
     events = room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
     assert events[0] == FlashSaleEnded(sale_id="t", reason="live_ended")
@@ -401,16 +459,22 @@ def test_giveaway_set_up_and_deploy() -> None:
     """A giveaway is set up, deployed once while it runs, and can run again later."""
     # R13
     room = Room().live()
-    refused(room.send(STAFF, c.GiveawayDeploy(command_id="a", room=ROOM, giveaway_id="g")),
-            Code.NOT_FOUND)
+    refused(
+        room.send(STAFF, c.GiveawayDeploy(command_id="a", room=ROOM, giveaway_id="g")),
+        Code.NOT_FOUND,
+    )
     g = Giveaway(giveaway_id="g", product_id="p1", duration_s=10)
     room.ok(STAFF, c.GiveawaySetUp(command_id="b", room=ROOM, giveaway=g))
     room.ok(STAFF, c.GiveawayDeploy(command_id="c", room=ROOM, giveaway_id="g"))
     assert room.state.giveaways["g"].ends_at == room.now + 10_000
-    refused(room.send(STAFF, c.GiveawayDeploy(command_id="d", room=ROOM, giveaway_id="g")),
-            Code.ALREADY_ACTIVE)
-    refused(room.send(STAFF, c.GiveawaySetUp(command_id="e", room=ROOM, giveaway=g)),
-            Code.ALREADY_ACTIVE)
+    refused(
+        room.send(STAFF, c.GiveawayDeploy(command_id="d", room=ROOM, giveaway_id="g")),
+        Code.ALREADY_ACTIVE,
+    )
+    refused(
+        room.send(STAFF, c.GiveawaySetUp(command_id="e", room=ROOM, giveaway=g)),
+        Code.ALREADY_ACTIVE,
+    )
     room.now += 10_000
     room.ok(STAFF, c.GiveawayDeploy(command_id="f", room=ROOM, giveaway_id="g"))
 
@@ -425,8 +489,7 @@ def test_giveaway_ends_with_the_live_as_an_event() -> None:
     room.ok(STAFF, c.GiveawayDeploy(command_id="b", room=ROOM, giveaway_id="g"))
     room.now += 1_000
     events = room.ok(CREATOR, c.EndLive(command_id="end", room=ROOM))
-    assert events[:-1] == [GiveawayEnded(giveaway_id="g", reason="live_ended",
-                                         ended_at=room.now)]
+    assert events[:-1] == [GiveawayEnded(giveaway_id="g", reason="live_ended", ended_at=room.now)]
     assert isinstance(events[-1], LiveEnded)
     ended = room.state.giveaways["g"]
     assert (ended.ended, ended.ends_at) == (True, room.now)
@@ -462,8 +525,10 @@ def test_giveaway_ends_on_its_own_end_time_as_an_event() -> None:
     deploys = [e.body for e in room.log if isinstance(e.body, GiveawayDeployed)]
     assert len(ends) == len(deploys) == 3
     room.live()
-    assert not any(isinstance(e, GiveawayEnded)
-                   for e in room.ok(CREATOR, c.EndLive(command_id="end2", room=ROOM)))
+    assert not any(
+        isinstance(e, GiveawayEnded)
+        for e in room.ok(CREATOR, c.EndLive(command_id="end2", room=ROOM))
+    )
 
 
 def test_billboard_deploy_and_take_down() -> None:
@@ -471,10 +536,15 @@ def test_billboard_deploy_and_take_down() -> None:
     # R13
     room = Room().live()
     refused(room.send(STAFF, c.BillboardTakeDown(command_id="a", room=ROOM)), Code.NOT_FOUND)
-    room.ok(STAFF, c.BillboardDeploy(command_id="b", room=ROOM,
-                                     billboard=Billboard(billboard_id="b1", text="50% off")))
-    room.ok(STAFF, c.BillboardDeploy(command_id="c", room=ROOM,
-                                     billboard=Billboard(billboard_id="b2")))
+    room.ok(
+        STAFF,
+        c.BillboardDeploy(
+            command_id="b", room=ROOM, billboard=Billboard(billboard_id="b1", text="50% off")
+        ),
+    )
+    room.ok(
+        STAFF, c.BillboardDeploy(command_id="c", room=ROOM, billboard=Billboard(billboard_id="b2"))
+    )
     assert room.state.billboard is not None
     assert room.state.billboard.billboard_id == "b2"
     room.ok(STAFF, c.BillboardTakeDown(command_id="d", room=ROOM))
@@ -486,29 +556,40 @@ def test_mute_and_block_expire_after_their_duration() -> None:
     # R13
     room = Room().live()
     room.ok(MODERATOR, c.Mute(command_id="m", room=ROOM, user_id="viewer-1", duration_s=60))
-    hidden = room.ok(CREATOR, c.FeedComment(command_id="c1", room=ROOM, comment_id="c1",
-                                            user=VIEWER, content="hi"))
+    hidden = room.ok(
+        CREATOR,
+        c.FeedComment(command_id="c1", room=ROOM, comment_id="c1", user=VIEWER, content="hi"),
+    )
     assert hidden == [CommentPosted(comment_id="c1", user=VIEWER, content="hi", hidden="muted")]
     room.now += 60_000
     # Ended, and still listed (no event since): lifted like a mute in force, so what
     # the state shows and what the room answers agree (test_caps covers the rest).
     assert room.ok(MODERATOR, c.Unmute(command_id="u", room=ROOM, user_id="viewer-1")) == [
-        UserUnmuted(user_id="viewer-1")]
-    refused(room.send(MODERATOR, c.Unmute(command_id="u1", room=ROOM, user_id="viewer-1")),
-            Code.NOT_FOUND)
-    shown = room.ok(CREATOR, c.FeedComment(command_id="c2", room=ROOM, comment_id="c2",
-                                           user=VIEWER, content="hi"))
+        UserUnmuted(user_id="viewer-1")
+    ]
+    refused(
+        room.send(MODERATOR, c.Unmute(command_id="u1", room=ROOM, user_id="viewer-1")),
+        Code.NOT_FOUND,
+    )
+    shown = room.ok(
+        CREATOR,
+        c.FeedComment(command_id="c2", room=ROOM, comment_id="c2", user=VIEWER, content="hi"),
+    )
     assert isinstance(shown[0], CommentPosted)
     assert shown[0].hidden is None
     room.ok(MODERATOR, c.Block(command_id="b", room=ROOM, user_id="viewer-1"))
     assert room.state.blocked["viewer-1"] == room.now + 24 * 3600 * 1000
-    blocked = room.ok(CREATOR, c.FeedComment(command_id="c3", room=ROOM, comment_id="c3",
-                                             user=VIEWER, content="hi"))
+    blocked = room.ok(
+        CREATOR,
+        c.FeedComment(command_id="c3", room=ROOM, comment_id="c3", user=VIEWER, content="hi"),
+    )
     assert isinstance(blocked[0], CommentPosted)
     assert blocked[0].hidden == "blocked"
     room.ok(MODERATOR, c.Unblock(command_id="ub", room=ROOM, user_id="viewer-1"))
-    refused(room.send(MODERATOR, c.Unblock(command_id="ub2", room=ROOM, user_id="viewer-1")),
-            Code.NOT_FOUND)
+    refused(
+        room.send(MODERATOR, c.Unblock(command_id="ub2", room=ROOM, user_id="viewer-1")),
+        Code.NOT_FOUND,
+    )
     room.ok(MODERATOR, c.Mute(command_id="m2", room=ROOM, user_id="viewer-1"))
     assert room.state.muted["viewer-1"] == room.now + 300_000
     room.ok(MODERATOR, c.Unmute(command_id="u2", room=ROOM, user_id="viewer-1"))
@@ -530,8 +611,10 @@ def test_comment_settings(settings: dict[str, bool], content: str, hidden: str |
     # R13
     room = Room().live()
     room.send(MODERATOR, c.CommentSettingsUpdate(command_id="s", room=ROOM, **settings))
-    events = room.ok(CREATOR, c.FeedComment(command_id="c", room=ROOM, comment_id="c",
-                                            user=VIEWER, content=content))
+    events = room.ok(
+        CREATOR,
+        c.FeedComment(command_id="c", room=ROOM, comment_id="c", user=VIEWER, content=content),
+    )
     assert isinstance(events[0], CommentPosted)
     assert events[0].hidden == hidden
 
@@ -541,8 +624,12 @@ def test_comment_settings_unchanged_is_no_event_and_defaults_update() -> None:
     # R13
     room = Room().live()
     assert room.ok(MODERATOR, c.CommentSettingsUpdate(command_id="a", room=ROOM)) == []
-    room.ok(MODERATOR, c.CommentSettingsUpdate(
-        command_id="b", room=ROOM, show_top_comment=True, default_mute_s=10, default_block_s=20))
+    room.ok(
+        MODERATOR,
+        c.CommentSettingsUpdate(
+            command_id="b", room=ROOM, show_top_comment=True, default_mute_s=10, default_block_s=20
+        ),
+    )
     cs = room.state.comment_settings
     assert (cs.show_top_comment, cs.default_mute_s, cs.default_block_s) == (True, 10, 20)
     assert is_spam("visit www.example.com")
@@ -558,8 +645,9 @@ def test_comment_settings_unchanged_is_no_event_and_defaults_update() -> None:
         c.FeedFollow(command_id="f4", room=ROOM, user=VIEWER),
         c.FeedGift(command_id="f5", room=ROOM, user=VIEWER, gift_id=5655, gift_name="Rose"),
         c.FeedViewers(command_id="f6", room=ROOM, total=10),
-        c.FeedViolation(command_id="f7", room=ROOM,
-                        violation=Violation(violation_id="v", policy="minor safety")),
+        c.FeedViolation(
+            command_id="f7", room=ROOM, violation=Violation(violation_id="v", policy="minor safety")
+        ),
     ],
     ids=lambda cmd: type(cmd).__name__,
 )
@@ -580,8 +668,10 @@ def test_activity_feed_is_the_creator_clients(command: c.Command) -> None:
     ("command", "code"),
     [
         (c.BagPin(command_id="a", room=ROOM, product_id="p1"), Code.OUT_OF_SCOPE),
-        (c.BillboardDeploy(command_id="b", room=ROOM, billboard=Billboard(billboard_id="x")),
-         Code.OUT_OF_SCOPE),
+        (
+            c.BillboardDeploy(command_id="b", room=ROOM, billboard=Billboard(billboard_id="x")),
+            Code.OUT_OF_SCOPE,
+        ),
         (PRE_LIVE[0], Code.OUT_OF_SCOPE),
     ],
 )
@@ -595,8 +685,12 @@ def test_scoped_grant_refuses_commands_outside_its_scope(command: c.Command, cod
 
 @pytest.mark.parametrize(
     ("caller", "code"),
-    [(REVOKED, Code.NO_ACCESS), (ENDED, Code.LINK_ENDED), (OTHER_AGENCY, Code.NO_ACCESS),
-     (STRANGER, Code.FORBIDDEN)],
+    [
+        (REVOKED, Code.NO_ACCESS),
+        (ENDED, Code.LINK_ENDED),
+        (OTHER_AGENCY, Code.NO_ACCESS),
+        (STRANGER, Code.FORBIDDEN),
+    ],
 )
 def test_no_command_from_revoked_or_unrelated_callers(caller: Caller, code: Code) -> None:
     """Every command re-checks access: revoked, ended and unrelated callers are refused."""
@@ -618,8 +712,12 @@ def test_agency_created_events_are_notified_to_creator() -> None:
     assert len(notes) == 1
     assert notes[0].kind == "agency_created"
     assert room.log[-1].by == STAFF.actor
-    own = room.ok(CREATOR, c.ProductSetSave(
-        command_id="own", room=ROOM, product_set=ProductSet(set_id="mine", name="Mine")))
+    own = room.ok(
+        CREATOR,
+        c.ProductSetSave(
+            command_id="own", room=ROOM, product_set=ProductSet(set_id="mine", name="Mine")
+        ),
+    )
     assert not any(isinstance(e, CreatorNotified) for e in own)
 
 
@@ -647,8 +745,12 @@ def notification_ids(room_id: str, creations: int) -> list[str]:
         nonlocal state
         assert isinstance(events, list), events
         for body in events:
-            state = evolve(state, Event(room=room_id, seq=state.seq + 1, at=T0, actor=room_id,
-                                        by=by.actor, body=body))
+            state = evolve(
+                state,
+                Event(
+                    room=room_id, seq=state.seq + 1, at=T0, actor=room_id, by=by.actor, body=body
+                ),
+            )
             if isinstance(body, CreatorNotified):
                 ids.append(body.notification_id)
 
@@ -697,11 +799,20 @@ def test_stale_expected_version_is_refused() -> None:
     # H5
     room = Room().live().stock("p1", "p2", "p3")
     version = room.state.versions["bag"]
-    room.ok(STAFF, c.BagMove(command_id="a", room=ROOM, product_id="p1", position=2,
-                             expected_version=version))
+    room.ok(
+        STAFF,
+        c.BagMove(command_id="a", room=ROOM, product_id="p1", position=2, expected_version=version),
+    )
     before = room.bag()
-    refused(room.send(STAFF, c.BagMove(command_id="b", room=ROOM, product_id="p3", position=0,
-                                         expected_version=version)), Code.STALE_VERSION)
+    refused(
+        room.send(
+            STAFF,
+            c.BagMove(
+                command_id="b", room=ROOM, product_id="p3", position=0, expected_version=version
+            ),
+        ),
+        Code.STALE_VERSION,
+    )
     assert room.bag() == before
 
 
@@ -710,11 +821,14 @@ def test_feed_does_not_make_bag_commands_stale() -> None:
     # H5
     room = Room().live().stock("p1", "p2")
     version = room.state.versions["bag"]
-    room.ok(CREATOR, c.FeedComment(command_id="c", room=ROOM, comment_id="c", user=VIEWER,
-                                   content="hi"))
+    room.ok(
+        CREATOR, c.FeedComment(command_id="c", room=ROOM, comment_id="c", user=VIEWER, content="hi")
+    )
     room.ok(CREATOR, order("o", 1, sale_id=None))
-    room.ok(STAFF, c.BagMove(command_id="m", room=ROOM, product_id="p2", position=0,
-                             expected_version=version))
+    room.ok(
+        STAFF,
+        c.BagMove(command_id="m", room=ROOM, product_id="p2", position=0, expected_version=version),
+    )
     assert room.bag() == ["p2", "p1"]
 
 
@@ -723,10 +837,14 @@ def test_command_without_version_is_validated_against_current_state() -> None:
     # H5
     room = Room().live().stock("p1", "p2")
     room.ok(STAFF, c.BagDelete(command_id="a", room=ROOM, product_id="p2"))
-    refused(room.send(STAFF, c.BagMove(command_id="b", room=ROOM, product_id="p2", position=0)),
-            Code.NOT_FOUND)
-    refused(room.send(STAFF, c.BagMove(command_id="c", room=ROOM, product_id="p1", position=1)),
-            Code.POSITION_OUT_OF_RANGE)
+    refused(
+        room.send(STAFF, c.BagMove(command_id="b", room=ROOM, product_id="p2", position=0)),
+        Code.NOT_FOUND,
+    )
+    refused(
+        room.send(STAFF, c.BagMove(command_id="c", room=ROOM, product_id="p1", position=1)),
+        Code.POSITION_OUT_OF_RANGE,
+    )
     assert room.bag() == ["p1"]
 
 
@@ -735,8 +853,7 @@ def test_decide_is_pure() -> None:
     # H5
     room = Room().live().stock("p1")
     before = room.state
-    decision = decide(before, STAFF, c.BagPin(command_id="a", room=ROOM, product_id="p1"),
-                      room.now)
+    decision = decide(before, STAFF, c.BagPin(command_id="a", room=ROOM, product_id="p1"), room.now)
     assert decision == [ProductPinned(product_id="p1")]
     assert before.pinned is None
 
@@ -744,12 +861,17 @@ def test_decide_is_pure() -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda i: c.LiveEventSchedule(command_id=f"e{i}", room=ROOM, event=LiveEvent(
-            event_id=f"e{i}", title="t", starts_at=T0 + 1)),
-        lambda i: c.ProductSetSave(command_id=f"s{i}", room=ROOM,
-                                   product_set=ProductSet(set_id=f"s{i}", name="n")),
-        lambda i: c.CampaignSave(command_id=f"c{i}", room=ROOM,
-                                 campaign=Campaign(campaign_id=f"c{i}", name="n")),
+        lambda i: c.LiveEventSchedule(
+            command_id=f"e{i}",
+            room=ROOM,
+            event=LiveEvent(event_id=f"e{i}", title="t", starts_at=T0 + 1),
+        ),
+        lambda i: c.ProductSetSave(
+            command_id=f"s{i}", room=ROOM, product_set=ProductSet(set_id=f"s{i}", name="n")
+        ),
+        lambda i: c.CampaignSave(
+            command_id=f"c{i}", room=ROOM, campaign=Campaign(campaign_id=f"c{i}", name="n")
+        ),
     ],
     ids=["live_events", "product_sets", "campaigns"],
 )

@@ -190,8 +190,11 @@ COMMANDS: dict[type[RoomCommand], st.SearchStrategy[RoomCommand]] = {
     ),
     c.BillboardTakeDown: _cmd(c.BillboardTakeDown),
     c.CommentSettingsUpdate: _cmd(
-        c.CommentSettingsUpdate, allow_comments=OPT_BOOL, show_top_comment=OPT_BOOL,
-        filter_spam=OPT_BOOL, default_mute_s=st.none() | SECONDS,
+        c.CommentSettingsUpdate,
+        allow_comments=OPT_BOOL,
+        show_top_comment=OPT_BOOL,
+        filter_spam=OPT_BOOL,
+        default_mute_s=st.none() | SECONDS,
         default_block_s=st.none() | SECONDS,
     ),
     c.Mute: _cmd(c.Mute, user_id=USER_IDS, duration_s=st.none() | SECONDS),
@@ -201,13 +204,20 @@ COMMANDS: dict[type[RoomCommand], st.SearchStrategy[RoomCommand]] = {
     c.LiveEventSchedule: _cmd(
         c.LiveEventSchedule,
         event=st.builds(
-            LiveEvent, event_id=EVENT_IDS, title=st.just("Show"), starts_at=WHEN,
-            duration_s=SECONDS, cancelled=st.booleans(),
+            LiveEvent,
+            event_id=EVENT_IDS,
+            title=st.just("Show"),
+            starts_at=WHEN,
+            duration_s=SECONDS,
+            cancelled=st.booleans(),
         ),
     ),
     c.LiveEventEdit: _cmd(
-        c.LiveEventEdit, event_id=EVENT_IDS, title=st.none() | st.sampled_from(["Show", "New"]),
-        starts_at=st.none() | WHEN, duration_s=st.none() | SECONDS,
+        c.LiveEventEdit,
+        event_id=EVENT_IDS,
+        title=st.none() | st.sampled_from(["Show", "New"]),
+        starts_at=st.none() | WHEN,
+        duration_s=st.none() | SECONDS,
     ),
     c.LiveEventCancel: _cmd(c.LiveEventCancel, event_id=EVENT_IDS),
     c.ProductSetSave: _cmd(
@@ -220,32 +230,47 @@ COMMANDS: dict[type[RoomCommand], st.SearchStrategy[RoomCommand]] = {
     c.CampaignSave: _cmd(
         c.CampaignSave,
         campaign=st.builds(
-            Campaign, campaign_id=_ids("cp", 2), name=st.just("Camp"),
-            product_ids=st.lists(PIDS, max_size=4), discount_pct=st.integers(0, 100),
+            Campaign,
+            campaign_id=_ids("cp", 2),
+            name=st.just("Camp"),
+            product_ids=st.lists(PIDS, max_size=4),
+            discount_pct=st.integers(0, 100),
         ),
     ),
     c.ShowcaseUpdate: _cmd(c.ShowcaseUpdate, product_ids=st.lists(PIDS, max_size=6)),
     c.FeedComment: _cmd(
-        c.FeedComment, comment_id=_ids("cm", 4), user=VIEWERS,
+        c.FeedComment,
+        comment_id=_ids("cm", 4),
+        user=VIEWERS,
         content=st.sampled_from(["nice", "see www.spam.example", "!" * 25, "hi"]),
     ),
     c.FeedOrder: _cmd(
-        c.FeedOrder, order_id=_ids("o", 4), user=VIEWERS, product_id=PIDS,
-        quantity=st.integers(1, 9), amount_cents=st.integers(0, 5_000),
+        c.FeedOrder,
+        order_id=_ids("o", 4),
+        user=VIEWERS,
+        product_id=PIDS,
+        quantity=st.integers(1, 9),
+        amount_cents=st.integers(0, 5_000),
         sale_id=weighted((1, st.none()), (2, SALE_IDS)),
     ),
     c.FeedSubscription: _cmd(c.FeedSubscription, user=VIEWERS, month=st.integers(1, 12)),
     c.FeedFollow: _cmd(c.FeedFollow, user=VIEWERS),
     c.FeedGift: _cmd(
-        c.FeedGift, user=VIEWERS, gift_id=st.integers(0, 5), repeat_count=st.integers(1, 10),
+        c.FeedGift,
+        user=VIEWERS,
+        gift_id=st.integers(0, 5),
+        repeat_count=st.integers(1, 10),
         repeat_end=st.booleans(),
     ),
     c.FeedViewers: _cmd(c.FeedViewers, total=st.integers(0, 10_000)),
     c.FeedViolation: _cmd(
         c.FeedViolation,
         violation=st.builds(
-            Violation, violation_id=_ids("v", 3), policy=st.just("policy"),
-            severity=st.sampled_from(["low", "medium", "high"]), at=st.just(0) | WHEN,
+            Violation,
+            violation_id=_ids("v", 3),
+            policy=st.just("policy"),
+            severity=st.sampled_from(["low", "medium", "high"]),
+            at=st.just(0) | WHEN,
         ),
     ),
 }
@@ -487,8 +512,9 @@ def check_event_versions(before: RoomState, after: RoomState, event: Event) -> N
             continue
         # Ending a LIVE clears the pin, the billboard and running giveaways, starting
         # one drops the last one's promotions: it bumps exactly the families it changed.
-        if ((isinstance(event.body, LiveEnded) and fam in ("bag", "billboard", "promotion"))
-                or (isinstance(event.body, LiveStarted) and fam == "promotion")):
+        if (isinstance(event.body, LiveEnded) and fam in ("bag", "billboard", "promotion")) or (
+            isinstance(event.body, LiveStarted) and fam == "promotion"
+        ):
             changed = project(before) != project(after)
             assert (after.versions.get(fam) == event.seq) == changed, fam
             continue
@@ -508,8 +534,11 @@ def check_event_versions(before: RoomState, after: RoomState, event: Event) -> N
 
 def _in_force(state: RoomState, at: int) -> RoomState:
     """``state`` without the mutes and blocks ended by ``at``."""
-    return replace(state, muted={k: v for k, v in state.muted.items() if v > at},
-                   blocked={k: v for k, v in state.blocked.items() if v > at})
+    return replace(
+        state,
+        muted={k: v for k, v in state.muted.items() if v > at},
+        blocked={k: v for k, v in state.blocked.items() if v > at},
+    )
 
 
 def refused(decision: object, *codes: Code) -> Refusal:
@@ -746,7 +775,8 @@ def _stocked(*pids: str) -> list[Step]:
     duration_s=st.integers(60, 600),
     orders=st.lists(
         st.tuples(st.integers(1, 9), weighted((1, st.none()), (3, st.integers(-2, 2))), DT),
-        min_size=1, max_size=25,
+        min_size=1,
+        max_size=25,
     ),
     stop=st.none() | st.tuples(st.integers(0, 25), st.sampled_from(["end_live", "end_sale"])),
 )
@@ -821,8 +851,13 @@ def test_concurrent_reorders_never_corrupt_the_bag(items, first, second, careles
     n = len(items)
 
     def move(pick: tuple[int, int], expected: int | None) -> c.BagMove:
-        return c.BagMove(command_id=f"mv-{pick}", room=ROOM, expected_version=expected,
-                         product_id=items[pick[0] % n].product_id, position=pick[1] % n)
+        return c.BagMove(
+            command_id=f"mv-{pick}",
+            room=ROOM,
+            expected_version=expected,
+            product_id=items[pick[0] % n].product_id,
+            position=pick[1] % n,
+        )
 
     one = room.decide(run.state, CALLERS["full"], move(first, seen), run.now)
     assert isinstance(one, list)

@@ -53,10 +53,22 @@ class Server:
         runtime: Runtime = self.app.state.runtime
         return runtime
 
-    def token(self, *, creator: str | None = None, agency: str | None = None,
-              staff: str | None = None, ttl_s: int = 3600) -> str:
-        return mint(self.settings, creator=creator, agency=agency, staff=staff, ttl_s=ttl_s,
-                    now=self.clock())
+    def token(
+        self,
+        *,
+        creator: str | None = None,
+        agency: str | None = None,
+        staff: str | None = None,
+        ttl_s: int = 3600,
+    ) -> str:
+        return mint(
+            self.settings,
+            creator=creator,
+            agency=agency,
+            staff=staff,
+            ttl_s=ttl_s,
+            now=self.clock(),
+        )
 
 
 def free_port() -> int:
@@ -101,8 +113,9 @@ async def run_server(settings: Settings, clock: Clock | None = None) -> AsyncIte
     try:
         with anyio.fail_after(TIMEOUT):
             await uv.ready.wait()
-        yield Server(url=f"ws://127.0.0.1:{settings.port}/ws", settings=settings,
-                     clock=clock, app=app)
+        yield Server(
+            url=f"ws://127.0.0.1:{settings.port}/ws", settings=settings, clock=clock, app=app
+        )
     finally:
         uv.should_exit = True
         with anyio.fail_after(TIMEOUT):
@@ -156,8 +169,12 @@ class Raw:
 @asynccontextmanager
 async def raw_client(srv: Server, token: str | None, fmt: str = "json") -> AsyncIterator[Raw]:
     codec = Codec("json" if fmt == "json" else "msgpack")
-    async with connect(srv.url, subprotocols=[codec.subprotocol], open_timeout=TIMEOUT,  # type: ignore[list-item]
-                       max_size=None) as ws:
+    async with connect(
+        srv.url,
+        subprotocols=[codec.subprotocol],  # type: ignore[list-item]
+        open_timeout=TIMEOUT,
+        max_size=None,
+    ) as ws:
         raw = Raw(ws, codec)
         if token is not None:
             await raw.send(Hello(token=token))

@@ -42,14 +42,16 @@ CARL = Actor(role="staff", id="carl", agency=AGENCY)
 EVE = Actor(role="staff", id="eve", agency="agency-2")
 
 
-async def grant(srv: Server, creator: Actor, *, ends_at: int | None = None,
-                by: Actor = ANNA) -> None:
+async def grant(
+    srv: Server, creator: Actor, *, ends_at: int | None = None, by: Actor = ANNA
+) -> None:
     """``by``'s agency asks ``creator`` for link + LIVE access, ending at ``ends_at``;
     the creator accepts (R1, R5)."""
     access = srv.runtime.access
     rid = f"req-{by.agency}-{creator.id}"
-    sent = await access.submit(by, a.RequestLink(request_id=rid, creator=creator.id,
-                                                 with_access=True, ends_at=ends_at))
+    sent = await access.submit(
+        by, a.RequestLink(request_id=rid, creator=creator.id, with_access=True, ends_at=ends_at)
+    )
     assert isinstance(sent, list), sent
     accepted = await access.submit(creator, a.AcceptRequest(request_id=rid))
     assert isinstance(accepted, list), accepted
@@ -123,8 +125,9 @@ async def test_link_end_date_cuts_off_the_live_session(server: Server) -> None:
                 tasks.start_soon(feed)
                 before = await until(anna, AccessChanged)
                 received_at = wall_clock()
-        assert before[-1] == AccessChanged(creator=room, agency=AGENCY, status="expired",
-                                           terminal=False, room=room)
+        assert before[-1] == AccessChanged(
+            creator=room, agency=AGENCY, status="expired", terminal=False, room=room
+        )
         assert received_at < ends_at + 1000, received_at - ends_at  # within 1 s of the end
 
         # The socket is open, and nothing of the room came after access_changed.
@@ -170,16 +173,15 @@ async def test_revoke_by_one_creator_leaves_the_agencys_other_rooms_running(
         revoked = await server.runtime.access.submit(X, a.RevokeAccess(agency=AGENCY))
         assert isinstance(revoked, list)
         changed = (await until(anna, AccessChanged))[-1]
-        assert changed == AccessChanged(creator=X.id, agency=AGENCY, status="revoked",
-                                        terminal=False, room=X.id)
+        assert changed == AccessChanged(
+            creator=X.id, agency=AGENCY, status="revoked", terminal=False, room=X.id
+        )
         # R6: the creator sees the staff member leave (Presence without her).
         assert (await presence_with(cx, X.id, member=ANNA, present=False)).members == [X]
 
         # Both rooms go on; only Y's events reach anna, on the same socket.
-        ax = await acked(cx, c.BagAdd(command_id="x1", room=X.id,
-                                      item=BagItem(product_id="px")))
-        ay = await acked(cy, c.BagAdd(command_id="y1", room=Y.id,
-                                      item=BagItem(product_id="py")))
+        ax = await acked(cx, c.BagAdd(command_id="x1", room=X.id, item=BagItem(product_id="px")))
+        ay = await acked(cy, c.BagAdd(command_id="y1", room=Y.id, item=BagItem(product_id="py")))
         seen = await until(anna, Event)
         assert [(m.room, m.seq) for m in seen if isinstance(m, Event)] == [(Y.id, ay.seq)]
         await anna.send(Ping(nonce=1))
@@ -213,12 +215,12 @@ async def test_unlink_reaches_sessions_with_pre_live_work_for_that_creator_only(
         await acked(carl, c.ProductSetSave(command_id="py", room=Y.id, product_set=planning))
         await acked(ben, c.ProductSetSave(command_id="by", room=Y.id, product_set=planning))
 
-        unlinked = await server.runtime.access.submit(CARL, a.Unlink(agency=AGENCY,
-                                                                     creator=X.id))
+        unlinked = await server.runtime.access.submit(CARL, a.Unlink(agency=AGENCY, creator=X.id))
         assert isinstance(unlinked, list)
         changed = (await until(carl, AccessChanged))[-1]
-        assert changed == AccessChanged(creator=X.id, agency=AGENCY, status="unlinked",
-                                        terminal=False, room=X.id)
+        assert changed == AccessChanged(
+            creator=X.id, agency=AGENCY, status="unlinked", terminal=False, room=X.id
+        )
         # carl's session goes on: Y's pre-LIVE work is still his to do, X's is refused.
         await acked(carl, c.ProductSetDelete(command_id="dy", room=Y.id, set_id="s1"))
         await carl.send(c.ProductSetDelete(command_id="dx", room=X.id, set_id="s1"))
@@ -252,8 +254,7 @@ async def test_unlink_updates_presence_for_the_members_left(server: Server) -> N
         assert (await anna.expect(AccessChanged)).status == "unlinked"
         await anna.send(Ping(nonce=1))  # cut off from X, not from the hub
         assert (await anna.expect(Pong)).nonce == 1
-        added = await acked(cx, c.BagAdd(command_id="x1", room=X.id,
-                                         item=BagItem(product_id="px")))
+        added = await acked(cx, c.BagAdd(command_id="x1", room=X.id, item=BagItem(product_id="px")))
         got = await until(eve, Event)
         assert not [m for m in got if isinstance(m, AccessChanged)]
         assert isinstance(got[-1], Event)
@@ -285,8 +286,9 @@ async def test_sdk_ends_the_room_stream_and_keeps_the_others(server: Server) -> 
                 async for _ in x_events:
                     pass  # the join's snapshot, then the end of the stream
             assert (ended.value.room, ended.value.status) == (X.id, "revoked")
-            ay = await acked(cy, c.BagAdd(command_id="y1", room=Y.id,
-                                          item=BagItem(product_id="py")))
+            ay = await acked(
+                cy, c.BagAdd(command_id="y1", room=Y.id, item=BagItem(product_id="py"))
+            )
             while True:
                 got = await y_events.get()
                 if isinstance(got, Event):

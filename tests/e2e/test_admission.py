@@ -42,8 +42,7 @@ async def http_get(srv: Server, path: str) -> tuple[int, str, str]:
     """Status, head and body of a one-shot GET on a fresh connection."""
     with anyio.fail_after(TIMEOUT):
         async with await open_socket(srv) as sock:
-            await sock.send(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-                            .encode())
+            await sock.send(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
             data = b""
             try:
                 while True:
@@ -61,8 +60,9 @@ def sample(srv: Server, name: str) -> float:
 @pytest.fixture
 async def quick(make_settings: Callable[..., Settings]) -> AsyncIterator[Server]:
     """A server with half-second handshake and hello deadlines."""
-    async with run_server(make_settings(handshake_timeout_s=DEADLINE_S,
-                                        hello_timeout_s=DEADLINE_S)) as srv:
+    async with run_server(
+        make_settings(handshake_timeout_s=DEADLINE_S, hello_timeout_s=DEADLINE_S)
+    ) as srv:
         yield srv
 
 
@@ -158,8 +158,11 @@ async def test_past_max_connections_a_new_connection_gets_a_fast_503(
         assert status == 503
         assert "retry-after: 1" in head.lower()
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(srv.url, subprotocols=[JSON.subprotocol],  # type: ignore[list-item]
-                               open_timeout=TIMEOUT):
+            async with connect(
+                srv.url,
+                subprotocols=[JSON.subprotocol],  # type: ignore[list-item]
+                open_timeout=TIMEOUT,
+            ):
                 pass
         assert refused.value.response.status_code == 503
         assert time.monotonic() - start < 1.0  # before any holder's deadline
@@ -189,7 +192,8 @@ async def test_an_upgrade_pipelined_after_a_request_is_still_counted_out(
                 b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
                 b"GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                b"Sec-WebSocket-Protocol: " + JSON.subprotocol.encode() + b"\r\n\r\n")
+                b"Sec-WebSocket-Protocol: " + JSON.subprotocol.encode() + b"\r\n\r\n"
+            )
             answer = b""
             with anyio.fail_after(TIMEOUT):
                 while b"101 Switching Protocols" not in answer:

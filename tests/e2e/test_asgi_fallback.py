@@ -62,8 +62,9 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(settings: Settings, *, ws: str | type[asyncio.Protocol] = FALLBACK,
-                  clock: Clock | None = None) -> AsyncIterator[Served]:
+async def serving(
+    settings: Settings, *, ws: str | type[asyncio.Protocol] = FALLBACK, clock: Clock | None = None
+) -> AsyncIterator[Served]:
     """livepilot's app and shutdown under uvicorn with the ``ws`` protocol (as conftest's
     run_server: a plain task, bounded start and stop, loopback only)."""
     assert settings.host == "127.0.0.1"
@@ -72,11 +73,14 @@ async def serving(settings: Settings, *, ws: str | type[asyncio.Protocol] = FALL
     config = uvicorn_config(app, settings)
     config.ws = ws
     uv = LivepilotServer(config, app)
-    served = Served(Server(url=f"ws://127.0.0.1:{settings.port}/ws", settings=settings,
-                           clock=clock, app=app), uv)
+    served = Served(
+        Server(url=f"ws://127.0.0.1:{settings.port}/ws", settings=settings, clock=clock, app=app),
+        uv,
+    )
 
-    async def recording(scope: dict[str, Any], receive: Callable[..., Any],
-                        send: Callable[..., Any]) -> None:
+    async def recording(
+        scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
         if scope["type"] == "websocket":
             served.extensions.append(frozenset(scope.get("extensions") or {}))
         await app(scope, receive, send)
@@ -108,16 +112,20 @@ async def live(raw: Raw, room: str) -> int:
     return (await acked(raw)).seq
 
 
-@pytest.mark.parametrize("ws", [FALLBACK, LivepilotWebSocketProtocol],
-                         ids=["websockets-sansio", "livepilot"])
+@pytest.mark.parametrize(
+    "ws", [FALLBACK, LivepilotWebSocketProtocol], ids=["websockets-sansio", "livepilot"]
+)
 async def test_only_livepilots_protocol_serves_ws_itself(
-    make_settings: Callable[..., Settings], ws: str | type[asyncio.Protocol],
+    make_settings: Callable[..., Settings],
+    ws: str | type[asyncio.Protocol],
 ) -> None:
     """Under livepilot's protocol /ws never reaches the ASGI app and the session writes to
     the connection; under another, the ASGI endpoint serves it and sessions queue."""
     direct = ws is LivepilotWebSocketProtocol
-    async with serving(make_settings(), ws=ws) as served, \
-            raw_client(served.srv, served.srv.token(creator="cr")) as raw:
+    async with (
+        serving(make_settings(), ws=ws) as served,
+        raw_client(served.srv, served.srv.token(creator="cr")) as raw,
+    ):
         await raw.send(Ping(nonce=7))
         assert (await raw.expect(Pong)).nonce == 7
         if direct:
@@ -137,8 +145,9 @@ async def test_hello_join_and_events_in_order_with_acks(
 ) -> None:
     """hello -> welcome; both formats get every event in order, the sender its acks in order."""
     # H2 H4
-    settings = make_settings(rate_per_s=10_000.0, rate_burst=10_000,
-                             actor_rate_per_s=10_000.0, actor_rate_burst=10_000)
+    settings = make_settings(
+        rate_per_s=10_000.0, rate_burst=10_000, actor_rate_per_s=10_000.0, actor_rate_burst=10_000
+    )
     async with (
         serving(settings) as served,
         raw_client(served.srv, served.srv.token(creator="cr")) as creator,
@@ -151,9 +160,15 @@ async def test_hello_join_and_events_in_order_with_acks(
         assert snapshot.seq == start
         ids = [f"c{i}" for i in range(50)]
         for command_id in ids:  # sent back to back: several commands in flight
-            await creator.send(c.FeedComment(command_id=command_id, room="cr",
-                                             comment_id=command_id, user=VIEWER,
-                                             content=f"comment {command_id}"))
+            await creator.send(
+                c.FeedComment(
+                    command_id=command_id,
+                    room="cr",
+                    comment_id=command_id,
+                    user=VIEWER,
+                    content=f"comment {command_id}",
+                )
+            )
         acks = [await acked(creator) for _ in ids]
         assert [ack.command_id for ack in acks] == ids
         assert [ack.seq for ack in acks] == list(range(start + 1, start + 1 + len(ids)))
@@ -185,8 +200,9 @@ async def slow_member(served: Served, creator: Raw) -> AsyncIterator[SlowMember]
     hub = srv.runtime.hub
     sessions, tasks = set(hub.sessions), set(served.uv.server_state.tasks)
     codec = Codec("json")
-    async with connect(srv.url, subprotocols=[Subprotocol(codec.subprotocol)],
-                       max_queue=1, open_timeout=TIMEOUT) as ws:
+    async with connect(
+        srv.url, subprotocols=[Subprotocol(codec.subprotocol)], max_queue=1, open_timeout=TIMEOUT
+    ) as ws:
         slow = Raw(ws, codec)
         await slow.send(Hello(token=srv.token(creator="cr")))
         await slow.expect(Welcome)
@@ -201,9 +217,15 @@ async def slow_member(served: Served, creator: Raw) -> AsyncIterator[SlowMember]
         for batch in range(5000):
             ids = [f"c{batch}-{i}" for i in range(4)]
             for command_id in ids:
-                await creator.send(c.FeedComment(command_id=command_id, room="cr",
-                                                 comment_id=command_id, user=VIEWER,
-                                                 content=content))
+                await creator.send(
+                    c.FeedComment(
+                        command_id=command_id,
+                        room="cr",
+                        comment_id=command_id,
+                        user=VIEWER,
+                        content=content,
+                    )
+                )
             member.last = max([(await acked(creator)).seq for _ in ids])
             if session.is_closed:
                 break
@@ -216,9 +238,13 @@ async def slow_room(
 ) -> AsyncIterator[tuple[Served, Raw, SlowMember]]:
     """A fallback-path server with a 16 KiB send bound, a live room whose creator
     reads all along, and a member of it closed as a slow consumer."""
-    settings = make_settings(send_buffer_bytes=16_384, rate_per_s=1_000_000.0,
-                             rate_burst=1_000_000, actor_rate_per_s=1_000_000.0,
-                             actor_rate_burst=1_000_000)
+    settings = make_settings(
+        send_buffer_bytes=16_384,
+        rate_per_s=1_000_000.0,
+        rate_burst=1_000_000,
+        actor_rate_per_s=1_000_000.0,
+        actor_rate_burst=1_000_000,
+    )
     async with (
         serving(settings) as served,
         raw_client(served.srv, served.srv.token(creator="cr")) as creator,
@@ -236,7 +262,9 @@ async def test_slow_consumer_is_closed_and_others_keep_receiving(
     async with slow_room(make_settings) as (_served, creator, slow):
         assert slow.session.sink is None  # the outbox, not the direct sink
         assert (slow.session.close_code, slow.session.close_reason) == (
-            CloseCode.SLOW_CONSUMER, "send queue overflow")
+            CloseCode.SLOW_CONSUMER,
+            "send queue overflow",
+        )
         # Reading again within FLUSH_ON_CLOSE_S, the member gets the close frame.
         _, close_code = await slow.raw.until_closed()
         assert close_code == CloseCode.SLOW_CONSUMER
@@ -257,8 +285,12 @@ async def test_slow_consumer_endpoint_ends_without_the_client_reading(
             # for the client to read): give it that, and then some.
             await asyncio.wait({slow.task}, timeout=3 * FLUSH_ON_CLOSE_S)
             assert slow.task.done()
-            assert served.srv.runtime.metrics.registry.get_sample_value(
-                "livepilot_slow_consumer_disconnects_total") == 1
+            assert (
+                served.srv.runtime.metrics.registry.get_sample_value(
+                    "livepilot_slow_consumer_disconnects_total"
+                )
+                == 1
+            )
         finally:
             await slow.raw.until_closed()  # reading again, the member sees the end
 
@@ -266,8 +298,9 @@ async def test_slow_consumer_endpoint_ends_without_the_client_reading(
 async def grant(srv: Server) -> None:
     """agency-1 asks for link + LIVE access; the creator accepts (R1, R5)."""
     access = srv.runtime.access
-    sent = await access.submit(ANNA, a.RequestLink(request_id="req-1", creator=CREATOR.id,
-                                                    with_access=True))
+    sent = await access.submit(
+        ANNA, a.RequestLink(request_id="req-1", creator=CREATOR.id, with_access=True)
+    )
     assert isinstance(sent, list)
     accepted = await access.submit(CREATOR, a.AcceptRequest(request_id="req-1"))
     assert isinstance(accepted, list)
@@ -295,8 +328,9 @@ async def test_revoked_staff_gets_access_changed_and_leaves_the_room(
             revoked = await srv.runtime.access.submit(CREATOR, a.RevokeAccess(agency="agency-1"))
             assert isinstance(revoked, list)
             changed = await anna.expect(AccessChanged)
-            assert changed == AccessChanged(creator=room, agency="agency-1", status="revoked",
-                                            terminal=False, room=room)
+            assert changed == AccessChanged(
+                creator=room, agency="agency-1", status="revoked", terminal=False, room=room
+            )
             # The room goes on without her; her socket answers, with nothing of the room.
             await creator.send(c.FeedViewers(command_id="v1", room=room, total=3))
             await acked(creator)
@@ -337,8 +371,10 @@ async def test_shutdown_closes_sessions_with_going_away(
     make_settings: Callable[..., Settings],
 ) -> None:
     """Stopping the server closes a fallback session with the retryable going-away code."""
-    async with serving(make_settings()) as served, \
-            raw_client(served.srv, served.srv.token(creator="cr")) as raw:
+    async with (
+        serving(make_settings()) as served,
+        raw_client(served.srv, served.srv.token(creator="cr")) as raw,
+    ):
         await raw.send(Ping(nonce=1))
         await raw.expect(Pong)
         served.uv.should_exit = True

@@ -38,8 +38,9 @@ BAD_JSON: list[tuple[str, str | bytes, Code]] = [
 
 
 @pytest.mark.parametrize(("name", "frame", "code"), BAD_JSON, ids=[b[0] for b in BAD_JSON])
-async def test_bad_frames_get_their_code(server: Server, name: str, frame: str | bytes,
-                                         code: Code) -> None:
+async def test_bad_frames_get_their_code(
+    server: Server, name: str, frame: str | bytes, code: Code
+) -> None:
     """Each kind of bad frame is answered with its code and the session carries on."""
     # H6
     async with raw_client(server, server.token(creator="cr")) as raw:
@@ -54,8 +55,10 @@ async def test_bad_frames_get_their_code(server: Server, name: str, frame: str |
 async def test_deep_nesting_gets_too_deep(make_settings: Callable[..., Settings]) -> None:
     """A 10**5-deep frame (within the size limit) is refused with TOO_DEEP, not a crash."""
     # H6
-    async with run_server(make_settings(max_message_bytes=1024 * 1024)) as srv, \
-            raw_client(srv, srv.token(creator="cr")) as raw:
+    async with (
+        run_server(make_settings(max_message_bytes=1024 * 1024)) as srv,
+        raw_client(srv, srv.token(creator="cr")) as raw,
+    ):
         await live_room(raw, "cr")
         await raw.ws.send('{"type":"ping","x":' + "[" * 100_000 + "]" * 100_000 + "}")
         error = await raw.expect(Error)
@@ -89,9 +92,11 @@ async def test_flood_is_rate_limited_then_closed_and_other_rooms_work(
     """A flood is refused with RATE_LIMITED, then closed as abuse; other rooms carry on."""
     # H6
     settings = make_settings(rate_per_s=1.0, rate_burst=20, abuse_refusals=10)
-    async with run_server(settings) as srv, \
-            raw_client(srv, srv.token(creator="calm")) as calm, \
-            raw_client(srv, srv.token(creator="flooder")) as flooder:
+    async with (
+        run_server(settings) as srv,
+        raw_client(srv, srv.token(creator="calm")) as calm,
+        raw_client(srv, srv.token(creator="flooder")) as flooder,
+    ):
         await live_room(calm, "calm")
         for i in range(40):
             await flooder.send(Ping(nonce=i))

@@ -19,18 +19,19 @@ from tests.e2e.test_asgi_fallback import FALLBACK, serving
 from tests.e2e.test_handshake import handshake_status
 from tests.e2e.test_limits import hello
 
-WAYS = pytest.mark.parametrize("ws", [FALLBACK, LivepilotWebSocketProtocol],
-                               ids=["asgi", "livepilot"])
+WAYS = pytest.mark.parametrize(
+    "ws", [FALLBACK, LivepilotWebSocketProtocol], ids=["asgi", "livepilot"]
+)
 
 
 @WAYS
 async def test_a_first_frame_not_hello_is_answered_then_closed(
-    make_settings: Callable[..., Settings], ws: str | type[asyncio.Protocol],
+    make_settings: Callable[..., Settings],
+    ws: str | type[asyncio.Protocol],
 ) -> None:
     """A first frame that is not hello gets NOT_AUTHENTICATED, then the 4500 close."""
     # H6
-    async with serving(make_settings(), ws=ws) as served, \
-            raw_client(served.srv, None) as raw:
+    async with serving(make_settings(), ws=ws) as served, raw_client(served.srv, None) as raw:
         await raw.send(Ping(nonce=1))
         messages, code = await raw.until_closed()
         assert [m.code for m in messages if isinstance(m, Error)] == [Code.NOT_AUTHENTICATED]
@@ -39,7 +40,8 @@ async def test_a_first_frame_not_hello_is_answered_then_closed(
 
 @WAYS
 async def test_the_actor_cap_refuses_then_frees_its_slot(
-    make_settings: Callable[..., Settings], ws: str | type[asyncio.Protocol],
+    make_settings: Callable[..., Settings],
+    ws: str | type[asyncio.Protocol],
 ) -> None:
     """Beyond max_connections_per_actor the hello is closed 4006; a closed connection
     gives its slot back."""
@@ -61,15 +63,23 @@ async def test_the_actor_cap_refuses_then_frees_its_slot(
 
 @WAYS
 async def test_sustained_refusals_for_the_actor_close_with_4002(
-    make_settings: Callable[..., Settings], ws: str | type[asyncio.Protocol],
+    make_settings: Callable[..., Settings],
+    ws: str | type[asyncio.Protocol],
 ) -> None:
     """Refused again and again by the actor's shared bucket (not its own), a connection
     is closed with the retryable 4002, each refusal answered RATE_LIMITED."""
     # H6
-    settings = make_settings(rate_per_s=1000.0, rate_burst=1000, actor_rate_per_s=0.001,
-                             actor_rate_burst=5, abuse_refusals=10)
-    async with serving(settings, ws=ws) as served, \
-            raw_client(served.srv, served.srv.token(creator="cr")) as raw:
+    settings = make_settings(
+        rate_per_s=1000.0,
+        rate_burst=1000,
+        actor_rate_per_s=0.001,
+        actor_rate_burst=5,
+        abuse_refusals=10,
+    )
+    async with (
+        serving(settings, ws=ws) as served,
+        raw_client(served.srv, served.srv.token(creator="cr")) as raw,
+    ):
         for i in range(40):
             await raw.send(Ping(nonce=i))
         messages, code = await raw.until_closed()
@@ -80,7 +90,8 @@ async def test_sustained_refusals_for_the_actor_close_with_4002(
 
 @WAYS
 async def test_the_hubs_own_origin_is_admitted(
-    make_settings: Callable[..., Settings], ws: str | type[asyncio.Protocol],
+    make_settings: Callable[..., Settings],
+    ws: str | type[asyncio.Protocol],
 ) -> None:
     """An Origin naming the host the handshake was sent to is admitted; another is 403."""
     async with serving(make_settings(), ws=ws) as served:
@@ -88,5 +99,4 @@ async def test_the_hubs_own_origin_is_admitted(
         host = srv.url.removeprefix("ws://").removesuffix("/ws")
         sub = [SUBPROTOCOL_JSON]
         assert await handshake_status(srv, subprotocols=sub, origin=f"http://{host}") is None
-        assert await handshake_status(srv, subprotocols=sub,
-                                      origin="http://evil.example") == 403
+        assert await handshake_status(srv, subprotocols=sub, origin="http://evil.example") == 403

@@ -32,26 +32,42 @@ async def test_slow_consumer_is_closed_and_others_keep_receiving(
 ) -> None:
     """A member that stops reading is closed with SLOW_CONSUMER; the others get everything."""
     # H6 (backpressure: a slow client is disconnected, never waited for)
-    settings = make_settings(send_buffer_bytes=16_384, rate_per_s=1_000_000.0, rate_burst=1_000_000,
-                             actor_rate_per_s=1_000_000.0, actor_rate_burst=1_000_000)
+    settings = make_settings(
+        send_buffer_bytes=16_384,
+        rate_per_s=1_000_000.0,
+        rate_burst=1_000_000,
+        actor_rate_per_s=1_000_000.0,
+        actor_rate_burst=1_000_000,
+    )
     async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as creator:
         await live(creator, "cr")
         codec = Codec("json")
         # The slow member: a client that never reads, with a tiny receive queue.
-        async with connect(srv.url, subprotocols=[codec.subprotocol],  # type: ignore[list-item]
-                           max_queue=1, open_timeout=TIMEOUT) as slow_ws:
+        async with connect(
+            srv.url,
+            subprotocols=[codec.subprotocol],  # type: ignore[list-item]
+            max_queue=1,
+            open_timeout=TIMEOUT,
+        ) as slow_ws:
             await slow_ws.send(codec.encode(Hello(token=srv.token(creator="cr"))).decode())
             await slow_ws.send(codec.encode(Join(room="cr")).decode())
             content = "x" * 1500
             registry = srv.runtime.metrics.registry
             last = 0
             for i in range(20_000):
-                await creator.send(c.FeedComment(command_id=f"c{i}", room="cr",
-                                                 comment_id=f"c{i}", user=VIEWER,
-                                                 content=content))
+                await creator.send(
+                    c.FeedComment(
+                        command_id=f"c{i}",
+                        room="cr",
+                        comment_id=f"c{i}",
+                        user=VIEWER,
+                        content=content,
+                    )
+                )
                 last = (await creator.expect(Ack)).seq
                 if i % 50 == 0 and registry.get_sample_value(
-                        "livepilot_slow_consumer_disconnects_total"):
+                    "livepilot_slow_consumer_disconnects_total"
+                ):
                     break
             # The creator, reading all along, received every event in order.
             seen = await creator.events_until(last)
@@ -130,9 +146,15 @@ async def test_member_vanishing_mid_stream_ends_only_its_session(
                 await member.send(Join(room="cr"))
                 await member.expect(Snapshot)
                 for i in range(40):
-                    await creator.send(c.FeedComment(
-                        command_id=f"r{round_}-{i}", room="cr", comment_id=f"r{round_}-{i}",
-                        user=VIEWER, content="y" * 1500))
+                    await creator.send(
+                        c.FeedComment(
+                            command_id=f"r{round_}-{i}",
+                            room="cr",
+                            comment_id=f"r{round_}-{i}",
+                            user=VIEWER,
+                            content="y" * 1500,
+                        )
+                    )
                 member.ws.transport.abort()  # gone without a close frame, mid-stream
             last = (await creator.expect(Ack)).seq
         await creator.send(c.FeedViewers(command_id="after", room="cr", total=1))

@@ -27,8 +27,12 @@ async def quiet() -> None:
 
 def server_tasks() -> list[asyncio.Task[object]]:
     """The loop's tasks but the clients' (websockets' own) and this test's."""
-    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
-            and "/websockets/" not in t.get_coro().cr_code.co_filename]  # type: ignore[union-attr]
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task()
+        and "/websockets/" not in t.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+    ]
 
 
 async def test_idle_connections_hold_no_task(make_settings: Callable[..., Settings]) -> None:
@@ -38,8 +42,10 @@ async def test_idle_connections_hold_no_task(make_settings: Callable[..., Settin
         await quiet()
         before = len(server_tasks())
         # Each in a room of its own: clients that read nothing get no presence updates.
-        clients = [await stack.enter_async_context(raw_client(srv, srv.token(creator=f"cr{i}")))
-                   for i in range(20)]
+        clients = [
+            await stack.enter_async_context(raw_client(srv, srv.token(creator=f"cr{i}")))
+            for i in range(20)
+        ]
         for i, raw in enumerate(clients):
             await raw.send(Join(room=f"cr{i}"))
             await raw.expect(Snapshot)
@@ -57,8 +63,7 @@ async def test_no_hello_in_time_closes_with_idle_timeout(
 ) -> None:
     """A connection that sends no hello within hello_timeout_s is closed with 4005 and
     counted, without a task having waited for it."""
-    async with run_server(make_settings(hello_timeout_s=0.2)) as srv, \
-            raw_client(srv, None) as raw:
+    async with run_server(make_settings(hello_timeout_s=0.2)) as srv, raw_client(srv, None) as raw:
         _, code = await raw.until_closed()
         assert code == CloseCode.IDLE_TIMEOUT
         registry = srv.runtime.metrics.registry

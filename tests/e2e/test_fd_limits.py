@@ -34,8 +34,11 @@ SECRET = "fd-limits-test-secret-0123456789abcdef"
 DEADLINE_S = 2.0
 STDERR_BUDGET = 20_000
 """Bytes of stderr a flood may cost: a few log lines, never a traceback per accept."""
-ASYNCIO = ("-c", "import sys; sys.modules['uvloop'] = None; from server.cli import main; "
-                 "sys.exit(main(sys.argv[1:]))")
+ASYNCIO = (
+    "-c",
+    "import sys; sys.modules['uvloop'] = None; from server.cli import main; "
+    "sys.exit(main(sys.argv[1:]))",
+)
 """Run the CLI on the asyncio loop, as the Docker image does (it has no uvloop)."""
 UVLOOP = ("-m", "server.cli")
 
@@ -60,12 +63,17 @@ class Node:
     @property
     def server(self) -> Server:
         settings = load_settings({"LIVEPILOT_JWT_SECRET": SECRET}, port=self.port)
-        return Server(url=f"ws://127.0.0.1:{self.port}/ws", settings=settings,
-                      clock=wall_clock, app=None)  # type: ignore[arg-type]
+        return Server(
+            url=f"ws://127.0.0.1:{self.port}/ws",
+            settings=settings,
+            clock=wall_clock,  # type: ignore[arg-type]
+            app=None,
+        )
 
     def log_lines(self, msg: str) -> list[dict[str, object]]:
-        lines = [json.loads(line) for line in self.stderr.decode().splitlines()
-                 if line.startswith("{")]
+        lines = [
+            json.loads(line) for line in self.stderr.decode().splitlines() if line.startswith("{")
+        ]
         return [line for line in lines if line.get("msg") == msg]
 
 
@@ -74,11 +82,25 @@ async def serve(tmp: Path, nofile: str, entry: tuple[str, str], **env: str) -> A
     """``livepilot serve`` under ``prlimit --nofile=nofile``; its stderr drained as it
     comes (a pipe left full would stall the server); stopped with SIGTERM."""
     port = free_port()
-    environ = {**os.environ, "LIVEPILOT_JWT_SECRET": SECRET, "LIVEPILOT_LOG_LEVEL": "INFO",
-               "LIVEPILOT_HANDSHAKE_TIMEOUT_S": str(DEADLINE_S),
-               "LIVEPILOT_HELLO_TIMEOUT_S": str(DEADLINE_S), **env}
-    command = ["prlimit", f"--nofile={nofile}", sys.executable, *entry, "serve",
-               "--port", str(port), "--data", str(tmp / "db.sqlite")]
+    environ = {
+        **os.environ,
+        "LIVEPILOT_JWT_SECRET": SECRET,
+        "LIVEPILOT_LOG_LEVEL": "INFO",
+        "LIVEPILOT_HANDSHAKE_TIMEOUT_S": str(DEADLINE_S),
+        "LIVEPILOT_HELLO_TIMEOUT_S": str(DEADLINE_S),
+        **env,
+    }
+    command = [
+        "prlimit",
+        f"--nofile={nofile}",
+        sys.executable,
+        *entry,
+        "serve",
+        "--port",
+        str(port),
+        "--data",
+        str(tmp / "db.sqlite"),
+    ]
     process = await anyio.open_process(command, env=environ, cwd=Path(__file__).parents[2])
     node = Node(process, port)
     listening = anyio.Event()
@@ -141,8 +163,7 @@ async def get(port: int, path: str) -> tuple[int, str]:
     """Status and body of a one-shot GET, within TIMEOUT."""
     with anyio.fail_after(TIMEOUT):
         async with await anyio.connect_tcp("127.0.0.1", port) as sock:
-            await sock.send(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-                            .encode())
+            await sock.send(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
             data = b""
             try:
                 while True:
@@ -170,13 +191,13 @@ async def fresh_client_joins(node: Node) -> bool:
 
 
 def metric(body: str, name: str) -> float:
-    return next(float(line.split()[1]) for line in body.splitlines()
-                if line.startswith(name + " "))
+    return next(float(line.split()[1]) for line in body.splitlines() if line.startswith(name + " "))
 
 
 @pytest.mark.parametrize("entry", loops())
 async def test_more_slow_sockets_than_descriptors_do_not_starve_the_node(
-    tmp_path: Path, entry: tuple[str, str],
+    tmp_path: Path,
+    entry: tuple[str, str],
 ) -> None:
     """Under a 256-descriptor limit, 300 slow sockets get /healthz and a fresh client
     an answer or a fast 503 at once; the deadline closes them all; then both succeed,
@@ -210,9 +231,10 @@ async def test_running_out_of_descriptors_is_one_line_per_interval(tmp_path: Pat
     accept."""
     # H6
     start = time.monotonic()
-    async with serve(tmp_path, "128:128", ASYNCIO,
-                     LIVEPILOT_MAX_CONNECTIONS="100000") as node, \
-            anyio.create_task_group() as tg:
+    async with (
+        serve(tmp_path, "128:128", ASYNCIO, LIVEPILOT_MAX_CONNECTIONS="100000") as node,
+        anyio.create_task_group() as tg,
+    ):
         socks = await slow_sockets(node.port, 200, tg)
         with anyio.fail_after(DEADLINE_S * 3 + TIMEOUT):
             for sock in socks:
@@ -226,8 +248,9 @@ async def test_running_out_of_descriptors_is_one_line_per_interval(tmp_path: Pat
     intervals = 1 + int((time.monotonic() - start) // LOG_INTERVAL_S)
     lines = node.log_lines("out of file descriptors or memory: accepting paused")
     assert 1 <= len(lines) <= intervals
-    assert node.log_lines("max_connections leaves too few file descriptors: accepting may "
-                          "run out of them")
+    assert node.log_lines(
+        "max_connections leaves too few file descriptors: accepting may run out of them"
+    )
     assert len(node.stderr) < STDERR_BUDGET, node.stderr[-2000:]
     assert b"Traceback" not in node.stderr
 

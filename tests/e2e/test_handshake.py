@@ -34,10 +34,11 @@ async def test_foreign_origin_is_refused_before_accept(
     """A browser origin outside the allowlist gets HTTP 403; an allowed one connects."""
     async with run_server(make_settings(allowed_origins="https://console.example.com")) as srv:
         sub = [JSON.subprotocol]
-        assert await handshake_status(srv, subprotocols=sub,
-                                      origin="https://evil.example") == 403
-        assert await handshake_status(srv, subprotocols=sub,
-                                      origin="https://console.example.com") is None
+        assert await handshake_status(srv, subprotocols=sub, origin="https://evil.example") == 403
+        assert (
+            await handshake_status(srv, subprotocols=sub, origin="https://console.example.com")
+            is None
+        )
         assert await handshake_status(srv, subprotocols=sub) is None  # no Origin: not a browser
 
 
@@ -72,16 +73,24 @@ async def test_token_in_subprotocol_header_authenticates(server: Server) -> None
         ("garbage", CloseCode.BAD_REQUEST),
     ],
 )
-async def test_bad_hello_closes_with_its_code(server: Server, first_frame: str,
-                                              close_code: CloseCode) -> None:
+async def test_bad_hello_closes_with_its_code(
+    server: Server, first_frame: str, close_code: CloseCode
+) -> None:
     """A forged, expired or missing token closes the session with the matching code."""
     settings = server.settings
     frames = {
-        "forged": JSON.encode(Hello(token=mint(
-            Settings(jwt_secret="another-secret-that-is-long-enough-xx"), creator="cr",
-            now=server.clock()))).decode(),
-        "expired": JSON.encode(Hello(token=mint(settings, creator="cr", ttl_s=60,
-                                                now=server.clock() - 3_600_000))).decode(),
+        "forged": JSON.encode(
+            Hello(
+                token=mint(
+                    Settings(jwt_secret="another-secret-that-is-long-enough-xx"),
+                    creator="cr",
+                    now=server.clock(),
+                )
+            )
+        ).decode(),
+        "expired": JSON.encode(
+            Hello(token=mint(settings, creator="cr", ttl_s=60, now=server.clock() - 3_600_000))
+        ).decode(),
         "missing": JSON.encode(Ping()).decode(),
         "garbage": "{",
     }
@@ -94,15 +103,18 @@ async def test_bad_hello_closes_with_its_code(server: Server, first_frame: str,
 async def test_session_closes_at_token_expiry_unless_refreshed(server: Server) -> None:
     """At exp the session is closed with the retryable expired code; a refreshed one stays."""
     # exp has a one-second resolution: a 2 s token lives between 1 and 2 s.
-    async with raw_client(server, server.token(creator="cr", ttl_s=2)) as lapsing, \
-            raw_client(server, server.token(creator="cr", ttl_s=2)) as refreshed:
+    async with (
+        raw_client(server, server.token(creator="cr", ttl_s=2)) as lapsing,
+        raw_client(server, server.token(creator="cr", ttl_s=2)) as refreshed,
+    ):
         await refreshed.send(Refresh(token=server.token(creator="cr", ttl_s=3600)))
         await refreshed.send(Ping(nonce=1))
         await refreshed.expect(Pong)
         messages, code = await lapsing.until_closed()
         assert code == CloseCode.TOKEN_EXPIRED
-        assert any(isinstance(m, Error) and m.code == Code.TOKEN_EXPIRED and m.retryable
-                   for m in messages)
+        assert any(
+            isinstance(m, Error) and m.code == Code.TOKEN_EXPIRED and m.retryable for m in messages
+        )
         await refreshed.send(Ping(nonce=2))
         assert (await refreshed.expect(Pong)).nonce == 2
 
@@ -117,7 +129,9 @@ async def test_refresh_for_another_actor_is_refused(server: Server) -> None:
 
 async def test_idle_session_is_closed(make_settings: Callable[..., Settings]) -> None:
     """A client that sends nothing within the idle timeout is closed (retryable)."""
-    async with run_server(make_settings(heartbeat_s=0.2, idle_timeout_s=0.5)) as srv, \
-            raw_client(srv, srv.token(creator="cr")) as raw:
+    async with (
+        run_server(make_settings(heartbeat_s=0.2, idle_timeout_s=0.5)) as srv,
+        raw_client(srv, srv.token(creator="cr")) as raw,
+    ):
         _, code = await raw.until_closed()
         assert code == CloseCode.IDLE_TIMEOUT

@@ -29,8 +29,16 @@ SECRET = "lifecycle-test-secret-0123456789abcdef"
 async def serve_process(data: Path, port: int) -> AsyncIterator[Process]:
     """``livepilot serve`` in a child process; yields once it listens."""
     env = {**os.environ, "LIVEPILOT_JWT_SECRET": SECRET, "LIVEPILOT_LOG_LEVEL": "INFO"}
-    command = [sys.executable, "-m", "server.cli", "serve", "--port", str(port),
-               "--data", str(data)]
+    command = [
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data",
+        str(data),
+    ]
     process = await anyio.open_process(command, env=env)
     try:
         assert process.stderr is not None
@@ -50,8 +58,12 @@ async def serve_process(data: Path, port: int) -> AsyncIterator[Process]:
 
 def server_for(port: int) -> Server:
     settings = load_settings({"LIVEPILOT_JWT_SECRET": SECRET}, port=port)
-    return Server(url=f"ws://127.0.0.1:{port}/ws", settings=settings, clock=wall_clock,  # type: ignore[arg-type]
-                  app=None)
+    return Server(
+        url=f"ws://127.0.0.1:{port}/ws",
+        settings=settings,
+        clock=wall_clock,  # type: ignore[arg-type]
+        app=None,
+    )
 
 
 async def test_kill_9_right_after_an_ack_loses_nothing(tmp_path: Path) -> None:
@@ -130,14 +142,22 @@ async def test_a_second_server_on_the_same_data_path_refuses_to_start(tmp_path: 
     data = tmp_path / "one.db"  # pytest resolves it: the path the lock names
     async with serve_process(data, free_port()) as first:
         env = {**os.environ, "LIVEPILOT_JWT_SECRET": SECRET}
-        second = [sys.executable, "-m", "server.cli", "serve", "--port", str(free_port()),
-                  "--data", str(data)]
+        second = [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data",
+            str(data),
+        ]
         with anyio.fail_after(TIMEOUT):
             done = await anyio.run_process(second, env=env, check=False)
         assert done.returncode == 2
         assert done.stderr.decode() == (
-            f"livepilot: data path {data} is in use by process {first.pid} "
-            f"(lock {data}.lock)\n")
+            f"livepilot: data path {data} is in use by process {first.pid} (lock {data}.lock)\n"
+        )
         first.send_signal(signal.SIGTERM)
         with anyio.fail_after(TIMEOUT):
             assert await first.wait() == 0

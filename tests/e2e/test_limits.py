@@ -39,7 +39,9 @@ async def metric(srv: Server, line: str) -> float:
 
 @pytest.mark.parametrize(("name", "frame"), BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])
 async def test_a_flood_of_bad_frames_is_rate_limited_then_closed(
-    make_settings: Callable[..., Settings], name: str, frame: str | bytes,
+    make_settings: Callable[..., Settings],
+    name: str,
+    frame: str | bytes,
 ) -> None:
     """Frames that fail to decode pay into the bucket (more than good ones): a flood of
     them is refused with RATE_LIMITED, then closed as abuse."""
@@ -82,12 +84,21 @@ async def test_connections_of_one_actor_share_its_budget(
     """Three connections of one actor together get the actor's budget, not three times
     a connection's; another actor keeps its own."""
     # H6
-    settings = make_settings(rate_per_s=1000.0, rate_burst=1000, actor_rate_per_s=0.001,
-                             actor_rate_burst=30, abuse_refusals=1000)
+    settings = make_settings(
+        rate_per_s=1000.0,
+        rate_burst=1000,
+        actor_rate_per_s=0.001,
+        actor_rate_burst=30,
+        abuse_refusals=1000,
+    )
     async with run_server(settings) as srv:
         token = srv.token(agency="ag", staff="ann")
-        async with raw_client(srv, token) as a, raw_client(srv, token) as b, \
-                raw_client(srv, token) as d, raw_client(srv, srv.token(creator="cr")) as other:
+        async with (
+            raw_client(srv, token) as a,
+            raw_client(srv, token) as b,
+            raw_client(srv, token) as d,
+            raw_client(srv, srv.token(creator="cr")) as other,
+        ):
             pongs = 0
             for raw in (a, b, d):
                 for i in range(20):
@@ -102,7 +113,8 @@ async def test_connections_of_one_actor_share_its_budget(
             for i in range(20):
                 await other.send(Ping(nonce=i))
             assert [await other.expect(Pong | Error) for _ in range(20)] == [
-                Pong(nonce=i) for i in range(20)]
+                Pong(nonce=i) for i in range(20)
+            ]
             assert await metric(srv, 'livepilot_rate_limit_refusals_total{limit="actor"}') == 30
 
 
@@ -110,8 +122,11 @@ async def hello(srv: Server, token: str) -> tuple[object, int | None]:
     """Open a connection and say hello: the welcome (connection left open, returned
     with None) or the close code."""
     codec = Codec("json")
-    ws = await connect(srv.url, subprotocols=[codec.subprotocol],  # type: ignore[list-item]
-                       open_timeout=TIMEOUT)
+    ws = await connect(
+        srv.url,
+        subprotocols=[codec.subprotocol],  # type: ignore[list-item]
+        open_timeout=TIMEOUT,
+    )
     await ws.send(codec.encode(Hello(token=token)).decode())
     try:
         with anyio.fail_after(TIMEOUT):
@@ -154,8 +169,13 @@ async def test_sustained_refusals_for_the_actor_close_retryably(
     """A connection refused again and again for its actor's budget (not its own rate) is
     closed with the retryable 4002, not as abuse: the actor's spending is shared."""
     # H6
-    settings = make_settings(rate_per_s=1000.0, rate_burst=1000, actor_rate_per_s=0.001,
-                             actor_rate_burst=5, abuse_refusals=10)
+    settings = make_settings(
+        rate_per_s=1000.0,
+        rate_burst=1000,
+        actor_rate_per_s=0.001,
+        actor_rate_burst=5,
+        abuse_refusals=10,
+    )
     async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw:
         for i in range(40):
             await raw.send(Ping(nonce=i))

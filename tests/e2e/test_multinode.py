@@ -47,13 +47,26 @@ class Node:
         self.port = free_port()
         self.name = name
         self.log = directory / f"node-{name}.log"
-        env = {**os.environ, "LIVEPILOT_JWT_SECRET": SECRET, "LIVEPILOT_REDIS_URL": redis_url,
-               "LIVEPILOT_PORT": str(self.port), "LIVEPILOT_HOST": "127.0.0.1",
-               "LIVEPILOT_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "LIVEPILOT_JWT_SECRET": SECRET,
+            "LIVEPILOT_REDIS_URL": redis_url,
+            "LIVEPILOT_PORT": str(self.port),
+            "LIVEPILOT_HOST": "127.0.0.1",
+            "LIVEPILOT_LOG_LEVEL": "WARNING",
+        }
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", "from server.cli import main; raise SystemExit(main())",
-                 "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-c",
+                    "from server.cli import main; raise SystemExit(main())",
+                    "serve",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.http = f"http://127.0.0.1:{self.port}"
         self.ws = f"ws://127.0.0.1:{self.port}/ws"
 
@@ -90,8 +103,13 @@ SETTINGS: Settings = load_settings({"LIVEPILOT_JWT_SECRET": SECRET})
 
 
 def headers(*, creator: str | None = None, staff: str | None = None) -> dict[str, str]:
-    token = mint(SETTINGS, creator=creator, agency=AGENCY if staff else None, staff=staff,
-                 now=int(time.time() * 1000))
+    token = mint(
+        SETTINGS,
+        creator=creator,
+        agency=AGENCY if staff else None,
+        staff=staff,
+        now=int(time.time() * 1000),
+    )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -119,12 +137,16 @@ async def nodes(redis_urls: list[str], directory: Path) -> AsyncIterator[list[No
 async def grant(node: Node) -> None:
     """Staff's agency asks the creator for link + LIVE access; the creator accepts."""
     async with httpx.AsyncClient(base_url=node.http, timeout=TIMEOUT) as client:
-        sent = await client.post("/api/requests", headers=headers(staff=STAFF), json={
-            "type": "request_link", "creator": CREATOR, "with_access": True})
+        sent = await client.post(
+            "/api/requests",
+            headers=headers(staff=STAFF),
+            json={"type": "request_link", "creator": CREATOR, "with_access": True},
+        )
         assert sent.status_code == 201, sent.text
         rid = sent.json()["request"]["request_id"]
-        accepted = await client.post(f"/api/requests/{rid}/accept",
-                                     headers=headers(creator=CREATOR))
+        accepted = await client.post(
+            f"/api/requests/{rid}/accept", headers=headers(creator=CREATOR)
+        )
         assert accepted.status_code == 200, accepted.text
 
 
@@ -137,9 +159,14 @@ async def client(node: Node, *, creator: bool) -> AsyncIterator[Raw]:
 
     codec = Codec("json")
     token = (headers(creator=CREATOR) if creator else headers(staff=STAFF))[
-        "Authorization"].removeprefix("Bearer ")
-    async with connect(node.ws, subprotocols=[codec.subprotocol],  # type: ignore[list-item]
-                       open_timeout=TIMEOUT, max_size=None) as ws:
+        "Authorization"
+    ].removeprefix("Bearer ")
+    async with connect(
+        node.ws,
+        subprotocols=[codec.subprotocol],  # type: ignore[list-item]
+        open_timeout=TIMEOUT,
+        max_size=None,
+    ) as ws:
         raw = Raw(ws, codec)
         await raw.send(Hello(token=token))
         assert isinstance(await raw.recv(), Welcome)
@@ -205,9 +232,11 @@ async def test_two_nodes_serve_one_room_both_ways(redis: Any, tmp_path: Path) ->
             await live_room(creator)
             c_at, s_at = await join(creator), await join(staff)
             async with anyio.create_task_group() as tg:
+
                 async def send(raw: Raw, prefix: str) -> None:
                     for i in range(10):
                         await raw.send(add(f"{prefix}{i}"))
+
                 tg.start_soon(send, creator, "c")
                 tg.start_soon(send, staff, "s")
             acks_c = await all_acked(creator, [add(f"c{i}") for i in range(10)])
@@ -217,13 +246,11 @@ async def test_two_nodes_serve_one_room_both_ways(redis: Any, tmp_path: Path) ->
             await staff.events_until(last)
             seen_c = gap_free(creator, c_at, last)
             seen_s = gap_free(staff, max(s_at, c_at), last)
-            assert [e.command_id for e in seen_c if e.seq > s_at] == [
-                e.command_id for e in seen_s]
+            assert [e.command_id for e in seen_c if e.seq > s_at] == [e.command_id for e in seen_s]
             assert {e.command_id for e in seen_c} >= {f"{p}{i}" for p in "cs" for i in range(10)}
 
 
-async def test_same_command_on_both_nodes_is_applied_once(redis: Any,
-                                                          tmp_path: Path) -> None:
+async def test_same_command_on_both_nodes_is_applied_once(redis: Any, tmp_path: Path) -> None:
     """The same command id sent to both nodes at once: applied once, same ack."""
     # H1 (multi-node)
     async with nodes([redis.url, redis.url], tmp_path) as (a, b):
@@ -243,8 +270,7 @@ async def test_same_command_on_both_nodes_is_applied_once(redis: Any,
                 assert [e.command_id for e in events].count("twice") == 1
 
 
-async def test_revoke_on_node_a_cuts_staff_on_node_b(redis: Any,
-                                                     tmp_path: Path) -> None:
+async def test_revoke_on_node_a_cuts_staff_on_node_b(redis: Any, tmp_path: Path) -> None:
     """A revoke made through node A's API takes the staff session on node B out of
     the room within 500 ms, and its next command is refused."""
     # R6 R9 (every server node)
@@ -255,8 +281,9 @@ async def test_revoke_on_node_a_cuts_staff_on_node_b(redis: Any,
             await join(staff)
             async with httpx.AsyncClient(base_url=a.http, timeout=TIMEOUT) as http:
                 started = time.monotonic()
-                revoked = await http.post("/api/revoke", json={"agency": AGENCY},
-                                          headers=headers(creator=CREATOR))
+                revoked = await http.post(
+                    "/api/revoke", json={"agency": AGENCY}, headers=headers(creator=CREATOR)
+                )
                 assert revoked.status_code == 200, revoked.text
                 notice: AccessChanged = await staff.expect(AccessChanged)
                 took = time.monotonic() - started
@@ -264,14 +291,14 @@ async def test_revoke_on_node_a_cuts_staff_on_node_b(redis: Any,
             assert took < 0.5, took
             await staff.send(add("late"))
             from protocol.messages import Refused
+
             refused: Refused = await staff.expect(Refused)
             assert refused.command_id == "late"
         for node in (a, b):  # every access message a node heard was understood
             assert "did not decode" not in node.log.read_text()
 
 
-async def test_a_cut_connection_to_redis_is_filled_from_the_log(
-        redis: Any, tmp_path: Path) -> None:
+async def test_a_cut_connection_to_redis_is_filled_from_the_log(redis: Any, tmp_path: Path) -> None:
     """Node B's connection to Redis is cut (a proxy in between) while node A appends:
     B's member gets every event once, in order, once B is back."""
     # H2 H3 (multi-node: pub/sub is only a wake-up)
@@ -280,8 +307,7 @@ async def test_a_cut_connection_to_redis_is_filled_from_the_log(
     try:
         async with nodes([redis.url, f"redis://127.0.0.1:{proxy.port}/0"], tmp_path) as (a, b):
             await grant(a)
-            async with client(b, creator=True) as creator, \
-                    client(a, creator=False) as staff:
+            async with client(b, creator=True) as creator, client(a, creator=False) as staff:
                 await live_room(creator)
                 at = await join(creator)
                 await join(staff)

@@ -45,14 +45,18 @@ async def readyz(http: httpx.AsyncClient) -> int:
     return (await http.get("/readyz")).status_code
 
 
-async def test_redis_killed_refuses_within_1s_and_recovers(redis: Any,  # noqa: F811
-                                                           tmp_path: Path) -> None:
+async def test_redis_killed_refuses_within_1s_and_recovers(
+    redis: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """Redis killed -9: the next command gets a retryable refusal within 1 s and
     /readyz answers 503; Redis restarted on its data: /readyz is 200 again, every
     command acked before the kill is in the room, and a resent command is acked."""
     # H4 H6 (the store down is a clear retryable error, never a hang)
-    async with nodes([redis.url], tmp_path) as (a,), \
-            httpx.AsyncClient(base_url=a.http, timeout=TIMEOUT) as http:
+    async with (
+        nodes([redis.url], tmp_path) as (a,),
+        httpx.AsyncClient(base_url=a.http, timeout=TIMEOUT) as http,
+    ):
         await grant(a)
         async with client(a, creator=True) as creator:
             await live_room(creator)
@@ -96,7 +100,9 @@ async def test_redis_killed_refuses_within_1s_and_recovers(redis: Any,  # noqa: 
 
 
 async def test_a_node_killed_mid_commands_loses_and_doubles_nothing(
-        redis: Any, tmp_path: Path) -> None:  # noqa: F811
+    redis: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """Node A killed -9 with staff commands in flight: the staff client reconnects to
     node B, resumes from its last seq and resends every command with its id; each
     command is in the log exactly once, an acked one at the seq it was acked with."""

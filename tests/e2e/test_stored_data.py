@@ -36,23 +36,41 @@ async def test_the_largest_accepted_values_survive_a_restart(
     snapshotted, reload after a restart, and join and GET /api/lives still answer."""
     # H6, H4, R13 (the LIVE dashboard), R12 (post-LIVE data)
     settings = make_settings(snapshot_interval=4)
-    async with (run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as feed,
-                raw_client(srv, srv.token(creator="cr"), fmt="msgpack") as console):
+    async with (
+        run_server(settings) as srv,
+        raw_client(srv, srv.token(creator="cr")) as feed,
+        raw_client(srv, srv.token(creator="cr"), fmt="msgpack") as console,
+    ):
         for raw in (feed, console):
             await raw.send(Join(room="cr"))
             await raw.expect(Snapshot)
         commands: list[c.Command] = [
             c.StartLive(command_id="go", room="cr"),
-            c.BagAdd(command_id="add", room="cr", item=BagItem(
-                product_id="p", price_cents=CENTS_MAX, stock=COUNT_MAX)),
+            c.BagAdd(
+                command_id="add",
+                room="cr",
+                item=BagItem(product_id="p", price_cents=CENTS_MAX, stock=COUNT_MAX),
+            ),
             c.FeedViewers(command_id="v", room="cr", total=COUNT_MAX),
         ]
         for i in range(3):  # each sum passes the bound of one value
             commands += [
-                c.FeedOrder(command_id=f"o{i}", room="cr", order_id=f"o{i}", user=VIEWER,
-                            product_id="p", quantity=QUANTITY_MAX, amount_cents=CENTS_MAX),
-                c.FeedGift(command_id=f"g{i}", room="cr", user=VIEWER, gift_id=COUNT_MAX,
-                           repeat_count=COUNT_MAX),
+                c.FeedOrder(
+                    command_id=f"o{i}",
+                    room="cr",
+                    order_id=f"o{i}",
+                    user=VIEWER,
+                    product_id="p",
+                    quantity=QUANTITY_MAX,
+                    amount_cents=CENTS_MAX,
+                ),
+                c.FeedGift(
+                    command_id=f"g{i}",
+                    room="cr",
+                    user=VIEWER,
+                    gift_id=COUNT_MAX,
+                    repeat_count=COUNT_MAX,
+                ),
             ]
         last = 0
         for command in commands:
@@ -69,7 +87,10 @@ async def test_the_largest_accepted_values_survive_a_restart(
         current = snapshot.state.current
         assert current is not None
         assert (current.orders, current.units, current.gmv_cents) == (
-            3, 3 * QUANTITY_MAX, 3 * CENTS_MAX)
+            3,
+            3 * QUANTITY_MAX,
+            3 * CENTS_MAX,
+        )
         assert (current.gifts, current.peak_viewers) == (3 * COUNT_MAX, COUNT_MAX)
         base, headers = _api(srv, "cr")
         async with httpx.AsyncClient() as http:
@@ -107,7 +128,8 @@ def _sql(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
 
 @pytest.mark.parametrize("kind", ["event", "snapshot"])
 async def test_a_record_that_does_not_decode_makes_its_room_unavailable(
-    make_settings: Callable[..., Settings], kind: str,
+    make_settings: Callable[..., Settings],
+    kind: str,
 ) -> None:
     """A stored event or snapshot that does not decode: that room's joins, commands and
     reads answer ROOM_UNAVAILABLE (retryable), logged once and counted; /readyz says 503;
@@ -116,9 +138,11 @@ async def test_a_record_that_does_not_decode_makes_its_room_unavailable(
     settings = make_settings()
     path = Path(settings.data_path)
     async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw:
-        for command in (c.StartLive(command_id="go", room="cr"),
-                        c.BagAdd(command_id="a", room="cr", item=BagItem(product_id="p1")),
-                        c.BagAdd(command_id="b", room="cr", item=BagItem(product_id="p2"))):
+        for command in (
+            c.StartLive(command_id="go", room="cr"),
+            c.BagAdd(command_id="a", room="cr", item=BagItem(product_id="p1")),
+            c.BagAdd(command_id="b", room="cr", item=BagItem(product_id="p2")),
+        ):
             await raw.send(command)
             await raw.expect(Ack)
         if kind == "snapshot":  # loading reads it, and no event after it
@@ -129,17 +153,22 @@ async def test_a_record_that_does_not_decode_makes_its_room_unavailable(
     [(good,)] = _sql(path, f"SELECT data FROM {table} WHERE {where}")
     _sql(path, f"UPDATE {table} SET data = ? WHERE {where}", b"\xc1 not what was stored")
 
-    async with (run_server(settings) as srv,
-                raw_client(srv, srv.token(creator="cr")) as raw,
-                raw_client(srv, srv.token(creator="other")) as other,
-                httpx.AsyncClient() as http):
+    async with (
+        run_server(settings) as srv,
+        raw_client(srv, srv.token(creator="cr")) as raw,
+        raw_client(srv, srv.token(creator="other")) as other,
+        httpx.AsyncClient() as http,
+    ):
         base, headers = _api(srv, "cr")
         with recording("livepilot") as logged:
             for _ in range(2):  # a client retrying
                 await raw.send(Join(room="cr"))
                 error: Error = await raw.expect(Error)
                 assert (error.code, error.retryable, error.room) == (
-                    Code.ROOM_UNAVAILABLE, True, "cr")
+                    Code.ROOM_UNAVAILABLE,
+                    True,
+                    "cr",
+                )
             await raw.send(c.BagAdd(command_id="c", room="cr", item=BagItem(product_id="p3")))
             refused: Refused = await raw.expect(Refused)
             assert refused.code == Code.ROOM_UNAVAILABLE
@@ -181,17 +210,22 @@ async def test_a_resume_through_an_unreadable_event_is_retryable(
     settings = make_settings()
     path = Path(settings.data_path)
     async with run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw:
-        for command in (c.StartLive(command_id="go", room="cr"),
-                        c.BagAdd(command_id="a", room="cr", item=BagItem(product_id="p1")),
-                        c.BagAdd(command_id="b", room="cr", item=BagItem(product_id="p2"))):
+        for command in (
+            c.StartLive(command_id="go", room="cr"),
+            c.BagAdd(command_id="a", room="cr", item=BagItem(product_id="p1")),
+            c.BagAdd(command_id="b", room="cr", item=BagItem(product_id="p2")),
+        ):
             await raw.send(command)
             await raw.expect(Ack)
         rt = srv.runtime
         await rt.log.save_snapshot("cr", (await rt.hub.room("cr")).state)
     [(good,)] = _sql(path, "SELECT data FROM log_events WHERE seq = 2")
     _sql(path, "UPDATE log_events SET data = ? WHERE seq = 2", b"\xc1")
-    async with (run_server(settings) as srv, raw_client(srv, srv.token(creator="cr")) as raw,
-                httpx.AsyncClient() as http):
+    async with (
+        run_server(settings) as srv,
+        raw_client(srv, srv.token(creator="cr")) as raw,
+        httpx.AsyncClient() as http,
+    ):
         base = f"http://127.0.0.1:{srv.settings.port}"
         await raw.send(Join(room="cr"))
         assert (await raw.expect(Snapshot)).seq == 3

@@ -25,8 +25,9 @@ BEN = Actor(role="staff", id="ben", agency="agency-1")
 async def grant(srv: Server) -> None:
     """agency-1 asks for link + LIVE access; the creator accepts (R1, R5)."""
     access = srv.runtime.access
-    sent = await access.submit(ANNA, a.RequestLink(request_id="req-1", creator=CREATOR.id,
-                                                      with_access=True))
+    sent = await access.submit(
+        ANNA, a.RequestLink(request_id="req-1", creator=CREATOR.id, with_access=True)
+    )
     assert isinstance(sent, list)
     accepted = await access.submit(CREATOR, a.AcceptRequest(request_id="req-1"))
     assert isinstance(accepted, list)
@@ -75,8 +76,12 @@ async def test_the_whole_story(server: Server) -> None:
         sale = FlashSale(sale_id="s1", product_id="p1", price_cents=999, stock=2)
         await command(anna, c.FlashSaleSetUp(command_id="sale", room=room, sale=sale))
         await command(anna, c.FlashSaleDeploy(command_id="deploy", room=room, sale_id="s1"))
-        await command(ben, c.BillboardDeploy(command_id="bb", room=room,
-                                             billboard=Billboard(billboard_id="b", text="-50%")))
+        await command(
+            ben,
+            c.BillboardDeploy(
+                command_id="bb", room=room, billboard=Billboard(billboard_id="b", text="-50%")
+            ),
+        )
         last = await command(anna, c.Mute(command_id="mute", room=room, user_id="troll"))
 
         # Every member receives every event in the same order, gap-free (H2).
@@ -85,8 +90,8 @@ async def test_the_whole_story(server: Server) -> None:
         seen_ben = await ben.events_until(last.seq)
         assert [e.seq for e in seen_ben] == list(range(snap_b.seq + 1, last.seq + 1))
         assert [e.seq for e in seen_creator] == list(range(1, last.seq + 1))
-        assert seen_creator[-len(seen_ben):] == seen_ben
-        assert seen_anna[-len(seen_ben):] == seen_ben
+        assert seen_creator[-len(seen_ben) :] == seen_ben
+        assert seen_anna[-len(seen_ben) :] == seen_ben
         assert seen_anna[0].seq == snap_a.seq + 1
         # The audience sees the creator; the log keeps the real staff actor (R16).
         pinned = next(e for e in seen_anna if e.command_id == "pin")
@@ -95,8 +100,9 @@ async def test_the_whole_story(server: Server) -> None:
 
         # Unlink: every staff session is cut off from the room at once (R6); the
         # sockets stay open for other creators' rooms (decision 0015).
-        unlinked = await server.runtime.access.submit(CREATOR, a.Unlink(agency="agency-1",
-                                                                        creator=room))
+        unlinked = await server.runtime.access.submit(
+            CREATOR, a.Unlink(agency="agency-1", creator=room)
+        )
         assert isinstance(unlinked, list)
         for staff in (anna, ben):
             changed = await staff.expect(AccessChanged)
@@ -148,6 +154,10 @@ async def test_ending_the_live_closes_the_live_part_for_staff(server: Server) ->
         assert [e.seq for e in anna.events] == [e.seq for e in seen]
         # ...and the session itself stayed open for pre-LIVE work (R12).
         assert len(snapshot.state.lives) == 1
-        ack = await command(anna, c.ProductSetSave(
-            command_id="set", room=room, product_set=ProductSet(set_id="s", name="Next show")))
+        ack = await command(
+            anna,
+            c.ProductSetSave(
+                command_id="set", room=room, product_set=ProductSet(set_id="s", name="Next show")
+            ),
+        )
         assert ack.seq > snapshot.seq

@@ -16,7 +16,8 @@ async def test_a_frame_before_hello_gets_not_authenticated_then_close(server: Se
         await raw.send(Ping(nonce=1))
         messages, code = await raw.until_closed()
         assert [(m.code, m.retryable) for m in messages if isinstance(m, Error)] == [
-            (Code.NOT_AUTHENTICATED, False)]
+            (Code.NOT_AUTHENTICATED, False)
+        ]
         assert code == CloseCode.BAD_TOKEN
 
 

@@ -13,17 +13,26 @@ from tests.actors import ANN, CREATOR_ID, EVE, OTHER_AGENCY
 
 def entry(n: int, code: int | None = None) -> AuditEntry:
     """A journal entry of ann's at time ``n`` (``c{n}``), refused with ``code`` if given."""
-    return AuditEntry(at=n, creator=CREATOR_ID, actor=ANN, family="bag", action="bag_pin",
-                      command_id=f"c{n}", code=code)
+    return AuditEntry(
+        at=n,
+        creator=CREATOR_ID,
+        actor=ANN,
+        family="bag",
+        action="bag_pin",
+        command_id=f"c{n}",
+        code=code,
+    )
 
 
-async def applied(log: MemoryRoomLog, n: int, *, actor: Actor = ANN, room: str = CREATOR_ID,
-                  family: str = "bag") -> None:
+async def applied(
+    log: MemoryRoomLog, n: int, *, actor: Actor = ANN, room: str = CREATOR_ID, family: str = "bag"
+) -> None:
     """Append one applied command ``a{n}`` at time ``n`` with its audit record."""
     seq = await log.last_seq(room)
     event = PendingEvent(at=n, actor=room, by=actor, body=ProductPinned(product_id="p"))
-    await log.append(room, f"a{n}", [event], seq,
-                     CommandRecord(at=n, by=actor, family=family, action="bag_pin"))
+    await log.append(
+        room, f"a{n}", [event], seq, CommandRecord(at=n, by=actor, family=family, action="bag_pin")
+    )
 
 
 async def test_the_trail_merges_applied_commands_and_journal_entries_newest_first() -> None:
@@ -37,7 +46,12 @@ async def test_the_trail_merges_applied_commands_and_journal_entries_newest_firs
     await auditor.write([entry(2, code=201), entry(5, code=201)])
     trail = await auditor.trail(AuditQuery(creator=CREATOR_ID))
     assert [(e.at, e.command_id, e.code) for e in trail] == [
-        (6, "a6", None), (5, "c5", 201), (4, "a4", None), (2, "c2", 201), (1, "a1", None)]
+        (6, "a6", None),
+        (5, "c5", 201),
+        (4, "a4", None),
+        (2, "c2", 201),
+        (1, "a1", None),
+    ]
     assert [e.seq for e in trail if e.code is None] == [3, 2, 1]
     assert all(e.actor == ANN and e.creator == CREATOR_ID for e in trail)
     limited = await auditor.trail(AuditQuery(creator=CREATOR_ID, limit=2))

@@ -40,27 +40,45 @@ class HeldLog(MemoryRoomLog):
         self.release = asyncio.Event()
         self.release.set()
 
-    async def append(self, room: str, command_id: str | None,
-                     events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None, *,
-                     digest: bytes | None = None,
-                     grant_version: GrantVersion | None = None) -> AppendResult:
+    async def append(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+        record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
+    ) -> AppendResult:
         await self.release.wait()
-        return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest, grant_version=grant_version)
+        return await super().append(
+            room,
+            command_id,
+            events,
+            expected_seq,
+            record,
+            digest=digest,
+            grant_version=grant_version,
+        )
 
 
 def make_hub(clock: Clock, log: MemoryRoomLog | None = None) -> Hub:
     def grants(agency: str, creator: str, now: int) -> Grant | None:
         return Grant(agency=agency, creator=creator)
 
-    return Hub(log or MemoryRoomLog(), MemoryJournal(), grants, clock=clock,
-               metrics=Metrics(), room_idle_ms=IDLE_MS)
+    return Hub(
+        log or MemoryRoomLog(),
+        MemoryJournal(),
+        grants,
+        clock=clock,
+        metrics=Metrics(),
+        room_idle_ms=IDLE_MS,
+    )
 
 
 def creator_session(clock: Clock) -> Session:
-    return Session("c1", CREATOR, CODEC, expires_at=clock.now + 86_400_000,
-                   max_buffered=1 << 20)
+    return Session("c1", CREATOR, CODEC, expires_at=clock.now + 86_400_000, max_buffered=1 << 20)
 
 
 async def sweep(hub: Hub, clock: Clock, other_room: str) -> None:
@@ -74,8 +92,9 @@ async def used_then_left(hub: Hub, clock: Clock) -> Session:
     hub.connect(creator)
     await hub.join(creator, CREATOR_ID)
     await hub.command(creator, c.StartLive(command_id="go", room=CREATOR_ID))
-    await hub.command(creator, c.BagAdd(command_id="add", room=CREATOR_ID,
-                                        item=BagItem(product_id="p1")))
+    await hub.command(
+        creator, c.BagAdd(command_id="add", room=CREATOR_ID, item=BagItem(product_id="p1"))
+    )
     hub.disconnect(creator)
     return creator
 
@@ -120,8 +139,14 @@ async def test_a_room_with_an_append_in_flight_stays() -> None:
     await used_then_left(hub, clock)
     live = hub.rooms[CREATOR_ID]
     log.release.clear()
-    pending = [PendingEvent(at=clock.now, actor=CREATOR_ID, by=CREATOR,
-                            body=ProductAdded(item=BagItem(product_id="p9"), position=1))]
+    pending = [
+        PendingEvent(
+            at=clock.now,
+            actor=CREATOR_ID,
+            by=CREATOR,
+            body=ProductAdded(item=BagItem(product_id="p9"), position=1),
+        )
+    ]
     entry = live.submit(log, "held", pending, None)
     for other in ("x", "y", "z"):
         await sweep(hub, clock, other)
@@ -163,8 +188,9 @@ async def test_a_room_used_between_sweeps_gets_a_second_chance() -> None:
     creator = await used_then_left(hub, clock)
     await sweep(hub, clock, "x")
     hub.connect(creator)  # a command, sent without joining
-    await hub.command(creator, c.BagAdd(command_id="add2", room=CREATOR_ID,
-                                        item=BagItem(product_id="p2")))
+    await hub.command(
+        creator, c.BagAdd(command_id="add2", room=CREATOR_ID, item=BagItem(product_id="p2"))
+    )
     hub.disconnect(creator)
     await sweep(hub, clock, "y")
     assert CREATOR_ID in hub.rooms

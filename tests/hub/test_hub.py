@@ -39,8 +39,9 @@ def make_hub(log: MemoryRoomLog | None = None, *, granted: bool = True) -> Hub:
     def grants(agency: str, creator: str, now: int) -> Grant | None:
         return Grant(agency=agency, creator=creator) if granted else None
 
-    return Hub(log or MemoryRoomLog(), MemoryJournal(), grants, clock=lambda: NOW,
-               metrics=Metrics())
+    return Hub(
+        log or MemoryRoomLog(), MemoryJournal(), grants, clock=lambda: NOW, metrics=Metrics()
+    )
 
 
 def session(actor: Actor, sid: str) -> Session:
@@ -58,19 +59,35 @@ class OtherNodeFirst(MemoryRoomLog):
         super().__init__()
         self.raced = False
 
-    async def append(self, room: str, command_id: str | None,
-                     events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None, *,
-                     digest: bytes | None = None,
-                     grant_version: GrantVersion | None = None) -> AppendResult:
+    async def append(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+        record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
+    ) -> AppendResult:
         if not self.raced and command_id == "mine":
             self.raced = True
-            other = PendingEvent(at=NOW, actor="cr", by=CREATOR,
-                                 body=ProductAdded(item=BagItem(product_id="p-other"),
-                                                   position=0))
+            other = PendingEvent(
+                at=NOW,
+                actor="cr",
+                by=CREATOR,
+                body=ProductAdded(item=BagItem(product_id="p-other"), position=0),
+            )
             await super().append(room, "theirs", [other], expected_seq)
-        return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest, grant_version=grant_version)
+        return await super().append(
+            room,
+            command_id,
+            events,
+            expected_seq,
+            record,
+            digest=digest,
+            grant_version=grant_version,
+        )
 
 
 async def test_conflict_reloads_and_decides_again() -> None:
@@ -81,8 +98,9 @@ async def test_conflict_reloads_and_decides_again() -> None:
     creator = session(CREATOR, "c1")
     hub.connect(creator)
     await hub.command(creator, c.StartLive(command_id="go", room="cr"))
-    await hub.command(creator, c.BagAdd(command_id="mine", room="cr",
-                                        item=BagItem(product_id="p-mine")))
+    await hub.command(
+        creator, c.BagAdd(command_id="mine", room="cr", item=BagItem(product_id="p-mine"))
+    )
     acks = [m for m in drain(creator) if isinstance(m, Ack)]
     assert acks[-1] == Ack(command_id="mine", seq=3)
     state = (await hub.room("cr")).state
@@ -118,8 +136,12 @@ async def test_an_applied_command_is_recorded_in_its_append() -> None:
         hub.connect(s)
     await hub.command(creator, c.StartLive(command_id="go", room="cr"))
     await hub.command(staff, c.Mute(command_id="m1", room="cr", user_id="u1"))
-    await hub.command(creator, c.FeedComment(command_id="f1", room="cr", comment_id="f1",
-                                             user=Viewer(unique_id="v"), content="hi"))
+    await hub.command(
+        creator,
+        c.FeedComment(
+            command_id="f1", room="cr", comment_id="f1", user=Viewer(unique_id="v"), content="hi"
+        ),
+    )
     assert Ack(command_id="m1", seq=2) in drain(staff)
     applied = await log.applied("cr", AppliedQuery())
     assert [(a.command_id, a.last_seq, a.record) for a in applied] == [
@@ -167,11 +189,17 @@ async def test_members_see_events_in_order_and_leavers_stop_receiving() -> None:
 class BrokenDisk(MemoryRoomLog):
     """A log whose writes fail, as on a full or failing disk."""
 
-    async def append(self, room: str, command_id: str | None,
-                     events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None, *,
-                     digest: bytes | None = None,
-                     grant_version: GrantVersion | None = None) -> AppendResult:
+    async def append(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+        record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
+    ) -> AppendResult:
         raise LogWriteError("disk I/O error")
 
 
@@ -198,22 +226,36 @@ class Gate(MemoryRoomLog):
         self.all_waiting = anyio.Event()
         self.expect = 0
 
-    async def append(self, room: str, command_id: str | None,
-                     events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None, *,
-                     digest: bytes | None = None,
-                     grant_version: GrantVersion | None = None) -> AppendResult:
+    async def append(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+        record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
+    ) -> AppendResult:
         self.waiting += 1
         if self.waiting == self.expect:
             self.all_waiting.set()
         await self.gate.wait()
-        return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest, grant_version=grant_version)
+        return await super().append(
+            room,
+            command_id,
+            events,
+            expected_seq,
+            record,
+            digest=digest,
+            grant_version=grant_version,
+        )
 
 
 def comment(i: int | str) -> c.FeedComment:
-    return c.FeedComment(command_id=f"c{i}", room="cr", comment_id=f"c{i}",
-                         user=Viewer(unique_id="v"), content="hi")
+    return c.FeedComment(
+        command_id=f"c{i}", room="cr", comment_id=f"c{i}", user=Viewer(unique_id="v"), content="hi"
+    )
 
 
 async def test_a_rooms_appends_are_pipelined_not_serialized() -> None:
@@ -270,8 +312,9 @@ async def test_a_resend_among_commands_in_flight_leaves_the_room_equal_to_its_lo
             log.gate.set()
     acks = [m for m in drain(creator) if isinstance(m, Ack)]
     assert [a.seq for a in acks if a.command_id == "cdup"] == [2, 2]
-    assert sorted(a.command_id for a in acks) == sorted(["go", "cdup", "cdup",
-                                                         *(f"c{i}" for i in range(5))])
+    assert sorted(a.command_id for a in acks) == sorted(
+        ["go", "cdup", "cdup", *(f"c{i}" for i in range(5))]
+    )
     await hub.command(creator, comment("after"))
     live = await hub.room("cr")
     rebuilt = await hub._load("cr")
@@ -327,8 +370,9 @@ async def live_creator(hub: Hub) -> Session:
     return creator
 
 
-async def pipelined(hub: Hub, sender: Session, command: RoomCommand,
-                    spawn: Callable[..., None]) -> None:
+async def pipelined(
+    hub: Hub, sender: Session, command: RoomCommand, spawn: Callable[..., None]
+) -> None:
     """Send ``command`` the way the endpoint does, then wait until it is answered."""
     answered = await hub.command(sender, command, spawn)
     assert answered is not None
@@ -338,8 +382,14 @@ async def pipelined(hub: Hub, sender: Session, command: RoomCommand,
 
 def snapshotting_hub(log: MemoryRoomLog) -> Hub:
     """A hub that saves a snapshot every 2 events."""
-    return Hub(log, MemoryJournal(), lambda a, cr, now: Grant(agency=a, creator=cr),
-               clock=lambda: NOW, metrics=Metrics(), snapshot_interval=2)
+    return Hub(
+        log,
+        MemoryJournal(),
+        lambda a, cr, now: Grant(agency=a, creator=cr),
+        clock=lambda: NOW,
+        metrics=Metrics(),
+        snapshot_interval=2,
+    )
 
 
 async def test_pipelined_command_is_answered_without_a_task() -> None:
@@ -381,8 +431,12 @@ async def test_pipelined_command_after_a_conflict_is_decided_again() -> None:
     creator = await live_creator(hub)
     async with anyio.create_task_group() as tg:
         spawn = Spawned(tg)
-        await pipelined(hub, creator, c.BagAdd(command_id="mine", room="cr",
-                                               item=BagItem(product_id="p-mine")), spawn)
+        await pipelined(
+            hub,
+            creator,
+            c.BagAdd(command_id="mine", room="cr", item=BagItem(product_id="p-mine")),
+            spawn,
+        )
     assert spawn.started == 1
     acks = [m for m in drain(creator) if isinstance(m, Ack)]
     assert acks[-1] == Ack(command_id="mine", seq=3)
@@ -397,8 +451,7 @@ async def test_pipelined_command_is_answered_even_when_no_task_can_start() -> No
     def closed_group(fn: Callable[..., Coroutine[Any, Any, object]], *args: object) -> None:
         raise RuntimeError("this task group is no longer active")
 
-    await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"),
-                    closed_group)
+    await pipelined(hub, creator, c.Mute(command_id="m1", room="cr", user_id="u1"), closed_group)
     assert Ack(command_id="m1", seq=2) in drain(creator)  # durable and acked all the same
     # R16: and on the audit trail
     trail = await hub.auditor.trail(AuditQuery(creator="cr", family="moderation"))
@@ -432,17 +485,24 @@ async def test_command_waiting_for_the_room_uses_the_access_in_force_when_decide
     # R6 (every command is checked against the access in force) R9 (revoke)
     granted = {"ag": True}
     log = MemoryRoomLog()
-    hub = Hub(log, MemoryJournal(),
-              lambda a, cr, now: Grant(agency=a, creator=cr) if granted[a] else None,
-              clock=lambda: NOW, metrics=Metrics())
+    hub = Hub(
+        log,
+        MemoryJournal(),
+        lambda a, cr, now: Grant(agency=a, creator=cr) if granted[a] else None,
+        clock=lambda: NOW,
+        metrics=Metrics(),
+    )
     creator = await live_creator(hub)
     staff = session(STAFF, "s1")
     hub.connect(staff)
     live = await hub.room("cr")
     async with anyio.create_task_group() as tg:
         await live.lock.acquire()  # as a join settling or a snapshot would
-        tg.start_soon(hub.command, staff, c.BagAdd(command_id="late", room="cr",
-                                                   item=BagItem(product_id="p1")))
+        tg.start_soon(
+            hub.command,
+            staff,
+            c.BagAdd(command_id="late", room="cr", item=BagItem(product_id="p1")),
+        )
         await anyio.wait_all_tasks_blocked()  # the command waits for the lock
         granted["ag"] = False
         assert hub.access_ended("ag", "cr", "revoked") == 1
@@ -461,16 +521,29 @@ class HeldNotice(MemoryRoomLog):
         self.reached = anyio.Event()
         self.release = anyio.Event()
 
-    async def append(self, room: str, command_id: str | None,
-                     events: Sequence[PendingEvent], expected_seq: int,
-                     record: CommandRecord | None = None, *,
-                     digest: bytes | None = None,
-                     grant_version: GrantVersion | None = None) -> AppendResult:
+    async def append(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+        record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
+    ) -> AppendResult:
         if any(isinstance(e.body, CreatorNotified) for e in events):
             self.reached.set()
             await self.release.wait()
-        return await super().append(room, command_id, events, expected_seq, record,
-                                    digest=digest, grant_version=grant_version)
+        return await super().append(
+            room,
+            command_id,
+            events,
+            expected_seq,
+            record,
+            digest=digest,
+            grant_version=grant_version,
+        )
 
 
 async def test_join_whose_access_ends_meanwhile_never_becomes_a_member() -> None:
@@ -479,9 +552,13 @@ async def test_join_whose_access_ends_meanwhile_never_becomes_a_member() -> None
     # R6 (cut off at once: no member slips in after the end) R11 (joining needs access)
     granted = {"ag": True}
     log = HeldNotice()
-    hub = Hub(log, MemoryJournal(),
-              lambda a, cr, now: Grant(agency=a, creator=cr) if granted[a] else None,
-              clock=lambda: NOW, metrics=Metrics())
+    hub = Hub(
+        log,
+        MemoryJournal(),
+        lambda a, cr, now: Grant(agency=a, creator=cr) if granted[a] else None,
+        clock=lambda: NOW,
+        metrics=Metrics(),
+    )
     await live_creator(hub)
     staff = session(STAFF, "s1")
     hub.connect(staff)
@@ -527,15 +604,24 @@ async def test_fan_out_frames_each_event_once_per_format() -> None:
 
     hub = make_hub()
     sinks = {name: WireSink() for name in ("j1", "j2", "m1", "m2")}
-    members = [Session(name, CREATOR, Codec("msgpack" if name.startswith("m") else "json"),
-                       expires_at=NOW + 3_600_000, max_buffered=1 << 20, sink=sinks[name])
-               for name in sinks]
+    members = [
+        Session(
+            name,
+            CREATOR,
+            Codec("msgpack" if name.startswith("m") else "json"),
+            expires_at=NOW + 3_600_000,
+            max_buffered=1 << 20,
+            sink=sinks[name],
+        )
+        for name in sinks
+    ]
     for member in members:
         hub.connect(member)
         await hub.join(member, "cr")
     await hub.command(members[0], c.StartLive(command_id="go", room="cr"))
-    started = {name: [w for w in sink.writes if w[1] is not None][-1]
-               for name, sink in sinks.items()}
+    started = {
+        name: [w for w in sink.writes if w[1] is not None][-1] for name, sink in sinks.items()
+    }
     (j1_frame, j1_wire), (_, j2_wire) = started["j1"], started["j2"]
     (m1_frame, m1_wire), (_, m2_wire) = started["m1"], started["m2"]
     assert j1_wire is j2_wire  # one object: framed once for both JSON members

@@ -38,10 +38,16 @@ from tests.hub.test_hub import (
 REUSED = Code.COMMAND_ID_REUSED
 
 
-def add(cid: str, product: str, position: int | None = None,
-        version: int | None = None) -> c.BagAdd:
-    return c.BagAdd(command_id=cid, room="cr", item=BagItem(product_id=product),
-                    position=position, expected_version=version)
+def add(
+    cid: str, product: str, position: int | None = None, version: int | None = None
+) -> c.BagAdd:
+    return c.BagAdd(
+        command_id=cid,
+        room="cr",
+        item=BagItem(product_id=product),
+        position=position,
+        expected_version=version,
+    )
 
 
 def answers(s: Session, cid: str) -> list[Ack | Refused]:
@@ -131,8 +137,7 @@ async def test_a_pipelined_reuse_is_refused_and_the_room_follows_its_log() -> No
     staff = session(STAFF, "s1")
     hub.connect(staff)
     async with anyio.create_task_group() as tg:
-        await pipelined(hub, staff, c.Mute(command_id="go", room="cr", user_id="u1"),
-                        Spawned(tg))
+        await pipelined(hub, staff, c.Mute(command_id="go", room="cr", user_id="u1"), Spawned(tg))
     assert codes(answers(staff, "go")) == [REUSED]
     live = await hub.room("cr")
     assert live.state == await hub._load("cr")
@@ -172,8 +177,12 @@ async def test_a_query_is_never_a_resend() -> None:
 
 # --- property: random (actor, id, content) resends -----------------------------------
 
-ACTORS = (CREATOR, STAFF, Actor(role="staff", id="st2", agency="ag"),
-          Actor(role="staff", id="st", agency="ag2"))
+ACTORS = (
+    CREATOR,
+    STAFF,
+    Actor(role="staff", id="st2", agency="ag"),
+    Actor(role="staff", id="st", agency="ag2"),
+)
 """The creator, a staff member, a colleague, and the same staff id in another agency."""
 IDS = ("go", "k0", "k1", "k2")
 PRODUCTS = ("p1", "p2")
@@ -189,7 +198,8 @@ def step(draw: st.DrawFn) -> tuple[Actor, RoomCommand]:
     options: list[RoomCommand] = [
         add(cid, what, version=version),
         c.BagDelete(command_id=cid, room="cr", product_id=what, expected_version=version),
-        c.Mute(command_id=cid, room="cr", user_id=what, expected_version=version)]
+        c.Mute(command_id=cid, room="cr", user_id=what, expected_version=version),
+    ]
     return actor, draw(st.sampled_from(options))
 
 
@@ -212,8 +222,9 @@ async def send(hub: Hub, s: Session, command: RoomCommand, pipeline: bool) -> Ac
     return answer
 
 
-async def check_resends(log: RoomLog, steps: list[tuple[Actor, RoomCommand]],
-                        pipeline: bool) -> None:
+async def check_resends(
+    log: RoomLog, steps: list[tuple[Actor, RoomCommand]], pipeline: bool
+) -> None:
     """Run ``steps`` through a hub on ``log`` and check every answer against the model:
     id -> (actor, command, ack seq) of its first application."""
     hub = make_hub()
@@ -262,8 +273,9 @@ STEPS = st.lists(step(), min_size=1, max_size=25)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=STEPS, pipeline=st.booleans())
-def test_random_resends_on_the_memory_log(steps: list[tuple[Actor, RoomCommand]],
-                                          pipeline: bool) -> None:
+def test_random_resends_on_the_memory_log(
+    steps: list[tuple[Actor, RoomCommand]], pipeline: bool
+) -> None:
     """Random (actor, id, content) sends: the same actor and content get the first ack
     and apply once; anything else under a used id is refused 112, the log unchanged."""
     # H1
@@ -272,8 +284,9 @@ def test_random_resends_on_the_memory_log(steps: list[tuple[Actor, RoomCommand]]
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=STEPS, pipeline=st.booleans())
-def test_random_resends_on_the_sqlite_log(steps: list[tuple[Actor, RoomCommand]],
-                                          pipeline: bool) -> None:
+def test_random_resends_on_the_sqlite_log(
+    steps: list[tuple[Actor, RoomCommand]], pipeline: bool
+) -> None:
     """The same property on the SQLite log (its keys and lookups are SQL)."""
     # H1
 

@@ -59,8 +59,9 @@ class RecordingSink:
 
 
 def session(actor: Actor, sid: str, calls: list[str]) -> Session:
-    return Session(sid, actor, CODEC, expires_at=2**62, max_buffered=1 << 20,
-                   sink=RecordingSink(sid, calls))
+    return Session(
+        sid, actor, CODEC, expires_at=2**62, max_buffered=1 << 20, sink=RecordingSink(sid, calls)
+    )
 
 
 def fan_out(live: LiveRoom, event: Event) -> None:
@@ -69,8 +70,9 @@ def fan_out(live: LiveRoom, event: Event) -> None:
 
 
 def added(product: str) -> PendingEvent:
-    return PendingEvent(at=1, actor="cr", by=STAFF,
-                        body=ProductAdded(item=BagItem(product_id=product), position=0))
+    return PendingEvent(
+        at=1, actor="cr", by=STAFF, body=ProductAdded(item=BagItem(product_id=product), position=0)
+    )
 
 
 async def publish_two(log: RoomLog, calls: list[str]) -> None:
@@ -92,9 +94,15 @@ async def test_publish_writes_in_log_order_then_flushes_once() -> None:
     calls: list[str] = []
     await publish_two(MemoryRoomLog(), calls)
     assert [c for c in calls if c != "done callback"] == [
-        "m1 event 1", "s1 event 1", "s1 ack 1",
-        "m1 event 2", "s1 event 2", "s2 ack 2",
-        "m1 flush", "s1 flush", "s2 flush",
+        "m1 event 1",
+        "s1 event 1",
+        "s1 ack 1",
+        "m1 event 2",
+        "s1 event 2",
+        "s2 ack 2",
+        "m1 flush",
+        "s1 flush",
+        "s2 flush",
     ]
 
 
@@ -105,10 +113,18 @@ class ManualLog(MemoryRoomLog):
         super().__init__()
         self.pending: list[tuple[asyncio.Future[AppendResult], Callable[[], None] | None]] = []
 
-    def append_soon(self, room: str, command_id: str | None, events: Sequence[PendingEvent],
-                    expected_seq: int, record: CommandRecord | None = None, *,
-                    digest: bytes | None = None, grant_version: GrantVersion | None = None,
-                    then: Callable[[], None] | None = None) -> asyncio.Future[AppendResult]:
+    def append_soon(
+        self,
+        room: str,
+        command_id: str | None,
+        events: Sequence[PendingEvent],
+        expected_seq: int,
+        record: CommandRecord | None = None,
+        *,
+        digest: bytes | None = None,
+        grant_version: GrantVersion | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> asyncio.Future[AppendResult]:
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self.pending.append((future, then))
         return future
@@ -141,6 +157,7 @@ async def test_with_the_sqlite_log_frames_leave_before_the_done_callbacks(
 
 async def test_a_failing_fan_out_answers_the_command_and_resyncs_the_room() -> None:
     """A bug while publishing does not leave the command waiting: UNAVAILABLE, diverged."""
+
     def broken(live: LiveRoom, event: Event) -> None:
         raise RuntimeError("a bug in fan-out")
 

@@ -47,10 +47,8 @@ class Cluster:
     def node(self, name: str) -> Hub:
         bus = self.network.bus(name)
         log = self.logs[name] = WakingMemoryLog(self.store, bus, self.epochs)
-        hub = Hub(log, self.journal, self._grants,
-                  clock=lambda: NOW, metrics=Metrics())
-        self.links[name] = NodeLink(hub, bus, spawn=self.tasks.start_soon,
-                                    presence_ttl_ms=self.ttl)
+        hub = Hub(log, self.journal, self._grants, clock=lambda: NOW, metrics=Metrics())
+        self.links[name] = NodeLink(hub, bus, spawn=self.tasks.start_soon, presence_ttl_ms=self.ttl)
         return hub
 
     def _grants(self, agency: str, creator: str, now: int) -> Grant | None:
@@ -142,9 +140,11 @@ async def test_concurrent_appends_on_two_nodes_are_one_order() -> None:
     every event once, in order, and every sender's ack names its own event's seq."""
     # H2 H5 (multi-node)
     async with cl_ctx() as (_cl, a, b, creator, staff, ci, si):
+
         async def send(hub: Hub, s: Session, prefix: str) -> None:
             for i in range(15):
                 await hub.command(s, add(f"{prefix}{i}", f"{prefix}p{i}"))
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(send, a, staff, "s")
             tg.start_soon(send, b, creator, "c")
@@ -215,8 +215,9 @@ async def test_lost_history_sends_members_a_snapshot_instead_of_skipping() -> No
         await b.command(creator, add("new0", "n0"))
         await b.command(creator, c.StartLive(command_id="go-again", room="cr"))
         await b.command(creator, add("new1", "n1"))
-        await si.until(lambda got: any(isinstance(m, Snapshot) and m.reason == "history_lost"
-                                       for m in got))
+        await si.until(
+            lambda got: any(isinstance(m, Snapshot) and m.reason == "history_lost" for m in got)
+        )
         lost = next(m for m in si.got if isinstance(m, Snapshot) and m.reason == "history_lost")
         assert lost.seq < 4  # the new history's seqs, not the old ones
         last = await a.log.last_seq("cr")
@@ -228,8 +229,9 @@ async def test_lost_history_sends_members_a_snapshot_instead_of_skipping() -> No
         assert seqs == list(range(lost.seq + 1, last + 1))
         assert "p0" not in {p.product_id for p in lost.state.bag}  # the old history's
         for inbox in (si, ci):  # on both nodes
-            await inbox.until(lambda got: any(isinstance(m, Snapshot)
-                                              and m.reason == "history_lost" for m in got))
+            await inbox.until(
+                lambda got: any(isinstance(m, Snapshot) and m.reason == "history_lost" for m in got)
+            )
 
 
 async def test_same_command_on_both_nodes_applies_once() -> None:
@@ -243,8 +245,7 @@ async def test_same_command_on_both_nodes_applies_once() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(a.command, staff, cmd)
             tg.start_soon(b.command, staff_b, cmd)
-        await si.until(lambda got: any(isinstance(m, Ack) and m.command_id == "same"
-                                       for m in got))
+        await si.until(lambda got: any(isinstance(m, Ack) and m.command_id == "same" for m in got))
         await sb.until(lambda got: any(isinstance(m, Ack) for m in got))
         [ack_a] = [m for m in si.got if isinstance(m, Ack) and m.command_id == "same"]
         [ack_b] = [m for m in sb.got if isinstance(m, Ack)]
@@ -271,8 +272,7 @@ async def test_access_end_on_one_node_cuts_sessions_on_the_other() -> None:
         await si.until(lambda got: any(isinstance(m, AccessChanged) for m in got))
         assert "cr" not in staff.rooms
         await a.command(creator, add("after", "p-after"))
-        await ci.until(lambda got: any(isinstance(m, Ack) and m.command_id == "after"
-                                       for m in got))
+        await ci.until(lambda got: any(isinstance(m, Ack) and m.command_id == "after" for m in got))
         await b.command(staff, add("late", "p-late"))  # refused: no grant any more
         assert not [m for m in si.got if isinstance(m, Event) and m.command_id == "after"]
 
@@ -291,8 +291,10 @@ async def test_presence_merges_nodes_and_a_dead_node_lapses() -> None:
         await a.join(staff, "cr")
 
         def shows(members: set[Actor]) -> Callable[[list[ServerMessage]], bool]:
-            return lambda got: any(isinstance(m, Presence) and set(m.members) == members
-                                   for m in got)
+            return lambda got: any(
+                isinstance(m, Presence) and set(m.members) == members for m in got
+            )
+
         await ci.until(shows({CREATOR, STAFF}))
         cl.network.cut("a")
         cl.links["a"].bus.listen(None)  # type: ignore[arg-type]

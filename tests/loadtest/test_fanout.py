@@ -44,12 +44,16 @@ def test_refining_stops_below_the_rate_that_failed() -> None:
     assert ramp.refining
 
 
-@pytest.mark.parametrize(("capacity", "expected"), [
-    (500, [1000]),  # nothing sustained: nothing to go back to
-    (10**9, [1000, 2000, 4000]),  # never saturated within max_steps
-])
-def test_no_refinement_without_a_sustained_step_and_a_failure(capacity: float,
-                                                              expected: Sequence[int]) -> None:
+@pytest.mark.parametrize(
+    ("capacity", "expected"),
+    [
+        (500, [1000]),  # nothing sustained: nothing to go back to
+        (10**9, [1000, 2000, 4000]),  # never saturated within max_steps
+    ],
+)
+def test_no_refinement_without_a_sustained_step_and_a_failure(
+    capacity: float, expected: Sequence[int]
+) -> None:
     """Refinement needs a sustained step below a failed one."""
     assert walk(Ramp(1000, 2, 3, refine=1.1), capacity) == expected
 
@@ -57,7 +61,6 @@ def test_no_refinement_without_a_sustained_step_and_a_failure(capacity: float,
 def test_a_finer_factor_no_finer_than_the_gap_does_not_refine() -> None:
     """When the finer step would reach the failed rate anyway, the ramp just ends."""
     assert walk(Ramp(1000, 1.05, 10, refine=1.1), capacity=1060) == [1000, 1050, 1102]
-
 
 
 def _left_and_remaining(ramp: Ramp, capacity: float) -> list[tuple[bool, int, int]]:
@@ -90,18 +93,34 @@ def test_steps_left_while_refining_bounds_the_finer_climb(capacity: float) -> No
         assert refining == [(3, 3), (2, 2), (1, 1)]
 
 
-def _step(target: float, delivered: float, server_cpu: float, *, sustained: bool = True,
-          valid: bool = True) -> dict[str, Any]:
-    return {"target": target, "delivered": delivered, "sustained": sustained,
-            "valid": valid, "contended": False, "server_cpu": server_cpu,
-            "loadgen_cpu": 50.0 if valid else 96.0, "latency": {"p99_ms": 5.0}}
+def _step(
+    target: float,
+    delivered: float,
+    server_cpu: float,
+    *,
+    sustained: bool = True,
+    valid: bool = True,
+) -> dict[str, Any]:
+    return {
+        "target": target,
+        "delivered": delivered,
+        "sustained": sustained,
+        "valid": valid,
+        "contended": False,
+        "server_cpu": server_cpu,
+        "loadgen_cpu": 50.0 if valid else 96.0,
+        "latency": {"p99_ms": 5.0},
+    }
 
 
 def test_a_ramp_the_load_generator_could_not_finish_keeps_its_per_cpu_figure() -> None:
     """Saturated load generator: the run is invalid (capacity only a lower bound), but
     deliveries per server CPU-second at the best sustained step still counts."""
-    steps = [_step(100_000, 100_000, 50.0), _step(160_000, 158_000, 80.0),
-             _step(220_000, 190_000, 90.0, valid=False)]
+    steps = [
+        _step(100_000, 100_000, 50.0),
+        _step(160_000, 158_000, 80.0),
+        _step(220_000, 190_000, 90.0, valid=False),
+    ]
     out = summarize(steps, argparse.Namespace(max_steps=20))
     assert out["valid"] is False
     assert out["capacity_lower_bound"] == 158_000
@@ -117,7 +136,8 @@ def test_a_ramp_the_load_generator_could_not_finish_keeps_its_per_cpu_figure() -
 
 def test_no_per_cpu_figure_without_a_sustained_step() -> None:
     """Nothing sustained: no figure to compare on."""
-    out = summarize([_step(100_000, 50_000, 99.0, sustained=False)],
-                    argparse.Namespace(max_steps=20))
+    out = summarize(
+        [_step(100_000, 50_000, 99.0, sustained=False)], argparse.Namespace(max_steps=20)
+    )
     assert out["valid"] is False
     assert out["per_cpu"] is None

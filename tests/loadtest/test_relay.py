@@ -39,6 +39,7 @@ async def test_livepilot_runs_again_at_raws_feed_rate_next_to_its_own_run() -> N
 
 async def test_no_second_run_when_raws_run_is_invalid() -> None:
     """An invalid raw run's feed rate is not a load raw sustained: no comparison."""
+
     async def measure(rate: float) -> dict[str, Any]:
         raise AssertionError("must not run")
 
@@ -50,6 +51,7 @@ async def test_no_second_run_when_raws_run_is_invalid() -> None:
 @pytest.mark.parametrize("missing", ["livepilot", "raw"])
 async def test_no_second_run_without_both_systems(missing: str) -> None:
     """--systems without livepilot or without raw: nothing to compare, no second run."""
+
     async def measure(rate: float) -> dict[str, Any]:
         raise AssertionError("must not run")
 
@@ -61,6 +63,7 @@ async def test_no_second_run_without_both_systems(missing: str) -> None:
 
 async def test_a_failing_second_run_is_recorded_as_invalid() -> None:
     """A second run that raises is an invalid column saying why, not a lost result."""
+
     async def measure(rate: float) -> dict[str, Any]:
         raise RuntimeError("server exited")
 
@@ -80,12 +83,21 @@ class _Fake:
     def __init__(self) -> None:
         self.runs: list[tuple[str, float, str]] = []
 
-    async def capacity(self, ctx: object, name: str, opts: object,
-                       sizes: object) -> tuple[float, bool]:
+    async def capacity(
+        self, ctx: object, name: str, opts: object, sizes: object
+    ) -> tuple[float, bool]:
         return self.CAPACITY[name], False
 
-    async def measure(self, ctx: object, name: str, opts: object, sizes: object,
-                      feed_rate: float, *, label: str = "relay") -> dict[str, Any]:
+    async def measure(
+        self,
+        ctx: object,
+        name: str,
+        opts: object,
+        sizes: object,
+        feed_rate: float,
+        *,
+        label: str = "relay",
+    ) -> dict[str, Any]:
         self.runs.append((name, feed_rate, label))
         p99 = {"livepilot": 30.0 if feed_rate > 100_000 else 5.0, "raw": 10.0, "sio": 40.0}
         return {"valid": True, "feed_target": feed_rate, "ack_p99_ms": p99[name]}
@@ -101,29 +113,37 @@ async def _run_relay(monkeypatch: pytest.MonkeyPatch, *argv: str) -> tuple[Resul
 
 
 async def test_by_default_the_target_is_checked_at_raws_load(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Each system at half its capacity, then livepilot at raw's feed, in its own work
     folder; ack p99 ≤ 2x raw is checked on that run (5 vs 10 ms), not on 30 vs 10 ms."""
     result, fake = await _run_relay(monkeypatch)
-    assert fake.runs == [("livepilot", 200_000.0, "relay"), ("raw", 80_000.0, "relay"),
-                         ("sio", 30_000.0, "relay"), ("livepilot", 80_000.0, "relay-same-load")]
+    assert fake.runs == [
+        ("livepilot", 200_000.0, "relay"),
+        ("raw", 80_000.0, "relay"),
+        ("sio", 30_000.0, "relay"),
+        ("livepilot", 80_000.0, "relay-same-load"),
+    ]
     (p99,) = result.verdicts()
     assert (p99["subject"], p99["ratio"], p99["met"]) == ("livepilot@raw", 0.5, True)
     assert result.ratio("ack_p99_ms", "raw") == 3.0
 
 
 async def test_with_one_feed_rate_for_all_there_is_no_second_run(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """--feed-rate: every system at that rate, livepilot once, its run decides."""
     result, fake = await _run_relay(monkeypatch, "--feed-rate", "150000")
     assert [(name, rate) for name, rate, _ in fake.runs] == [
-        ("livepilot", 150_000.0), ("raw", 150_000.0), ("sio", 150_000.0)]
+        ("livepilot", 150_000.0),
+        ("raw", 150_000.0),
+        ("sio", 150_000.0),
+    ]
     (p99,) = result.verdicts()
     assert (p99["subject"], p99["ratio"], p99["met"]) == ("livepilot", 3.0, False)
 
 
-async def test_without_the_second_run_there_is_no_verdict(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_without_the_second_run_there_is_no_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
     """--no-same-load: the loads differ, so the target is not judged on them."""
     result, fake = await _run_relay(monkeypatch, "--no-same-load")
     assert len(fake.runs) == 3

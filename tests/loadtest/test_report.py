@@ -24,8 +24,11 @@ def _result(**systems: dict[str, Any]) -> Result:
 def test_ratio_columns_add_each_same_load_run_after_livepilots_own() -> None:
     """livepilot ÷ each baseline first, then livepilot@baseline ÷ that baseline."""
     names = ["livepilot", same_load("raw"), "raw", "sio"]
-    assert ratio_columns(names) == [("livepilot", "raw"), ("livepilot", "sio"),
-                                    ("livepilot@raw", "raw")]
+    assert ratio_columns(names) == [
+        ("livepilot", "raw"),
+        ("livepilot", "sio"),
+        ("livepilot@raw", "raw"),
+    ]
     assert ratio_columns(["raw", "sio"]) == []
 
 
@@ -60,16 +63,16 @@ def test_without_a_same_load_run_the_target_gets_no_verdict() -> None:
 
 def test_an_invalid_same_load_run_gives_no_verdict() -> None:
     """An invalid livepilot@raw is not replaced by livepilot's own run: no ratio."""
-    result = _result(livepilot=_run(3.0), livepilot_at_raw=_run(3.0, valid=False),
-                     raw=_run(10.0))
+    result = _result(livepilot=_run(3.0), livepilot_at_raw=_run(3.0, valid=False), raw=_run(10.0))
     p99 = result.verdicts()[0]
     assert (p99["subject"], p99["ratio"], p99["met"]) == ("livepilot@raw", None, None)
 
 
 def test_other_targets_keep_livepilots_own_run() -> None:
     """A target without same_load ignores livepilot@raw."""
-    result = _result(livepilot=_run(1.0, 90.0), livepilot_at_raw=_run(1.0, 10.0),
-                     raw=_run(1.0, 100.0))
+    result = _result(
+        livepilot=_run(1.0, 90.0), livepilot_at_raw=_run(1.0, 10.0), raw=_run(1.0, 100.0)
+    )
     rate = result.verdicts()[1]
     assert (rate["subject"], rate["ratio"], rate["met"]) == ("livepilot", 0.9, True)
 

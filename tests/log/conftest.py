@@ -74,8 +74,12 @@ def make_backend(name: str, tmp_path: Path, redis_url: str | None = None) -> Bac
     raise AssertionError(name)
 
 
-BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
-            pytest.param("redis-cluster", marks=pytest.mark.redis)]
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis-cluster", marks=pytest.mark.redis),
+]
 
 
 def server_for(name: str, request: pytest.FixtureRequest) -> str | None:

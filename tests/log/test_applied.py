@@ -43,7 +43,8 @@ async def test_a_record_is_stored_with_its_command(log: RoomLog) -> None:
     result = await log.append(ROOM, "c1", [pending("a"), pending("b")], 0, rec)
     assert isinstance(result, Appended)
     assert await log.applied(ROOM, AppliedQuery()) == [
-        AppliedCommand(command_id="c1", last_seq=2, record=rec)]
+        AppliedCommand(command_id="c1", last_seq=2, record=rec)
+    ]
     assert await log.applied("another-room", AppliedQuery()) == []
 
 
@@ -88,10 +89,14 @@ async def test_applied_is_newest_first_and_filtered(log: RoomLog) -> None:
     assert ids(await log.applied(ROOM, AppliedQuery(staff=ROOM))) == []  # the creator is no staff
     assert ids(await log.applied(ROOM, AppliedQuery(family="moderation"))) == ["c3"]
     assert ids(await log.applied(ROOM, AppliedQuery(since=20, until=30))) == ["c3"]
-    assert ids(await log.applied(ROOM, AppliedQuery(since=-2**70, until=2**70))) == [
-        "c4", "c2", "c3", "c1"]
+    assert ids(await log.applied(ROOM, AppliedQuery(since=-(2**70), until=2**70))) == [
+        "c4",
+        "c2",
+        "c3",
+        "c1",
+    ]
     assert await log.applied(ROOM, AppliedQuery(since=2**70)) == []
-    assert await log.applied(ROOM, AppliedQuery(until=-2**70)) == []
+    assert await log.applied(ROOM, AppliedQuery(until=-(2**70))) == []
 
 
 async def test_ties_in_time_list_the_later_command_first(log: RoomLog) -> None:
@@ -116,8 +121,7 @@ async def test_records_and_their_keys_outlive_a_trim(log: RoomLog) -> None:
     assert ids(await log.applied(ROOM, AppliedQuery())) == ["c5", "c3", "c1"]
     assert await log.lookup_command(ROOM, "c1") == Duplicate(first_seq=1, last_seq=1)
     assert await log.lookup_command(ROOM, "c2") is None
-    assert await log.append(ROOM, "c3", [pending("again")], 6) == Duplicate(
-        first_seq=3, last_seq=3)
+    assert await log.append(ROOM, "c3", [pending("again")], 6) == Duplicate(first_seq=3, last_seq=3)
 
 
 async def test_records_survive_close_and_reopen(backend: Backend) -> None:
@@ -128,12 +132,15 @@ async def test_records_survive_close_and_reopen(backend: Backend) -> None:
     await log.close()
     reopened = await backend.open()
     assert await reopened.applied(ROOM, AppliedQuery()) == [
-        AppliedCommand(command_id="c1", last_seq=1, record=record(1))]
+        AppliedCommand(command_id="c1", last_seq=1, record=record(1))
+    ]
 
 
 async def test_append_soon_carries_the_record(log: RoomLog) -> None:
     """append_soon stores the record like append."""
     # R16
-    await asyncio.gather(log.append_soon(ROOM, "c1", [pending("a")], 0, record(1)),
-                         log.append_soon(ROOM, "c2", [pending("b")], 1, record(2)))
+    await asyncio.gather(
+        log.append_soon(ROOM, "c1", [pending("a")], 0, record(1)),
+        log.append_soon(ROOM, "c2", [pending("b")], 1, record(2)),
+    )
     assert ids(await log.applied(ROOM, AppliedQuery())) == ["c2", "c1"]

@@ -411,8 +411,7 @@ async def test_append_soon_calls_then_when_the_log_is_closed(log: RoomLog) -> No
     """A failed append still calls ``then``, after its future holds the error."""
     await log.close()
     seen: list[bool] = []
-    future = log.append_soon(ROOM, "c1", [pending("a")], 0,
-                             then=lambda: seen.append(future.done()))
+    future = log.append_soon(ROOM, "c1", [pending("a")], 0, then=lambda: seen.append(future.done()))
     with pytest.raises(LogClosedError):
         await future
     await asyncio.sleep(0)

@@ -49,8 +49,7 @@ async def test_another_digest_is_reused_and_appends_nothing(log: RoomLog) -> Non
     assert await log.last_seq(ROOM) == 1
     assert await log.read_since(ROOM, 0, 10) == list(first.events)
     assert await log.lookup_command(ROOM, "c1", digest=OTHER) == Reused()
-    assert await log.lookup_command(ROOM, "c1", digest=MINE) == Duplicate(first_seq=1,
-                                                                          last_seq=1)
+    assert await log.lookup_command(ROOM, "c1", digest=MINE) == Duplicate(first_seq=1, last_seq=1)
 
 
 async def test_reuse_is_found_before_the_expected_seq(log: RoomLog) -> None:
@@ -67,8 +66,7 @@ async def test_a_command_that_made_no_event_keeps_its_digest(log: RoomLog) -> No
     # H1
     await log.append(ROOM, "noop", [], 0, digest=MINE)
     assert await log.append(ROOM, "noop", [pending("a")], 0, digest=OTHER) == Reused()
-    assert await log.append(ROOM, "noop", [], 0, digest=MINE) == Duplicate(first_seq=1,
-                                                                           last_seq=0)
+    assert await log.append(ROOM, "noop", [], 0, digest=MINE) == Duplicate(first_seq=1, last_seq=0)
     assert await log.last_seq(ROOM) == 0
 
 
@@ -77,8 +75,7 @@ async def test_an_append_without_a_digest_matches_on_the_id(log: RoomLog) -> Non
     always gives one)."""
     # H1
     await log.append(ROOM, "c1", [pending("a")], 0, record(), digest=MINE)
-    assert await log.append(ROOM, "c1", [pending("a")], 1) == Duplicate(first_seq=1,
-                                                                        last_seq=1)
+    assert await log.append(ROOM, "c1", [pending("a")], 1) == Duplicate(first_seq=1, last_seq=1)
     assert await log.lookup_command(ROOM, "c1") == Duplicate(first_seq=1, last_seq=1)
 
 
@@ -93,11 +90,11 @@ async def test_a_key_without_digest_matches_on_its_recorded_actor_and_action(
     same = await log.append(ROOM, "rec", [], 2, record(), digest=MINE)
     assert same == Duplicate(first_seq=1, last_seq=1)
     assert await log.append(ROOM, "rec", [], 2, record(by=CREATOR), digest=MINE) == Reused()
-    assert await log.append(ROOM, "rec", [], 2, record(action="bag_add"),
-                            digest=MINE) == Reused()
+    assert await log.append(ROOM, "rec", [], 2, record(action="bag_add"), digest=MINE) == Reused()
     assert await log.append(ROOM, "rec", [], 2, None, digest=MINE) == Reused()
     assert await log.append(ROOM, "feed", [], 2, record(), digest=OTHER) == Duplicate(
-        first_seq=2, last_seq=2)
+        first_seq=2, last_seq=2
+    )
     assert await log.last_seq(ROOM) == 2
 
 
@@ -107,12 +104,14 @@ async def test_concurrent_sends_of_one_id_apply_one_command(log: RoomLog) -> Non
     # H1
     digests = [MINE, OTHER] * 8
     results: list[AppendResult] = await asyncio.gather(
-        *(log.append(ROOM, "cmd", [pending("x")], 0, digest=d) for d in digests))
+        *(log.append(ROOM, "cmd", [pending("x")], 0, digest=d) for d in digests)
+    )
     [winner] = [i for i, r in enumerate(results) if isinstance(r, Appended)]
     for i, result in enumerate(results):
         if i != winner:
-            expected = (Duplicate(first_seq=1, last_seq=1) if digests[i] == digests[winner]
-                        else Reused())
+            expected = (
+                Duplicate(first_seq=1, last_seq=1) if digests[i] == digests[winner] else Reused()
+            )
             assert result == expected
     assert await log.last_seq(ROOM) == 1
 
@@ -128,7 +127,8 @@ async def test_digests_survive_close_and_reopen(backend: Backend) -> None:
     for cid, seq in (("c1", 1), ("f1", 2)):
         assert await reopened.append(ROOM, cid, [], 2, digest=OTHER) == Reused()
         assert await reopened.append(ROOM, cid, [], 2, digest=MINE) == Duplicate(
-            first_seq=seq, last_seq=seq)
+            first_seq=seq, last_seq=seq
+        )
 
 
 async def test_append_soon_carries_the_digest(log: RoomLog) -> None:
@@ -148,10 +148,16 @@ ADD = c.BagAdd(command_id="k1", room=ROOM, item=BagItem(product_id="p1"))
 def test_the_digest_names_the_actor() -> None:
     """The digest differs for another role, id or agency: an id is one actor's (H1)."""
     # H1
-    digests = {command_digest(actor, ADD) for actor in (
-        STAFF, CREATOR, Actor(role="staff", id="staff-2", agency=STAFF.agency),
-        Actor(role="staff", id=STAFF.id, agency="agency-2"),
-        Actor(role="staff", id=STAFF.id))}
+    digests = {
+        command_digest(actor, ADD)
+        for actor in (
+            STAFF,
+            CREATOR,
+            Actor(role="staff", id="staff-2", agency=STAFF.agency),
+            Actor(role="staff", id=STAFF.id, agency="agency-2"),
+            Actor(role="staff", id=STAFF.id),
+        )
+    }
     assert len(digests) == 5
     assert {len(d) for d in digests} == {DIGEST_BYTES}
 
@@ -159,9 +165,11 @@ def test_the_digest_names_the_actor() -> None:
 def test_the_digest_names_the_content() -> None:
     """The digest differs for another command type or argument (H1)."""
     # H1
-    others = [c.BagAdd(command_id="k1", room=ROOM, item=BagItem(product_id="p2")),
-              c.BagAdd(command_id="k1", room=ROOM, item=BagItem(product_id="p1"), position=0),
-              c.BagDelete(command_id="k1", room=ROOM, product_id="p1")]
+    others = [
+        c.BagAdd(command_id="k1", room=ROOM, item=BagItem(product_id="p2")),
+        c.BagAdd(command_id="k1", room=ROOM, item=BagItem(product_id="p1"), position=0),
+        c.BagDelete(command_id="k1", room=ROOM, product_id="p1"),
+    ]
     digests = {command_digest(STAFF, cmd) for cmd in [ADD, *others]}
     assert len(digests) == 4
 
@@ -170,13 +178,12 @@ def test_the_digest_ignores_expected_version_and_the_wire_format() -> None:
     """A resend with a refreshed expected_version, or over the other wire format, or
     with fields in another order, has the same digest (H1 H5)."""
     # H1 H5
-    refreshed = c.BagAdd(command_id="k1", room=ROOM, item=BagItem(product_id="p1"),
-                         expected_version=7)
-    reordered = (b'{"item":{"product_id":"p1"},"room":"room-1","type":"bag_add",'
-                 b'"command_id":"k1"}')
+    refreshed = c.BagAdd(
+        command_id="k1", room=ROOM, item=BagItem(product_id="p1"), expected_version=7
+    )
+    reordered = b'{"item":{"product_id":"p1"},"room":"room-1","type":"bag_add","command_id":"k1"}'
     json, msgpack = Codec("json"), Codec("msgpack")
-    resent = [refreshed, json.decode_client(reordered),
-              msgpack.decode_client(msgpack.encode(ADD))]
+    resent = [refreshed, json.decode_client(reordered), msgpack.decode_client(msgpack.encode(ADD))]
     commands = [cmd for cmd in resent if isinstance(cmd, c.BagAdd)]
     assert len(commands) == 3
     assert {command_digest(STAFF, cmd) for cmd in commands} == {command_digest(STAFF, ADD)}

@@ -100,21 +100,25 @@ async def test_a_moved_grant_refuses_the_append(log: RedisRoomLog) -> None:
     it, it appends. A resend of an applied command is still its first ack."""
     # R6 H1 H5
     first = GrantVersion(agency=AGENCY, version=0)
-    assert isinstance(await log.append(ROOM, "c1", [pending("a")], 0, grant_version=first),
-                      Appended)
+    assert isinstance(
+        await log.append(ROOM, "c1", [pending("a")], 0, grant_version=first), Appended
+    )
     await log.client.hincrby(creator_key(log.prefix, ROOM, "grants"), AGENCY, 1)
     refused = await log.append(ROOM, "c2", [pending("b")], 1, grant_version=first)
     assert refused == Conflict(current_seq=1, grant_version=1)
     assert await log.last_seq(ROOM) == 1
     assert await log.lookup_command(ROOM, "c2") is None
     assert await log.append(ROOM, "c1", [pending("a")], 1, grant_version=first) == Duplicate(
-        first_seq=1, last_seq=1)
+        first_seq=1, last_seq=1
+    )
     other = GrantVersion(agency="ag-2", version=0)  # another agency's grant did not move
-    assert isinstance(await log.append(ROOM, "c3", [pending("c")], 1, grant_version=other),
-                      Appended)
+    assert isinstance(
+        await log.append(ROOM, "c3", [pending("c")], 1, grant_version=other), Appended
+    )
     again = GrantVersion(agency=AGENCY, version=1)
-    assert isinstance(await log.append(ROOM, "c2", [pending("b")], 2, grant_version=again),
-                      Appended)
+    assert isinstance(
+        await log.append(ROOM, "c2", [pending("b")], 2, grant_version=again), Appended
+    )
 
 
 async def test_a_stale_seq_and_a_moved_grant_are_both_said(log: RedisRoomLog) -> None:
@@ -122,8 +126,9 @@ async def test_a_stale_seq_and_a_moved_grant_are_both_said(log: RedisRoomLog) ->
     # H5
     await fill(log, ROOM, 2)
     await log.client.hincrby(creator_key(log.prefix, ROOM, "grants"), AGENCY, 3)
-    result = await log.append(ROOM, "c9", [pending("x")], 1,
-                              grant_version=GrantVersion(agency=AGENCY, version=0))
+    result = await log.append(
+        ROOM, "c9", [pending("x")], 1, grant_version=GrantVersion(agency=AGENCY, version=0)
+    )
     assert result == Conflict(current_seq=2, grant_version=3)
     assert await log.append(ROOM, "c9", [pending("x")], 1) == Conflict(current_seq=2)
 
@@ -144,8 +149,9 @@ async def test_appends_trim_behind_the_snapshot_when_asked(redis_url: str) -> No
     await log.close()
 
 
-async def test_a_long_trim_goes_in_bounded_steps(log: RedisRoomLog,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_long_trim_goes_in_bounded_steps(
+    log: RedisRoomLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """trim() drops at most TRIM_CHUNK events per script run (a script blocks Redis),
     and still trims all it was asked to, never past the snapshot (H3)."""
     # H3
@@ -153,8 +159,9 @@ async def test_a_long_trim_goes_in_bounded_steps(log: RedisRoomLog,
     runs: list[object] = []
     run = log._run
 
-    async def counted(script: Script, keys: Sequence[str],
-                      args: Sequence[EncodableT]) -> list[object]:
+    async def counted(
+        script: Script, keys: Sequence[str], args: Sequence[EncodableT]
+    ) -> list[object]:
         reply = await run(script, keys, args)
         if script is TRIM:
             runs.append(reply[0])
@@ -185,8 +192,7 @@ async def test_an_unreachable_server_fails_the_append_not_hangs() -> None:
     """With Redis down, an append fails with LogWriteError (never acked) and still calls
     ``then``; a read raises LogError."""
     # H4
-    log = RedisRoomLog(Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"),
-                       owns_client=True)
+    log = RedisRoomLog(Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"), owns_client=True)
     done: list[bool] = []
     future = log.append_soon(ROOM, "c1", [pending("a")], 0, then=lambda: done.append(True))
     with anyio.fail_after(30):
@@ -223,5 +229,6 @@ async def test_acked_appends_survive_a_kill_with_appendfsync_always(
     assert await reopened.epoch(ROOM) == epoch
     assert await reopened.load_snapshot(ROOM) == RoomState(room=ROOM, creator=ROOM, seq=5)
     assert await reopened.append(ROOM, "c2", [pending("p2")], 5) == Duplicate(
-        first_seq=2, last_seq=2)
+        first_seq=2, last_seq=2
+    )
     await reopened.close()

@@ -69,8 +69,9 @@ async def test_settings_that_lose_acked_commands_are_warned(
     await client.aclose()
 
 
-async def test_the_warnings_are_logged_loudly(redis_url: str,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_warnings_are_logged_loudly(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """At start each warning goes to the log at WARNING level."""
     # H4
     client = await connect(redis_url)
@@ -95,16 +96,18 @@ async def test_every_cluster_primary_is_checked(redis_cluster_url: str) -> None:
 def test_appendfsync_no_is_warned_as_the_os_choice() -> None:
     """appendfsync no leaves the flush to the OS: ~30 s of acked commands at risk."""
     # H4
-    [warning] = persistence_warnings("n1", {"appendonly": "yes", "appendfsync": "no",
-                                            "maxmemory-policy": "noeviction"})
+    [warning] = persistence_warnings(
+        "n1", {"appendonly": "yes", "appendfsync": "no", "maxmemory-policy": "noeviction"}
+    )
     assert "~30 s" in warning
 
 
 async def test_unreadable_settings_are_a_warning_too(redis_durable: RedisProcess) -> None:
     """A server that refuses CONFIG GET (a managed Redis) gets one warning: check by hand."""
     client = await connect(redis_durable.url)
-    await client.execute_command("ACL", "SETUSER", "limited", "on", "nopass", "+@all",
-                                 "-config", "~*")
+    await client.execute_command(
+        "ACL", "SETUSER", "limited", "on", "nopass", "+@all", "-config", "~*"
+    )
     await client.aclose()
     limited = Redis.from_url(f"redis://limited@127.0.0.1:{redis_durable.port}/0")
     [warning] = await check_persistence(limited)
@@ -112,8 +115,9 @@ async def test_unreadable_settings_are_a_warning_too(redis_durable: RedisProcess
     await limited.aclose()
 
 
-async def test_clients_have_bounded_timeouts_the_url_can_set(redis_url: str,
-                                                             redis_cluster_url: str) -> None:
+async def test_clients_have_bounded_timeouts_the_url_can_set(
+    redis_url: str, redis_cluster_url: str
+) -> None:
     """Every client connects and waits for replies at most 1 s by default (or the
     given bound); ``socket_timeout`` in the URL's query wins, as redis-py does."""
     # H6: a hung Redis is a retryable refusal, never a hang

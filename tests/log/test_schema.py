@@ -29,10 +29,14 @@ async def test_commands_keyed_before_version_4_are_not_on_the_log_trail(tmp_path
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, SCHEMA[:3])
     conn.execute("INSERT INTO log_rooms (room, last_seq) VALUES (?, 2)", (ROOM,))
-    conn.execute("INSERT INTO log_events (room, seq, data) VALUES (?, 1, x''), (?, 2, x'')",
-                 (ROOM, ROOM))
-    conn.execute("INSERT INTO log_commands (room, command_id, first_seq, last_seq)"
-                 " VALUES (?, 'old1', 1, 1), (?, 'old2', 2, 2)", (ROOM, ROOM))
+    conn.execute(
+        "INSERT INTO log_events (room, seq, data) VALUES (?, 1, x''), (?, 2, x'')", (ROOM, ROOM)
+    )
+    conn.execute(
+        "INSERT INTO log_commands (room, command_id, first_seq, last_seq)"
+        " VALUES (?, 'old1', 1, 1), (?, 'old2', 2, 2)",
+        (ROOM, ROOM),
+    )
     conn.close()
 
     log = await SqliteRoomLog.open(path)
@@ -62,27 +66,34 @@ async def test_keys_stored_before_version_5_keep_working_without_a_digest(
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, SCHEMA[:4])
     conn.execute("INSERT INTO log_rooms (room, last_seq) VALUES (?, 2)", (ROOM,))
-    conn.execute("INSERT INTO log_events (room, seq, data) VALUES (?, 1, x''), (?, 2, x'')",
-                 (ROOM, ROOM))
-    conn.execute("INSERT INTO log_commands (room, command_id, first_seq, last_seq, at, role,"
-                 " actor, agency, family, action)"
-                 " VALUES (?, 'old-rec', 1, 1, 5, 'staff', ?, ?, 'bag', 'bag_pin')",
-                 (ROOM, STAFF.id, STAFF.agency))
-    conn.execute("INSERT INTO log_commands (room, command_id, first_seq, last_seq)"
-                 " VALUES (?, 'old-feed', 2, 2)", (ROOM,))
+    conn.execute(
+        "INSERT INTO log_events (room, seq, data) VALUES (?, 1, x''), (?, 2, x'')", (ROOM, ROOM)
+    )
+    conn.execute(
+        "INSERT INTO log_commands (room, command_id, first_seq, last_seq, at, role,"
+        " actor, agency, family, action)"
+        " VALUES (?, 'old-rec', 1, 1, 5, 'staff', ?, ?, 'bag', 'bag_pin')",
+        (ROOM, STAFF.id, STAFF.agency),
+    )
+    conn.execute(
+        "INSERT INTO log_commands (room, command_id, first_seq, last_seq)"
+        " VALUES (?, 'old-feed', 2, 2)",
+        (ROOM,),
+    )
     conn.close()
 
     mine, other = b"\x01" * DIGEST_BYTES, b"\x02" * DIGEST_BYTES
     rec = CommandRecord(at=9, by=STAFF, family="bag", action="bag_pin")
-    creator = CommandRecord(at=9, by=Actor(role="creator", id=ROOM), family="bag",
-                            action="bag_pin")
+    creator = CommandRecord(at=9, by=Actor(role="creator", id=ROOM), family="bag", action="bag_pin")
     log = await SqliteRoomLog.open(path)
     try:
         assert await log.append(ROOM, "old-rec", [], 2, rec, digest=mine) == Duplicate(
-            first_seq=1, last_seq=1)
+            first_seq=1, last_seq=1
+        )
         assert await log.append(ROOM, "old-rec", [], 2, creator, digest=mine) == Reused()
         assert await log.lookup_command(ROOM, "old-feed", digest=other) == Duplicate(
-            first_seq=2, last_seq=2)
+            first_seq=2, last_seq=2
+        )
         await log.append(ROOM, "new", [pending("p3")], 2, rec, digest=mine)
         assert await log.append(ROOM, "new", [], 3, rec, digest=other) == Reused()
         assert await log.last_seq(ROOM) == 3

@@ -101,9 +101,11 @@ async def test_file_is_wal_with_the_current_schema(log: SqliteRoomLog, tmp_path:
 async def test_writer_is_tuned_for_group_commits(log: SqliteRoomLog) -> None:
     """The writer keeps a large page cache, checkpoints rarely and reads through mmap;
     the audit trail has no per-staff index (decision 0008)."""
+
     def settings(conn: sqlite3.Connection) -> tuple[int, int, int, set[str]]:
         def pragma(name: str) -> int:
             return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         return pragma("cache_size"), pragma("wal_autocheckpoint"), pragma("mmap_size"), indexes
 
@@ -201,8 +203,7 @@ async def test_then_runs_in_the_callback_that_resolves_the_append(log: SqliteRoo
         raise RuntimeError("a bug in the caller")
 
     first = log.append_soon(ROOM, "c1", [pending("a")], 0, then=failing)
-    second = log.append_soon(ROOM, "c2", [pending("b")], 1,
-                             then=lambda: order.append("then c2"))
+    second = log.append_soon(ROOM, "c2", [pending("b")], 1, then=lambda: order.append("then c2"))
     first.add_done_callback(lambda _: order.append("done c1"))
     second.add_done_callback(lambda _: order.append("done c2"))
     await gate.open()
@@ -215,8 +216,9 @@ async def test_then_runs_in_the_callback_that_resolves_the_append(log: SqliteRoo
 async def test_then_runs_even_when_the_future_was_cancelled(log: SqliteRoomLog) -> None:
     """A cancelled append is still applied, and its ``then`` still runs, once."""
     seen: list[bool] = []
-    future = log.append_soon(ROOM, "c1", [pending("a")], 0,
-                             then=lambda: seen.append(future.cancelled()))
+    future = log.append_soon(
+        ROOM, "c1", [pending("a")], 0, then=lambda: seen.append(future.cancelled())
+    )
     future.cancel()
     await log.append(ROOM, "c2", [pending("b")], 1)  # committed after it, or with it
     assert seen == [True]
@@ -229,6 +231,7 @@ class WriterKilled(BaseException):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 async def test_a_dead_writer_answers_its_batch_and_every_later_write(log: SqliteRoomLog) -> None:
     """If the writer thread dies, the writes it held and all later ones fail; none hangs."""
+
     def kill(conn: sqlite3.Connection) -> None:
         raise WriterKilled
 
@@ -258,8 +261,10 @@ async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog, where: 
 
     gate = Gate(store)
     await gate.close()
-    writes: list[Awaitable[object]] = [log.append(ROOM, "c1", [pending("a")], 0),
-                                       log.append(ROOM, "c2", [pending("b")], 1)]
+    writes: list[Awaitable[object]] = [
+        log.append(ROOM, "c1", [pending("a")], 0),
+        log.append(ROOM, "c2", [pending("b")], 1),
+    ]
     writes.insert(where, store.write(half_then_fail))
     tasks = await queued(store, *writes)
     failing = tasks.pop(where)
@@ -269,9 +274,12 @@ async def test_failing_write_does_not_undo_its_batch(log: SqliteRoomLog, where: 
     with pytest.raises(ValueError, match="boom"):
         await failing
     assert await log.last_seq(ROOM) == 2
-    assert await store.read(
-        lambda conn: conn.execute("SELECT 1 FROM log_rooms WHERE room='half'").fetchone()
-    ) is None
+    assert (
+        await store.read(
+            lambda conn: conn.execute("SELECT 1 FROM log_rooms WHERE room='half'").fetchone()
+        )
+        is None
+    )
 
 
 async def test_a_batch_without_failures_runs_without_savepoints(log: SqliteRoomLog) -> None:
@@ -287,9 +295,12 @@ async def test_a_batch_without_failures_runs_without_savepoints(log: SqliteRoomL
 
     gate = Gate(store)
     await gate.close()
-    tasks = await queued(store, store.write(trace_on),
-                         *(log.append(ROOM, f"c{i}", [pending("a")], i) for i in range(3)),
-                         store.write(trace_off))
+    tasks = await queued(
+        store,
+        store.write(trace_on),
+        *(log.append(ROOM, f"c{i}", [pending("a")], i) for i in range(3)),
+        store.write(trace_off),
+    )
     await gate.open()
     await asyncio.gather(*tasks)
     assert await log.last_seq(ROOM) == 3
@@ -393,8 +404,12 @@ async def test_shared_store_outlives_the_log(tmp_path: Path) -> None:
         log = SqliteRoomLog(store)
         await log.append(ROOM, "c1", [pending("a")], 0)
         await log.close()
-        assert await store.read(lambda conn: conn.execute("SELECT count(*) FROM log_events")
-                                .fetchone()[0]) == 1
+        assert (
+            await store.read(
+                lambda conn: conn.execute("SELECT count(*) FROM log_events").fetchone()[0]
+            )
+            == 1
+        )
 
 
 async def test_large_trim_runs_in_steps(log: SqliteRoomLog) -> None:
@@ -425,10 +440,12 @@ async def test_a_record_that_does_not_decode_is_named_not_raised_raw(
     await log.save_snapshot(ROOM, RoomState(room=ROOM, creator="creator-1", seq=1))
     # Seq 2: not MessagePack at all. The snapshot: valid MessagePack, a seq out of bounds.
     bad_state = msgspec.msgpack.encode({"room": ROOM, "creator": "creator-1", "seq": -1})
-    await log.store.write(lambda conn: (
-        conn.execute("UPDATE log_events SET data = ? WHERE seq = 2", (b"\xc1garbage",)),
-        conn.execute("UPDATE log_snapshots SET data = ?", (bad_state,)),
-    ))
+    await log.store.write(
+        lambda conn: (
+            conn.execute("UPDATE log_events SET data = ? WHERE seq = 2", (b"\xc1garbage",)),
+            conn.execute("UPDATE log_snapshots SET data = ?", (bad_state,)),
+        )
+    )
     with pytest.raises(CorruptRecordError) as broken:
         await log.read_since(ROOM, 0, 10)
     assert (broken.value.room, broken.value.kind, broken.value.seq) == (ROOM, "event", 2)
@@ -474,8 +491,14 @@ async def test_acked_appends_survive_sigkill(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(path),
-        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-c",
+        CHILD,
+        str(path),
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
     assert proc.stderr is not None

@@ -37,15 +37,49 @@ FIELD_NAMES = sorted(
     | {"type"}
 )
 EDGE_INTS = (
-    0, 1, -1, 127, 128, 255, 256, 65535, 65536, 10**9, 10**9 + 1, 10**12, 10**12 + 1,
-    2**31 - 1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 1, -(2**31), -(2**63),
+    0,
+    1,
+    -1,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    65536,
+    10**9,
+    10**9 + 1,
+    10**12,
+    10**12 + 1,
+    2**31 - 1,
+    2**31,
+    2**32,
+    2**53 + 1,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+    -(2**31),
+    -(2**63),
 )
 HUGE_INTS = (2**64, -(2**63) - 1, 10**40)
 """Beyond MessagePack; JSON only."""
 EDGE_FLOATS = (0.0, -0.0, 0.5, 1e308, -1e308, 5e-324, math.inf, -math.inf, math.nan)
 EDGE_TEXT = (
-    "", " ", "a", "\x00", "\u00e9", "\u202e", "\U0001f600", "\ufeff", "\ud800", "\udfff",
-    "`$.type`", "Invalid value", "null", "r1", "a" * 129, "x" * 2001,
+    "",
+    " ",
+    "a",
+    "\x00",
+    "\u00e9",
+    "\u202e",
+    "\U0001f600",
+    "\ufeff",
+    "\ud800",
+    "\udfff",
+    "`$.type`",
+    "Invalid value",
+    "null",
+    "r1",
+    "a" * 129,
+    "x" * 2001,
 )
 
 
@@ -57,7 +91,7 @@ def _text(rng: Random) -> str:
         return rng.choice(TAGS)
     if roll < 0.7:
         return rng.choice(FIELD_NAMES)
-    alphabet = rng.choice(("abcXYZ019_.:@-", "\x00\x7f\u00e9\u4e2d\U0001f600\ud800 \"\\"))
+    alphabet = rng.choice(("abcXYZ019_.:@-", '\x00\x7f\u00e9\u4e2d\U0001f600\ud800 "\\'))
     return "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
 
 
@@ -132,9 +166,7 @@ def valid(rng: Random, t: mi.Type) -> Any:
     match t:
         case mi.StructType():
             kwargs = {
-                f.name: valid(rng, f.type)
-                for f in t.fields
-                if f.required or rng.random() < 0.5
+                f.name: valid(rng, f.type) for f in t.fields if f.required or rng.random() < 0.5
             }
             return t.cls(**kwargs)
         case mi.UnionType():
@@ -169,7 +201,7 @@ def _valid_str(rng: Random, t: mi.StrType) -> str:
     high = min(t.max_length if t.max_length is not None else 40, 40)
     size = rng.randint(max(low, 1) if t.pattern else low, max(low, high))
     if t.pattern is None:
-        alphabet = "abc XYZ\u00e9\u4e2d\U0001f600\"\\\n"
+        alphabet = 'abc XYZ\u00e9\u4e2d\U0001f600"\\\n'
     else:
         one_class = _ONE_CLASS.fullmatch(t.pattern)
         assert one_class, f"no generator for pattern {t.pattern!r}"

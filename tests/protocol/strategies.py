@@ -67,9 +67,7 @@ def for_type(t: mi.Type) -> st.SearchStrategy[Any]:
                 max_size=max(low, min(t.max_length or MAX_ITEMS, MAX_ITEMS)),
             )
         case mi.DictType():
-            return st.dictionaries(
-                for_type(t.key_type), for_type(t.value_type), max_size=MAX_ITEMS
-            )
+            return st.dictionaries(for_type(t.key_type), for_type(t.value_type), max_size=MAX_ITEMS)
     raise NotImplementedError(f"no strategy for {t!r}")
 
 

@@ -44,7 +44,6 @@ SIDES: list[Decode] = [
 ]
 
 
-
 def fuzz(examples: int) -> Any:
     """Hypothesis settings for a fuzz test of ``examples`` frames."""
     return settings(
@@ -198,8 +197,12 @@ def test_wrong_field_type(fmt: Format) -> None:
         {"room": "r1"},
         ["join", "r1"],
         # a nested enum whose value mimics the unknown-tag message
-        {"type": "feed_violation", "command_id": "c", "room": "r",
-         "violation": {"violation_id": "v", "policy": "p", "severity": "`$.type`"}},
+        {
+            "type": "feed_violation",
+            "command_id": "c",
+            "room": "r",
+            "violation": {"violation_id": "v", "policy": "p", "severity": "`$.type`"},
+        },
     ]
     for value in bad:
         assert code_of(codec.decode_client, encode(fmt, value)) == Code.WRONG_FIELD_TYPE, value
@@ -221,8 +224,15 @@ def test_unknown_nested_event_type_is_a_wrong_field() -> None:
     unknown message, even when the body's type mimics msgspec's message."""  # H6
     codec = DEFAULT_CODECS["json"]
     for body_type in ("nope", "`$.type`"):
-        event = {"type": "event", "room": "r", "seq": 1, "at": 1, "actor": "c",
-                 "by": {"role": "creator", "id": "c"}, "body": {"type": body_type}}
+        event = {
+            "type": "event",
+            "room": "r",
+            "seq": 1,
+            "at": 1,
+            "actor": "c",
+            "by": {"role": "creator", "id": "c"},
+            "body": {"type": body_type},
+        }
         assert code_of(codec.decode_server, encode("json", event)) == Code.WRONG_FIELD_TYPE
 
 
@@ -255,8 +265,11 @@ def test_a_text_frame_on_a_msgpack_session_is_the_wrong_frame_type() -> None:
 
 def test_a_utf8_message_from_msgspec_is_classified_invalid_utf8() -> None:
     """Should msgspec itself report bad UTF-8 as a DecodeError, it maps to INVALID_UTF8."""
-    for text in ("invalid UTF-8 (byte 3)", "invalid utf-8 (byte 3)",
-                 "Invalid UTF-8 encoded string"):  # the last: msgspec 0.23's own
+    for text in (
+        "invalid UTF-8 (byte 3)",
+        "invalid utf-8 (byte 3)",
+        "Invalid UTF-8 encoded string",
+    ):  # the last: msgspec 0.23's own
         assert classify_decode_error(msgspec.DecodeError(text)).code == Code.INVALID_UTF8
 
 

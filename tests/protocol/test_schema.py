@@ -204,9 +204,7 @@ def test_sample_messages_validate() -> None:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    message=st.sampled_from(client_message_types() + server_message_types()).flatmap(message_of)
-)
+@given(message=st.sampled_from(client_message_types() + server_message_types()).flatmap(message_of))
 def test_generated_messages_validate(message: msgspec.Struct) -> None:
     """Any valid message is valid against the exported schema."""
     check = validator()
@@ -293,14 +291,16 @@ class _OtherBody(msgspec.Struct, tag="body_b", kw_only=True):
 def fake_module(monkeypatch: pytest.MonkeyPatch, exports: Mapping[str, object] | None) -> str:
     """Register a module exporting ``exports`` (None: no ``__all__``); returns its name."""
     module = types.ModuleType("fake_access")
-    module.__dict__.update({
-        "FakeBody": _Body,
-        "FakeUnion": _Body | _OtherBody,
-        "Kind": Literal["a", "b"],
-        "Optional": _Body | None,
-        "LIMIT": 3,
-        **(exports or {}),
-    })
+    module.__dict__.update(
+        {
+            "FakeBody": _Body,
+            "FakeUnion": _Body | _OtherBody,
+            "Kind": Literal["a", "b"],
+            "Optional": _Body | None,
+            "LIMIT": 3,
+            **(exports or {}),
+        }
+    )
     if exports is not None:
         module.__all__ = sorted(exports)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "fake_access", module)
@@ -328,8 +328,13 @@ def test_http_bodies_are_the_exported_structs_and_struct_unions(
 ) -> None:
     """Exported Structs and unions of Structs count; aliases, optionals, constants
     and anything not in ``__all__`` do not."""
-    exported = {"FakeBody": _Body, "FakeUnion": _Body | _OtherBody, "Kind": Literal["a"],
-                "Optional": _Body | None, "LIMIT": 3}
+    exported = {
+        "FakeBody": _Body,
+        "FakeUnion": _Body | _OtherBody,
+        "Kind": Literal["a"],
+        "Optional": _Body | None,
+        "LIMIT": 3,
+    }
     name = fake_module(monkeypatch, exported)
     assert http_body_types(name) == {"FakeBody": _Body, "FakeUnion": _Body | _OtherBody}
     assert http_body_types(fake_module(monkeypatch, None)) == {}
@@ -344,7 +349,8 @@ def test_http_bodies_join_the_json_schema(monkeypatch: pytest.MonkeyPatch) -> No
     assert doc["x-http-bodies"] == {"FakeBody": "#/$defs/_Body", "FakeUnion": "#/$defs/FakeUnion"}
     assert doc["$defs"]["_Body"]["required"] == ["type", "creator"]
     assert doc["$defs"]["FakeUnion"]["discriminator"]["mapping"] == {
-        "body_a": "#/$defs/_Body", "body_b": "#/$defs/_OtherBody",
+        "body_a": "#/$defs/_Body",
+        "body_b": "#/$defs/_OtherBody",
     }
     for ref in refs(doc):
         resolve(doc, ref)

@@ -44,8 +44,16 @@ class FrameLog:
             self.invalid.append(f"{frame.get('type')}: {errors[0]}")
 
 
-async def open_page(browser: Any, server: Server, path: str, token: str, *,
-                    width: int = 1280, height: int = 800, frames: FrameLog | None = None) -> Any:
+async def open_page(
+    browser: Any,
+    server: Server,
+    path: str,
+    token: str,
+    *,
+    width: int = 1280,
+    height: int = 800,
+    frames: FrameLog | None = None,
+) -> Any:
     """A new page at ``path`` signed in with ``token`` (passed in the fragment), connected."""
     context = await browser.new_context(viewport={"width": width, "height": height})
     page = await context.new_page()
@@ -65,8 +73,9 @@ async def creator_page(browser: Any, server: Server, **kw: Any) -> Any:
 
 
 async def console_page(browser: Any, server: Server, **kw: Any) -> Any:
-    return await open_page(browser, server, "/console",
-                           server.token(agency=AGENCY, staff=STAFF), **kw)
+    return await open_page(
+        browser, server, "/console", server.token(agency=AGENCY, staff=STAFF), **kw
+    )
 
 
 async def go_live(creator: Any) -> None:
@@ -93,8 +102,9 @@ async def enter_room(console: Any) -> None:
     await console.wait_for_selector("#live-status.s-live")
 
 
-async def add_product(console: Any, pid: str, *, stock: int = 10, category: str = "apparel",
-                      price: str = "12.50") -> None:
+async def add_product(
+    console: Any, pid: str, *, stock: int = 10, category: str = "apparel", price: str = "12.50"
+) -> None:
     await console.fill("#add-pid", pid)
     await console.fill("#add-title", f"Product {pid}")
     await console.fill("#add-category", category)
@@ -106,5 +116,6 @@ async def add_product(console: Any, pid: str, *, stock: int = 10, category: str 
 
 async def bag_order(page: Any, selector: str = "#bag li") -> list[str]:
     order: list[str] = await page.eval_on_selector_all(
-        selector, "els => els.map(e => e.dataset.product)")
+        selector, "els => els.map(e => e.dataset.product)"
+    )
     return order

@@ -55,13 +55,19 @@ async def _serious(page: Any) -> list[str]:
     from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped, unused-ignore]
 
     results = await Axe().run(page)  # axe-core ships inside the package: no network
-    return [f"{v['id']} ({v['impact']}): {v['help']} - {[n['target'] for n in v['nodes']][:3]}"
-            for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} - {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 @pytest.mark.parametrize(("width", "height"), WIDTHS)
 async def test_axe_finds_no_serious_or_critical_violation(
-    browser: Any, server: Server, width: int, height: int,
+    browser: Any,
+    server: Server,
+    width: int,
+    height: int,
 ) -> None:
     """axe-core reports no serious or critical violation on the console (in a live room)
     or the creator page, wide or narrow."""
@@ -72,13 +78,18 @@ async def test_axe_finds_no_serious_or_critical_violation(
 
 @pytest.mark.parametrize(("width", "height"), WIDTHS)
 async def test_pages_read_without_sideways_scrolling(
-    browser: Any, server: Server, width: int, height: int, tmp_path: Path,
+    browser: Any,
+    server: Server,
+    width: int,
+    height: int,
+    tmp_path: Path,
 ) -> None:
     """At 1280x800 and at 390 px wide neither page scrolls sideways; both are captured."""
     console, creator = await _busy_room(browser, server, width, height)
     for name, page in (("console", console), ("creator", creator)):
         overflow = await page.evaluate(
-            "() => document.documentElement.scrollWidth - window.innerWidth")
+            "() => document.documentElement.scrollWidth - window.innerWidth"
+        )
         assert overflow <= 1, f"{name} at {width}px is {overflow}px too wide"
         await page.evaluate("() => { document.activeElement?.blur(); window.scrollTo(0, 0); }")
         shot = tmp_path / f"{name}-{width}.png"
@@ -97,8 +108,10 @@ async def _reachable_by_tab(page: Any) -> tuple[int, list[str]]:
     """Tab through the page; the controls never focused (by their id, key or text)."""
     count = await page.evaluate(f"() => ({_CONTROLS})().length")
     await page.evaluate("() => document.activeElement?.blur()")
-    await page.evaluate("() => { window.__seen = new Set(); document.addEventListener("
-                        "'focusin', e => window.__seen.add(e.target), true); }")
+    await page.evaluate(
+        "() => { window.__seen = new Set(); document.addEventListener("
+        "'focusin', e => window.__seen.add(e.target), true); }"
+    )
     missed: list[str] = []
     # Date inputs take several tab stops each (day, month, year...): allow for them.
     for _ in range(4 * count // 10 + 1):
@@ -107,14 +120,16 @@ async def _reachable_by_tab(page: Any) -> tuple[int, list[str]]:
         missed = await page.evaluate(
             f"""() => ({_CONTROLS})().filter(e => !window.__seen.has(e))
                   .map(e => e.id || e.dataset.key || e.textContent.trim()
-                            || e.outerHTML.slice(0, 60))""")
+                            || e.outerHTML.slice(0, 60))"""
+        )
         if not missed:
             break
     return count, missed
 
 
 async def test_every_control_is_reachable_and_operable_by_keyboard(
-    browser: Any, server: Server,
+    browser: Any,
+    server: Server,
 ) -> None:
     """Tab reaches every control of both pages; Enter on a focused Pin button pins, and
     Alt+Arrow on a bag item's handle reorders (no mouse needed)."""
@@ -129,6 +144,7 @@ async def test_every_control_is_reachable_and_operable_by_keyboard(
     await console.focus("[data-key=handle-sku-serum]")
     await console.keyboard.press("Alt+ArrowUp")
     await console.wait_for_function(
-        "() => document.querySelector('#bag li').dataset.product === 'sku-serum'")
+        "() => document.querySelector('#bag li').dataset.product === 'sku-serum'"
+    )
     # Focus stays on the moved item's handle, so a keyboard user can keep moving it.
     assert await console.evaluate("() => document.activeElement.dataset.key") == "handle-sku-serum"

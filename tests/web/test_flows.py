@@ -27,8 +27,9 @@ from tests.web.pages import (
 pytestmark = pytest.mark.browser
 
 
-async def _room_ready(browser: Any, server: Server, frames: FrameLog | None = None,
-                      drop: tuple[str, ...] = ()) -> tuple[Any, Any]:
+async def _room_ready(
+    browser: Any, server: Server, frames: FrameLog | None = None, drop: tuple[str, ...] = ()
+) -> tuple[Any, Any]:
     creator = await creator_page(browser, server)
     console = await console_page(browser, server, frames=frames)
     await go_live(creator)
@@ -39,12 +40,14 @@ async def _room_ready(browser: Any, server: Server, frames: FrameLog | None = No
 
 async def _log_types(page: Any, var: str) -> list[tuple[int, str]]:
     log: list[list[Any]] = await page.evaluate(
-        f"() => window.{var}.model.log.map(e => [e.seq, e.type])")
+        f"() => window.{var}.model.log.map(e => [e.seq, e.type])"
+    )
     return [(seq, kind) for seq, kind in log]
 
 
 async def test_request_accept_enter_then_bag_changes_reach_the_creator_in_order(
-    browser: Any, server: Server,
+    browser: Any,
+    server: Server,
 ) -> None:
     """Request on the console, accept with scopes on the creator page, enter, add, pin and
     reorder (by keyboard and by drag): the creator page shows each change, in order."""
@@ -64,15 +67,18 @@ async def test_request_accept_enter_then_bag_changes_reach_the_creator_in_order(
     await console.keyboard.press("Alt+ArrowUp")
     await console.wait_for_function(
         "() => [...document.querySelectorAll('#bag li')].map(e => e.dataset.product)"
-        ".join() === 'sku-a,sku-c,sku-b'")
+        ".join() === 'sku-a,sku-c,sku-b'"
+    )
     # Drag: sku-a dropped on the last item goes to the last place.
     await console.drag_and_drop("#bag li[data-product=sku-a]", "#bag li[data-product=sku-b]")
     await console.wait_for_function(
         "() => [...document.querySelectorAll('#bag li')].map(e => e.dataset.product)"
-        ".join() === 'sku-c,sku-b,sku-a'")
+        ".join() === 'sku-c,sku-b,sku-a'"
+    )
     await creator.wait_for_function(
         "() => [...document.querySelectorAll('#creator-bag li')].map(e => e.dataset.product)"
-        ".join() === 'sku-c,sku-b,sku-a'")
+        ".join() === 'sku-c,sku-b,sku-a'"
+    )
     assert await bag_order(creator, "#creator-bag li") == ["sku-c", "sku-b", "sku-a"]
     assert await creator.get_attribute("#creator-bag li[data-product=sku-b]", "class") == "pinned"
     seen = await _log_types(creator, "lpCreator")
@@ -86,7 +92,8 @@ async def test_request_accept_enter_then_bag_changes_reach_the_creator_in_order(
     await console.fill("#billboard-text", "Summer sale")
     await console.click("text=Deploy billboard")
     await console.wait_for_selector(
-        "#status[data-kind=error] >> text=The grant does not cover this command family")
+        "#status[data-kind=error] >> text=The grant does not cover this command family"
+    )
     assert frames.sent
     assert frames.invalid == []
     assert console.errors == []
@@ -94,7 +101,8 @@ async def test_request_accept_enter_then_bag_changes_reach_the_creator_in_order(
 
 
 async def test_flash_sale_stock_falls_with_simulated_orders_never_below_zero(
-    browser: Any, server: Server,
+    browser: Any,
+    server: Server,
 ) -> None:
     """A deployed flash sale's stock left falls with each simulated order and stops at 0:
     the order past it is refused (R13: a flash sale cannot oversell)."""
@@ -118,7 +126,8 @@ async def test_flash_sale_stock_falls_with_simulated_orders_never_below_zero(
     await creator.click("#sim-order")  # one more than the stock
     # Sold out ends the sale, so the order is refused SOLD_OUT or SALE_NOT_ACTIVE.
     await creator.wait_for_selector(
-        "#status[data-kind=error] >> text=/not enough stock left|flash sale is not running/")
+        "#status[data-kind=error] >> text=/not enough stock left|flash sale is not running/"
+    )
     assert await left.get_attribute("data-left") == "0"
     state = (await server.runtime.hub.room(CREATOR)).state
     assert state.flash_sales[str(sale_id)].sold == 3
@@ -140,13 +149,15 @@ async def test_muting_an_account_hides_its_comments(browser: Any, server: Server
     await creator.fill("#sim-text", "spam spam")
     await creator.click("#sim-comment")
     await console.wait_for_selector(
-        "#comments li[data-user=fan_leo][data-hidden=muted] >> text=spam spam")
+        "#comments li[data-user=fan_leo][data-hidden=muted] >> text=spam spam"
+    )
     until = (await server.runtime.hub.room(CREATOR)).state.muted["fan_leo"]
     assert until - server.clock() > 3000 * 1000  # the chosen hour, not the 5-minute default
 
 
 async def test_a_forged_start_live_from_the_console_is_refused(
-    browser: Any, server: Server,
+    browser: Any,
+    server: Server,
 ) -> None:
     """The console has no start/end control; a start_live frame forged from its page is
     refused CREATOR_ONLY and changes nothing (R10)."""
@@ -157,11 +168,15 @@ async def test_a_forged_start_live_from_the_console_is_refused(
     seq = (await server.runtime.hub.room(CREATOR)).state.seq
     code = await console.evaluate(
         """room => window.lpConsole.client.command("start_live", {room, title: "hijack"})
-             .then(() => "applied", e => e.code)""", CREATOR)
+             .then(() => "applied", e => e.code)""",
+        CREATOR,
+    )
     assert code == 201
     ended = await console.evaluate(
         """room => window.lpConsole.client.command("end_live", {room})
-             .then(() => "applied", e => e.code)""", CREATOR)
+             .then(() => "applied", e => e.code)""",
+        CREATOR,
+    )
     assert ended == 201
     state = (await server.runtime.hub.room(CREATOR)).state
     assert state.status == "live"
@@ -169,7 +184,8 @@ async def test_a_forged_start_live_from_the_console_is_refused(
 
 
 async def test_revoke_on_the_creator_page_ends_the_console_room_within_a_second(
-    browser: Any, server: Server,
+    browser: Any,
+    server: Server,
 ) -> None:
     """Revoking on the creator page: the console says "access ended" within 1 s and no
     longer shows the room (R6, R9)."""
@@ -185,7 +201,8 @@ async def test_revoke_on_the_creator_page_ends_the_console_room_within_a_second(
 
 
 async def test_the_console_resumes_after_a_server_restart_without_reload(
-    browser: Any, make_settings: Callable[..., Settings],
+    browser: Any,
+    make_settings: Callable[..., Settings],
 ) -> None:
     """The hub restarts: the console reconnects and resumes by itself, without a page
     reload, and has every event since, gap-free (H2, H3)."""
@@ -207,8 +224,15 @@ async def test_the_console_resumes_after_a_server_restart_without_reload(
 
         async with raw_client(second, second.token(creator=CREATOR)) as raw:
             for i in range(3):
-                await raw.send(FeedComment(command_id=f"r-{i}", room=CREATOR, comment_id=f"rc-{i}",
-                                           user=Viewer(unique_id="fan_ana"), content=f"back {i}"))
+                await raw.send(
+                    FeedComment(
+                        command_id=f"r-{i}",
+                        room=CREATOR,
+                        comment_id=f"rc-{i}",
+                        user=Viewer(unique_id="fan_ana"),
+                        content=f"back {i}",
+                    )
+                )
                 await raw.expect(Ack)
             await raw.send(FeedViewers(command_id="r-v", room=CREATOR, total=77))
             await raw.expect(Ack)

@@ -33,7 +33,8 @@ def _sources() -> dict[str, str]:
 def test_protocol_js_is_generated_from_the_current_schema() -> None:
     """The committed protocol.js is what `livepilot schema` writes from the protocol now."""
     assert PROTOCOL_JS.read_text(encoding="utf-8") == render_protocol_js(json_schema()), (
-        "server/web/static/protocol.js is stale: run `.venv/bin/livepilot schema`")
+        "server/web/static/protocol.js is stale: run `.venv/bin/livepilot schema`"
+    )
 
 
 def test_every_message_the_pages_send_is_in_the_schema() -> None:
@@ -47,8 +48,17 @@ def test_every_message_the_pages_send_is_in_the_schema() -> None:
         sent |= set(call.findall(text))
     assert sent, "no message found: the pattern no longer matches the pages"
     assert sent - set(client_messages) == set()
-    assert {"hello", "join", "resume", "leave", "ping", "bag_add", "bag_move", "mute",
-            "flash_sale_deploy"} <= sent
+    assert {
+        "hello",
+        "join",
+        "resume",
+        "leave",
+        "ping",
+        "bag_add",
+        "bag_move",
+        "mute",
+        "flash_sale_deploy",
+    } <= sent
 
 
 def test_the_client_handles_every_server_message_it_relies_on() -> None:
@@ -58,8 +68,16 @@ def test_the_client_handles_every_server_message_it_relies_on() -> None:
     text = _sources()["livepilot.js"]
     handled = set(re.findall(r'case "([a-z_]+)":', text))
     assert handled - set(server_messages) == set()
-    assert {"welcome", "snapshot", "event", "ack", "refused", "error", "access_changed",
-            "bag_listing"} <= handled
+    assert {
+        "welcome",
+        "snapshot",
+        "event",
+        "ack",
+        "refused",
+        "error",
+        "access_changed",
+        "bag_listing",
+    } <= handled
 
 
 def test_the_room_model_folds_every_event_body() -> None:
@@ -93,4 +111,3 @@ def test_static_files_have_no_inline_script_or_style() -> None:
         assert " style=" not in html
         assert "<style" not in html
         assert re.findall(r"<[^>]+\son[a-z]+=", html) == []  # no inline handlers
-

@@ -15,10 +15,13 @@ async def test_pages_and_modules_are_served_with_a_strict_csp(server: Server) ->
     scripts (no inline script) and sockets; a missing file is 404."""
     base = server.url.replace("ws://", "http://").removesuffix("/ws")
     async with httpx.AsyncClient(base_url=base) as http:
-        for path, kind in (("/console", "text/html"), ("/creator", "text/html"),
-                           ("/static/livepilot.js", "javascript"),
-                           ("/static/protocol.js", "javascript"),
-                           ("/static/style.css", "text/css")):
+        for path, kind in (
+            ("/console", "text/html"),
+            ("/creator", "text/html"),
+            ("/static/livepilot.js", "javascript"),
+            ("/static/protocol.js", "javascript"),
+            ("/static/style.css", "text/css"),
+        ):
             response = await http.get(path)
             assert response.status_code == 200, path
             assert kind in response.headers["content-type"]
@@ -40,7 +43,9 @@ async def test_the_hubs_own_origin_may_open_the_socket(server: Server) -> None:
     sub = [SUBPROTOCOL_JSON]
     assert await handshake_status(server, subprotocols=sub, origin=f"http://{host}") is None
     assert await handshake_status(server, subprotocols=sub, origin="http://evil.example") == 403
-    assert await handshake_status(server, subprotocols=sub,
-                                  origin=f"http://{host}.evil.example") == 403
+    assert (
+        await handshake_status(server, subprotocols=sub, origin=f"http://{host}.evil.example")
+        == 403
+    )
     async with connect(server.url, subprotocols=sub, origin=f"http://{host}"):  # type: ignore[arg-type]
         pass
